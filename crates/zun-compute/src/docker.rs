@@ -1,0 +1,1 @@
+//! Docker Engine driver (placeholder: being written).

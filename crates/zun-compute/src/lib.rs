@@ -1,0 +1,8 @@
+//! The compute agent of one host: it drives the host's container runtime
+//! toward the desired state the store holds, and writes back what is true.
+
+pub mod docker;
+pub mod runtime;
+
+pub use docker::DockerRuntime;
+pub use runtime::{Runtime, RuntimeError};

@@ -1,0 +1,798 @@
+//! Input validation with upstream's rules and error texts (reference §4.2,
+//! §4.4, §3.2). Each check names the field and value the way upstream's
+//! jsonschema errors do, so clients show the same messages.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::container::RestartPolicy;
+use crate::error::ApiError;
+use crate::microversion::Version;
+
+pub const MIN_CPU: f64 = 0.1;
+pub const MAX_CPU: f64 = 16.0;
+pub const MIN_MEMORY: i64 = 4;
+pub const MAX_MEMORY: i64 = 8192;
+pub const MIN_DISK: i64 = 1;
+pub const MAX_DISK: i64 = 160;
+pub const DEFAULT_CPU: f64 = 1.0;
+pub const DEFAULT_MEMORY: i64 = 512;
+
+pub const NAME_PATTERN: &str = "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$";
+const HOSTNAME_PATTERN: &str = "^[a-zA-Z0-9-._]*$";
+const DIGITS_PATTERN: &str = "^[0-9]+$";
+const CPU_PATTERN: &str = r"^[0-9]*(\.([0-9]+))?$";
+
+static NAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(NAME_PATTERN));
+static HOSTNAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(HOSTNAME_PATTERN));
+static DIGITS_RE: LazyLock<Regex> = LazyLock::new(|| compile(DIGITS_PATTERN));
+static CPU_RE: LazyLock<Regex> = LazyLock::new(|| compile(CPU_PATTERN));
+static IMAGE_RE: LazyLock<Regex> = LazyLock::new(|| compile("[a-zA-Z0-9][a-zA-Z0-9_.-]"));
+
+fn compile(pattern: &str) -> Regex {
+    // The patterns are constants of this module, checked by its tests.
+    Regex::new(pattern).unwrap_or_else(|err| panic!("bad built-in pattern {pattern}: {err}"))
+}
+
+/// Renders a JSON value as Python's `repr` would in upstream's messages.
+fn py_repr(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("'{s}'"),
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        other => other.to_string(),
+    }
+}
+
+fn field_error(field: &str, value: &Value, message: impl AsRef<str>) -> ApiError {
+    ApiError::schema(format!(
+        "Invalid input for field '{field}'.Value: '{}'. {}",
+        value_text(value),
+        message.as_ref()
+    ))
+}
+
+/// Query-parameter variant of [`field_error`].
+pub fn query_error(field: &str, value: &str, message: impl AsRef<str>) -> ApiError {
+    ApiError::schema(format!(
+        "Invalid input for query parameters '{field}'. Value: '{value}'. {}",
+        message.as_ref()
+    ))
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+fn type_error(field: &str, value: &Value, types: &str) -> ApiError {
+    field_error(field, value, format!("{} is not of type {types}", py_repr(value)))
+}
+
+fn string_field(
+    field: &str,
+    value: &Value,
+    min: usize,
+    max: usize,
+    pattern: Option<(&Regex, &str)>,
+) -> Result<String, ApiError> {
+    let Value::String(s) = value else {
+        return Err(type_error(field, value, "'string'"));
+    };
+    let len = s.chars().count();
+    if len < min {
+        return Err(field_error(field, value, format!("{} is too short", py_repr(value))));
+    }
+    if len > max {
+        return Err(field_error(field, value, format!("{} is too long", py_repr(value))));
+    }
+    if let Some((re, text)) = pattern {
+        if !re.is_match(s) {
+            return Err(field_error(
+                field,
+                value,
+                format!("{} does not match '{text}'", py_repr(value)),
+            ));
+        }
+    }
+    Ok(s.clone())
+}
+
+/// Container names: 2–255 characters, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`.
+pub fn container_name(field: &str, value: &Value) -> Result<String, ApiError> {
+    string_field(field, value, 2, 255, Some((&NAME_RE, NAME_PATTERN)))
+}
+
+fn bounded_number(field: &str, value: &Value, number: f64, min: f64, max: f64) -> Result<(), ApiError> {
+    let shown = py_repr(value);
+    if number < min {
+        return Err(field_error(field, value, format!("{shown} is less than the minimum of {min}")));
+    }
+    if number > max {
+        return Err(field_error(
+            field,
+            value,
+            format!("{shown} is greater than the maximum of {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `cpu`: number or numeric string, 0.1 to 16.
+pub fn cpu(value: &Value) -> Result<Option<f64>, ApiError> {
+    let number = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_f64().ok_or_else(|| type_error("cpu", value, "'number'"))?,
+        Value::String(s) => {
+            if s.is_empty() || !CPU_RE.is_match(s) {
+                return Err(field_error(
+                    "cpu",
+                    value,
+                    format!("{} does not match '{CPU_PATTERN}'", py_repr(value)),
+                ));
+            }
+            s.parse::<f64>().map_err(|_| type_error("cpu", value, "'number'"))?
+        }
+        _ => return Err(type_error("cpu", value, "'number', 'string', 'null'")),
+    };
+    bounded_number("cpu", value, number, MIN_CPU, MAX_CPU)?;
+    Ok(Some(number))
+}
+
+fn integer_like(field: &str, value: &Value, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    let number = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i,
+            None => return Err(type_error(field, value, "'integer', 'string', 'null'")),
+        },
+        Value::String(s) => {
+            if !DIGITS_RE.is_match(s) {
+                return Err(field_error(
+                    field,
+                    value,
+                    format!("{} does not match '{DIGITS_PATTERN}'", py_repr(value)),
+                ));
+            }
+            s.parse::<i64>().map_err(|_| {
+                field_error(field, value, format!("{} is greater than the maximum of {max}", py_repr(value)))
+            })?
+        }
+        _ => return Err(type_error(field, value, "'integer', 'string', 'null'")),
+    };
+    bounded_number(field, value, number as f64, min as f64, max as f64)?;
+    Ok(Some(number))
+}
+
+/// `memory`: MiB as an integer or a digits-only string, 4 to 8192.
+pub fn memory(value: &Value) -> Result<Option<i64>, ApiError> {
+    integer_like("memory", value, MIN_MEMORY, MAX_MEMORY)
+}
+
+fn disk(value: &Value) -> Result<Option<i64>, ApiError> {
+    integer_like("disk", value, MIN_DISK, MAX_DISK)
+}
+
+fn boolean(field: &str, value: &Value) -> Result<bool, ApiError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "True" || s == "true" => Ok(true),
+        Value::String(s) if s == "False" || s == "false" => Ok(false),
+        _ => Err(field_error(
+            field,
+            value,
+            format!("{} is not one of [True, False, 'True', 'TRUE', 'False', 'FALSE', 'true', 'false']", py_repr(value)),
+        )),
+    }
+}
+
+/// Upstream's `boolean_extended` strings for query parameters.
+pub fn query_bool(field: &str, raw: &str) -> Result<bool, ApiError> {
+    match raw {
+        "true" | "True" | "TRUE" | "1" | "ON" | "On" | "on" | "YES" | "Yes" | "yes" => Ok(true),
+        "false" | "False" | "FALSE" | "0" | "OFF" | "Off" | "off" | "NO" | "No" | "no" => Ok(false),
+        _ => Err(query_error(field, raw, format!("'{raw}' is not a valid boolean"))),
+    }
+}
+
+fn string_list(field: &str, value: &Value) -> Result<Option<Vec<String>>, ApiError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s.clone()),
+                // Upstream's command items are untyped and end up as str().
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Bool(b) => Ok(if *b { "True".into() } else { "False".into() }),
+                other => Err(type_error(field, other, "'string'")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        _ => Err(type_error(field, value, "'array', 'null'")),
+    }
+}
+
+fn string_map(field: &str, value: &Value, strict_values: bool) -> Result<BTreeMap<String, String>, ApiError> {
+    match value {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other if !strict_values => Ok((k.clone(), value_text(other))),
+                other => Err(type_error(field, other, "'string'")),
+            })
+            .collect(),
+        _ => Err(type_error(field, value, "'object', 'null'")),
+    }
+}
+
+fn optional_object(field: &str, value: &Value) -> Result<Option<Value>, ApiError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Object(_) => Ok(Some(value.clone())),
+        _ => Err(type_error(field, value, "'object', 'null'")),
+    }
+}
+
+fn optional_string(field: &str, value: &Value) -> Result<Option<String>, ApiError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(type_error(field, value, "'string', 'null'")),
+    }
+}
+
+/// `restart_policy` with upstream's retry-count rules.
+pub fn restart_policy(value: &Value) -> Result<Option<RestartPolicy>, ApiError> {
+    let map = match value {
+        Value::Null => return Ok(None),
+        Value::Object(map) => map,
+        _ => return Err(type_error("restart_policy", value, "'object', 'null'")),
+    };
+    for key in map.keys() {
+        if key != "Name" && key != "MaximumRetryCount" {
+            return Err(field_error(
+                "restart_policy",
+                value,
+                format!("Additional properties are not allowed ('{key}' was unexpected)"),
+            ));
+        }
+    }
+    let name = match map.get("Name") {
+        Some(Value::String(name))
+            if ["no", "always", "on-failure", "unless-stopped"].contains(&name.as_str()) =>
+        {
+            name.clone()
+        }
+        Some(other) => {
+            return Err(field_error(
+                "restart_policy",
+                value,
+                format!(
+                    "{} is not one of ['no', 'always', 'on-failure', 'unless-stopped']",
+                    py_repr(other)
+                ),
+            ));
+        }
+        None => return Err(field_error("restart_policy", value, "'Name' is a required property")),
+    };
+    let count = match map.get("MaximumRetryCount") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) if i >= 0 => i,
+            _ => {
+                return Err(field_error(
+                    "restart_policy",
+                    value,
+                    "MaximumRetryCount must be a non-negative integer",
+                ));
+            }
+        },
+        Some(Value::String(s)) if DIGITS_RE.is_match(s) => s.parse().map_err(|_| {
+            field_error("restart_policy", value, "MaximumRetryCount is too large")
+        })?,
+        Some(other) => {
+            return Err(field_error(
+                "restart_policy",
+                value,
+                format!("{} does not match '{DIGITS_PATTERN}'", py_repr(other)),
+            ));
+        }
+    };
+    if (name == "always" || name == "unless-stopped") && count != 0 {
+        return Err(ApiError::invalid(format!(
+            "maximum retry count not valid with restart policy of {name}"
+        )));
+    }
+    let count = if name == "no" { 0 } else { count };
+    Ok(Some(RestartPolicy { name, maximum_retry_count: count.to_string() }))
+}
+
+/// A validated create request; `None` means "not given".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateRequest {
+    pub image: String,
+    pub name: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cpu: Option<f64>,
+    pub cpu_policy: Option<String>,
+    pub memory: Option<i64>,
+    pub disk: Option<i64>,
+    pub workdir: Option<String>,
+    pub environment: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub image_pull_policy: Option<String>,
+    pub image_driver: Option<String>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub interactive: Option<bool>,
+    pub tty: Option<bool>,
+    pub security_groups: Option<Vec<String>>,
+    pub hints: Option<Value>,
+    pub nets: Option<Vec<Value>>,
+    pub mounts: Option<Vec<Value>>,
+    pub runtime: Option<String>,
+    pub hostname: Option<String>,
+    pub auto_remove: Option<bool>,
+    pub auto_heal: Option<bool>,
+    pub privileged: Option<bool>,
+    pub healthcheck: Option<Value>,
+    pub exposed_ports: Option<Value>,
+    pub availability_zone: Option<String>,
+    pub registry: Option<String>,
+    pub host: Option<String>,
+}
+
+/// Keys every create schema accepts (the legacy and current schemas share
+/// them; fields introduced later are refused by version checks instead).
+const CREATE_KEYS: &[&str] = &[
+    "image", "name", "command", "cpu", "cpu_policy", "memory", "disk", "workdir", "environment",
+    "labels", "image_pull_policy", "image_driver", "restart_policy", "interactive", "tty",
+    "security_groups", "hints", "nets", "mounts", "runtime", "hostname", "auto_remove",
+    "auto_heal", "privileged", "healthcheck", "exposed_ports", "availability_zone", "registry",
+];
+
+/// Fields checked by upstream's `version_check` (present below → 400).
+const VERSIONED_FIELDS: &[(&str, Version)] = &[
+    ("auto_remove", Version::new(1, 3)),
+    ("runtime", Version::new(1, 5)),
+    ("hostname", Version::new(1, 9)),
+    ("mounts", Version::new(1, 11)),
+    ("privileged", Version::new(1, 21)),
+    ("healthcheck", Version::new(1, 22)),
+    ("exposed_ports", Version::new(1, 24)),
+    ("registry", Version::new(1, 31)),
+];
+
+fn invalid_param_in_version(param: &str, version: Version, min: Version) -> ApiError {
+    ApiError::bad_request(
+        "invalid-param-in-version",
+        format!(
+            "Invalid param {param} because current request version is {version}. {param} is only supported from version {min}"
+        ),
+    )
+}
+
+fn additional_property(key: &str) -> ApiError {
+    ApiError::schema(format!("Additional properties are not allowed ('{key}' was unexpected)"))
+}
+
+/// Validates a `POST /v1/containers` body at `version`.
+pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, ApiError> {
+    let Value::Object(map) = body else {
+        return Err(ApiError::schema(format!("{} is not of type 'object'", py_repr(body))));
+    };
+    for key in map.keys() {
+        let known = CREATE_KEYS.contains(&key.as_str())
+            || (key == "host" && version >= Version::new(1, 39))
+            || (key == "entrypoint" && version >= Version::new(1, 40));
+        if !known {
+            return Err(additional_property(key));
+        }
+    }
+    let Some(image) = map.get("image") else {
+        return Err(ApiError::schema("'image' is a required property"));
+    };
+    let image = string_field("image", image, 2, 255, Some((&IMAGE_RE, "[a-zA-Z0-9][a-zA-Z0-9_.-]")))?;
+
+    if version >= Version::new(1, 20)
+        && map.contains_key("security_groups")
+        && map.contains_key("exposed_ports")
+    {
+        return Err(ApiError::schema(
+            "'security_groups' and 'exposed_ports' may not be given together",
+        ));
+    }
+    for (field, min) in VERSIONED_FIELDS {
+        if let Some(value) = map.get(*field) {
+            let empty_mounts = *field == "mounts" && matches!(value, Value::Array(a) if a.is_empty());
+            if version < *min && !empty_mounts {
+                return Err(invalid_param_in_version(field, version, *min));
+            }
+        }
+    }
+
+    let mut req = CreateRequest { image, ..CreateRequest::default() };
+    let null = Value::Null;
+    let get = |key: &str| map.get(key).unwrap_or(&null);
+
+    if let Some(v) = map.get("name") {
+        if !v.is_null() {
+            req.name = Some(container_name("name", v)?);
+        }
+    }
+    req.command = match map.get("command") {
+        None | Some(Value::Null) => None,
+        Some(v) if version < Version::new(1, 20) => {
+            let Value::String(s) = v else {
+                return Err(type_error("command", v, "'string', 'null'"));
+            };
+            Some(shlex::split(s).ok_or_else(|| {
+                ApiError::invalid(format!("Invalid command: {s}"))
+            })?)
+        }
+        Some(v) => string_list("command", v)?,
+    };
+    req.entrypoint = string_list("entrypoint", get("entrypoint"))?;
+    req.cpu = cpu(get("cpu"))?;
+    if let Some(v) = map.get("cpu_policy") {
+        match v {
+            Value::String(s) if s == "dedicated" || s == "shared" => req.cpu_policy = Some(s.clone()),
+            _ => {
+                return Err(field_error(
+                    "cpu_policy",
+                    v,
+                    format!("{} is not one of ['dedicated', 'shared']", py_repr(v)),
+                ));
+            }
+        }
+    }
+    req.memory = memory(get("memory"))?;
+    req.disk = disk(get("disk"))?;
+    req.workdir = optional_string("workdir", get("workdir"))?;
+    req.environment = string_map("environment", get("environment"), true)?;
+    req.labels = string_map("labels", get("labels"), false)?;
+    req.image_pull_policy = match get("image_pull_policy") {
+        Value::Null => None,
+        v @ Value::String(s) => match s.as_str() {
+            "never" | "always" | "ifnotpresent" | "Never" | "Always" | "IfNotPresent" => {
+                Some(s.to_ascii_lowercase())
+            }
+            _ => {
+                return Err(field_error(
+                    "image_pull_policy",
+                    v,
+                    format!(
+                        "{} is not one of ['never', 'always', 'ifnotpresent', 'Never', 'Always', 'IfNotPresent', None]",
+                        py_repr(v)
+                    ),
+                ));
+            }
+        },
+        v => return Err(type_error("image_pull_policy", v, "'string', 'null'")),
+    };
+    req.image_driver = match get("image_driver") {
+        Value::Null => None,
+        Value::String(s) if s == "None" => None,
+        Value::String(s) if s == "docker" || s == "glance" => Some(s.clone()),
+        v => {
+            return Err(field_error(
+                "image_driver",
+                v,
+                format!("{} is not one of ['glance', 'docker', None, 'None']", py_repr(v)),
+            ));
+        }
+    };
+    req.restart_policy = restart_policy(get("restart_policy"))?;
+    if let Some(v) = map.get("interactive") {
+        req.interactive = Some(boolean("interactive", v)?);
+    }
+    if let Some(v) = map.get("tty") {
+        req.tty = Some(boolean("tty", v)?);
+    }
+    // 1.20 to 1.35 copy `interactive` onto `tty` (reference §1.3, 1.36).
+    if version >= Version::new(1, 20) && version < Version::new(1, 36) && req.interactive.is_some() {
+        req.tty = req.interactive;
+    }
+    if let Some(v) = map.get("security_groups") {
+        req.security_groups = string_list("security_groups", v)?;
+        if let Some(groups) = &mut req.security_groups {
+            let mut seen = std::collections::BTreeSet::new();
+            groups.retain(|g| seen.insert(g.clone()));
+        }
+    }
+    req.hints = optional_object("hints", get("hints"))?;
+    req.nets = match get("nets") {
+        Value::Null => None,
+        Value::Array(items) => Some(items.clone()),
+        v => return Err(type_error("nets", v, "'array', 'null'")),
+    };
+    req.mounts = match get("mounts") {
+        Value::Null => None,
+        Value::Array(items) => Some(items.clone()),
+        v => return Err(type_error("mounts", v, "'array', 'null'")),
+    };
+    req.runtime = optional_string("runtime", get("runtime"))?;
+    if let Some(v) = map.get("hostname") {
+        req.hostname = Some(string_field("hostname", v, 1, 255, Some((&HOSTNAME_RE, HOSTNAME_PATTERN)))?);
+    }
+    req.auto_remove = match get("auto_remove") {
+        Value::Null => None,
+        Value::Bool(b) => Some(*b),
+        v => return Err(type_error("auto_remove", v, "'boolean', 'null'")),
+    };
+    if let Some(v) = map.get("auto_heal") {
+        req.auto_heal = Some(boolean("auto_heal", v)?);
+    }
+    if let Some(v) = map.get("privileged") {
+        req.privileged = Some(boolean("privileged", v)?);
+    }
+    req.healthcheck = optional_object("healthcheck", get("healthcheck"))?;
+    req.exposed_ports = exposed_ports(get("exposed_ports"))?;
+    req.availability_zone = match get("availability_zone") {
+        Value::Null => None,
+        v => Some(string_field("availability_zone", v, 1, 255, None)?),
+    };
+    if let Some(v) = map.get("registry") {
+        req.registry = Some(string_field("registry", v, 2, 255, Some((&NAME_RE, NAME_PATTERN)))?);
+    }
+    if let Some(v) = map.get("host") {
+        req.host = Some(string_field("host", v, 1, 255, Some((&HOSTNAME_RE, HOSTNAME_PATTERN)))?);
+    }
+    Ok(req)
+}
+
+fn exposed_ports(value: &Value) -> Result<Option<Value>, ApiError> {
+    let map = match value {
+        Value::Null => return Ok(None),
+        Value::Object(map) => map,
+        _ => return Err(type_error("exposed_ports", value, "'object', 'null'")),
+    };
+    for key in map.keys() {
+        let (port, protocol) = match key.split_once('/') {
+            Some((port, protocol)) => (port, Some(protocol)),
+            None => (key.as_str(), None),
+        };
+        if let Some(protocol) = protocol {
+            if protocol != "tcp" && protocol != "udp" {
+                return Err(ApiError::invalid(format!("value {protocol} is an invalid protocol")));
+            }
+        }
+        match port.parse::<u32>() {
+            Ok(p) if (1..=65535).contains(&p) => {}
+            _ => return Err(ApiError::invalid(format!("value {port} is an invalid port"))),
+        }
+    }
+    Ok(Some(Value::Object(map.clone())))
+}
+
+/// A validated `PATCH /v1/containers/{id}` body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateRequest {
+    pub cpu: Option<f64>,
+    pub memory: Option<i64>,
+    pub name: Option<String>,
+    pub auto_heal: Option<bool>,
+}
+
+pub fn update_request(body: &Value) -> Result<UpdateRequest, ApiError> {
+    let Value::Object(map) = body else {
+        return Err(ApiError::schema(format!("{} is not of type 'object'", py_repr(body))));
+    };
+    let mut req = UpdateRequest::default();
+    for (key, value) in map {
+        match key.as_str() {
+            "cpu" => req.cpu = cpu(value)?,
+            "memory" => req.memory = memory(value)?,
+            "name" => req.name = Some(container_name("name", value)?),
+            "auto_heal" => req.auto_heal = Some(boolean("auto_heal", value)?),
+            other => return Err(additional_property(other)),
+        }
+    }
+    Ok(req)
+}
+
+/// Checks a JSON body is an object; used where the body is optional.
+pub fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+    body.as_object()
+        .ok_or_else(|| ApiError::schema(format!("{} is not of type 'object'", py_repr(body))))
+}
+
+/// Every Linux signal name, for `kill` (reference §4.5).
+const SIGNALS: &[(&str, i32)] = &[
+    ("SIGHUP", 1), ("SIGINT", 2), ("SIGQUIT", 3), ("SIGILL", 4), ("SIGTRAP", 5), ("SIGABRT", 6),
+    ("SIGIOT", 6), ("SIGBUS", 7), ("SIGFPE", 8), ("SIGKILL", 9), ("SIGUSR1", 10), ("SIGSEGV", 11),
+    ("SIGUSR2", 12), ("SIGPIPE", 13), ("SIGALRM", 14), ("SIGTERM", 15), ("SIGSTKFLT", 16),
+    ("SIGCHLD", 17), ("SIGCONT", 18), ("SIGSTOP", 19), ("SIGTSTP", 20), ("SIGTTIN", 21),
+    ("SIGTTOU", 22), ("SIGURG", 23), ("SIGXCPU", 24), ("SIGXFSZ", 25), ("SIGVTALRM", 26),
+    ("SIGPROF", 27), ("SIGWINCH", 28), ("SIGIO", 29), ("SIGPOLL", 29), ("SIGPWR", 30),
+    ("SIGSYS", 31), ("SIGRTMIN", 34), ("SIGRTMAX", 64),
+];
+
+/// Validates a kill signal and returns it in the engine's `SIGNAME` form;
+/// `None` (or `"None"`) means the engine default, SIGKILL.
+pub fn signal(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw == "None" {
+        return Ok(None);
+    }
+    let upper = raw.to_ascii_uppercase();
+    let found = SIGNALS.iter().find(|(name, number)| {
+        *name == upper || name[3..] == upper || number.to_string() == raw
+    });
+    match found {
+        Some((name, _)) if raw == upper || raw.to_ascii_lowercase() == raw || raw.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Some((*name).to_string()))
+        }
+        _ => Err(query_error("signal", raw, format!("'{raw}' is not one of the valid signals"))),
+    }
+}
+
+/// `timeout` for stop/reboot: a non-negative integer.
+pub fn timeout(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| query_error("timeout", s, format!("'{s}' does not match '^[0-9]+$'"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const V40: Version = Version::MAX;
+
+    fn err_of(body: Value, version: Version) -> ApiError {
+        create_request(&body, version).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn built_in_patterns_compile() {
+        for p in [NAME_PATTERN, HOSTNAME_PATTERN, DIGITS_PATTERN, CPU_PATTERN] {
+            assert!(Regex::new(p).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn image_is_required() {
+        let err = err_of(json!({"name": "ab"}), V40);
+        assert_eq!(err.detail, "'image' is a required property");
+        assert_eq!(err.code, "schema-validation-error");
+    }
+
+    #[test]
+    fn bad_names_are_400() {
+        for name in ["a", "-bad", "bad name", "bäd", ""] {
+            let err = err_of(json!({"image": "busybox", "name": name}), V40);
+            assert_eq!(err.status, 400, "{name}");
+        }
+        assert!(create_request(&json!({"image": "busybox", "name": "ok-name_1.2"}), V40).is_ok());
+    }
+
+    #[test]
+    fn memory_rules() {
+        for bad in [json!("512M"), json!("abc"), json!(-1), json!(3), json!(8193), json!(1.5), json!(true)] {
+            let err = err_of(json!({"image": "busybox", "memory": bad}), V40);
+            assert_eq!(err.status, 400, "{bad}");
+        }
+        let ok = create_request(&json!({"image": "busybox", "memory": "512"}), V40).expect("valid");
+        assert_eq!(ok.memory, Some(512));
+    }
+
+    #[test]
+    fn cpu_rules() {
+        for bad in [json!(0), json!(-1), json!(16.5), json!("abc"), json!("1e3"), json!([])] {
+            let err = err_of(json!({"image": "busybox", "cpu": bad}), V40);
+            assert_eq!(err.status, 400, "{bad}");
+        }
+        let ok = create_request(&json!({"image": "busybox", "cpu": "0.5"}), V40).expect("valid");
+        assert_eq!(ok.cpu, Some(0.5));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = err_of(json!({"image": "busybox", "colour": "red"}), V40);
+        assert_eq!(err.detail, "Additional properties are not allowed ('colour' was unexpected)");
+    }
+
+    #[test]
+    fn restart_policy_rules() {
+        for bad in [
+            json!({"Name": "sometimes"}),
+            json!({"Name": "always", "MaximumRetryCount": 3}),
+            json!({"Name": "on-failure", "MaximumRetryCount": -1}),
+            json!({"Name": "no", "Extra": 1}),
+            json!({"MaximumRetryCount": 1}),
+            json!("always"),
+        ] {
+            let err = err_of(json!({"image": "busybox", "restart_policy": bad}), V40);
+            assert_eq!(err.status, 400, "{bad}");
+        }
+        let ok = create_request(
+            &json!({"image": "busybox", "restart_policy": {"Name": "on-failure", "MaximumRetryCount": "3"}}),
+            V40,
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.restart_policy,
+            Some(RestartPolicy { name: "on-failure".into(), maximum_retry_count: "3".into() })
+        );
+        let no = create_request(
+            &json!({"image": "busybox", "restart_policy": {"Name": "no", "MaximumRetryCount": 5}}),
+            V40,
+        )
+        .expect("valid");
+        assert_eq!(no.restart_policy.map(|p| p.maximum_retry_count), Some("0".into()));
+    }
+
+    #[test]
+    fn version_gated_fields() {
+        let err = err_of(json!({"image": "busybox", "auto_remove": true}), Version::new(1, 2));
+        assert_eq!(err.code, "invalid-param-in-version");
+        assert_eq!(
+            err.detail,
+            "Invalid param auto_remove because current request version is 1.2. auto_remove is only supported from version 1.3"
+        );
+        assert!(create_request(&json!({"image": "busybox", "auto_remove": true}), Version::new(1, 3)).is_ok());
+        let err = err_of(json!({"image": "busybox", "hostname": "h"}), Version::new(1, 8));
+        assert_eq!(err.code, "invalid-param-in-version");
+        let err = err_of(json!({"image": "busybox", "host": "h"}), Version::new(1, 38));
+        assert_eq!(err.code, "schema-validation-error");
+        let err = err_of(json!({"image": "busybox", "entrypoint": ["sh"]}), Version::new(1, 39));
+        assert_eq!(err.code, "schema-validation-error");
+        assert!(create_request(&json!({"image": "busybox", "entrypoint": ["sh"]}), V40).is_ok());
+    }
+
+    #[test]
+    fn command_is_a_string_before_1_20() {
+        let ok = create_request(&json!({"image": "busybox", "command": "sh -c 'echo hi'"}), Version::new(1, 19))
+            .expect("valid");
+        assert_eq!(ok.command, Some(vec!["sh".into(), "-c".into(), "echo hi".into()]));
+        assert_eq!(err_of(json!({"image": "busybox", "command": ["sh"]}), Version::new(1, 19)).status, 400);
+        assert_eq!(err_of(json!({"image": "busybox", "command": "sh"}), Version::new(1, 20)).status, 400);
+    }
+
+    #[test]
+    fn interactive_sets_tty_between_1_20_and_1_35() {
+        let body = json!({"image": "busybox", "interactive": true, "tty": false});
+        assert_eq!(create_request(&body, Version::new(1, 30)).expect("valid").tty, Some(true));
+        assert_eq!(create_request(&body, Version::new(1, 36)).expect("valid").tty, Some(false));
+    }
+
+    #[test]
+    fn non_object_body_is_400() {
+        assert_eq!(err_of(json!([1, 2]), V40).status, 400);
+        assert_eq!(err_of(json!("x"), V40).status, 400);
+    }
+
+    #[test]
+    fn signals() {
+        for ok in ["SIGKILL", "KILL", "sigkill", "kill", "9", "SIGTERM", "15", "None"] {
+            assert!(signal(Some(ok)).is_ok(), "{ok}");
+        }
+        assert_eq!(signal(Some("kill")).ok().flatten(), Some("SIGKILL".into()));
+        for bad in ["SIGNOPE", "Kill", "99", ""] {
+            assert!(signal(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exposed_ports_rules() {
+        assert!(create_request(&json!({"image": "busybox", "exposed_ports": {"80/tcp": {}, "53/udp": {}, "8080": {}}}), V40).is_ok());
+        assert_eq!(err_of(json!({"image": "busybox", "exposed_ports": {"80/sctp": {}}}), V40).status, 400);
+        assert_eq!(err_of(json!({"image": "busybox", "exposed_ports": {"http": {}}}), V40).status, 400);
+    }
+}
