@@ -1,1 +1,176 @@
-//! placeholder
+//! The Zun API v1 HTTP server. It validates, authorizes and writes desired
+//! state plus an action record to the store, then answers; compute agents do
+//! the work. It never talks to a container engine itself.
+
+mod containers;
+mod context;
+mod error;
+mod params;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use zun_store::Store;
+use zun_types::microversion::Version;
+use zun_types::{ApiError, Container};
+
+pub use context::Identity;
+pub use error::Error;
+
+/// Largest request body accepted; Zun bodies are small, and a cap keeps a
+/// hostile client from making the API buffer without bound.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Options of a logs request (reference §4.1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRequest {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub timestamps: bool,
+    pub tail: Option<u64>,
+    pub since: Option<i64>,
+}
+
+/// Synchronous requests the API forwards to the agent that runs a container
+/// (DESIGN decision 4). In the all-in-one this is a call into the agent.
+#[async_trait]
+pub trait HostLink: Send + Sync + 'static {
+    async fn logs(&self, container: &Container, request: &LogRequest) -> Result<String, ApiError>;
+}
+
+/// What every handler shares.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub identity: Identity,
+    /// The compute host new containers are placed on.
+    pub compute_host: String,
+    pub host_link: Arc<dyn HostLink>,
+}
+
+/// The whole HTTP application, including path normalisation (trailing
+/// slashes, the unversioned alias of `/v1`).
+pub fn app(state: Arc<ApiState>) -> Router {
+    let v1 = containers::routes()
+        .route("/v1", get(v1_root))
+        .layer(axum::middleware::from_fn(context::negotiate_version));
+    Router::new()
+        .route("/", get(root))
+        .merge(v1)
+        .fallback(|| async { Error(ApiError::not_found_route()) })
+        .method_not_allowed_fallback(|| async { Error(ApiError::method_not_allowed()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Rewrites the request path the way upstream's root controller routes it:
+/// a trailing `/` is ignored and `/containers/...` means `/v1/containers/...`.
+pub fn normalize_path(mut request: Request) -> Request {
+    let uri = request.uri();
+    let path = uri.path();
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".json").unwrap_or(trimmed);
+    let new_path = if trimmed.is_empty() {
+        "/".to_string()
+    } else if trimmed == "/v1" || trimmed.starts_with("/v1/") {
+        trimmed.to_string()
+    } else {
+        format!("/v1{trimmed}")
+    };
+    if new_path != path {
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        if let Ok(new_uri) = format!("{new_path}{query}").parse() {
+            *request.uri_mut() = new_uri;
+        }
+    }
+    request
+}
+
+fn host_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn version_entry(host_url: &str) -> Value {
+    json!({
+        "id": "v1",
+        "links": [{"href": format!("{host_url}/v1/"), "rel": "self"}],
+        "status": "CURRENT",
+        "max_version": Version::MAX.to_string(),
+        "min_version": Version::MIN.to_string(),
+    })
+}
+
+async fn root(headers: HeaderMap) -> Response {
+    let url = host_url(&headers);
+    axum::Json(json!({
+        "name": "OpenStack Zun API",
+        "description": "Zun is an OpenStack project which aims to provide containers service.",
+        "versions": [version_entry(&url)],
+        "default_version": version_entry(&url),
+    }))
+    .into_response()
+}
+
+async fn v1_root(headers: HeaderMap) -> Response {
+    let url = host_url(&headers);
+    let mut doc = json!({
+        "id": "v1",
+        "media_types": [{"base": "application/json", "type": "application/vnd.openstack.zun.v1+json"}],
+        "links": [
+            {"href": format!("{url}/v1/"), "rel": "self"},
+            {"href": "https://docs.openstack.org/developer/zun/dev/api-spec-v1.html",
+             "rel": "describedby", "type": "text/html"},
+        ],
+    });
+    for resource in [
+        "services",
+        "containers",
+        "images",
+        "networks",
+        "hosts",
+        "capsules",
+        "availability_zones",
+        "quotas",
+        "quota_classes",
+        "registries",
+    ] {
+        doc[resource] = json!([
+            {"href": format!("{url}/v1/{resource}/"), "rel": "self"},
+            {"href": format!("{url}/{resource}/"), "rel": "bookmark"},
+        ]);
+    }
+    axum::Json(doc).into_response()
+}
+
+/// `null` with the given status: upstream's rendering of handlers that
+/// return nothing.
+fn null_response(status: axum::http::StatusCode) -> Response {
+    let mut response = (status, "null").into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use tower::Layer as _;
+    let router = app(state);
+    let service = tower::util::MapRequestLayer::new(normalize_path).layer(router);
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -2,7 +2,9 @@
 //! toward the desired state the store holds, and writes back what is true.
 
 pub mod docker;
+pub mod reconciler;
 pub mod runtime;
 
 pub use docker::DockerRuntime;
+pub use reconciler::{Agent, AgentConfig};
 pub use runtime::{Runtime, RuntimeError};

@@ -130,8 +130,11 @@ pub type Mutation<'a> = &'a (dyn Fn(&mut Container) -> Result<(), ApiError> + Se
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Inserts the container and its first action in one transaction.
-    async fn insert_container(&self, container: &Container, action: &NewAction)
-    -> Result<ActionRecord, StoreError>;
+    async fn insert_container(
+        &self,
+        container: &Container,
+        action: &NewAction,
+    ) -> Result<ActionRecord, StoreError>;
 
     async fn get_container(&self, uuid: &str) -> Result<Option<Container>, StoreError>;
 

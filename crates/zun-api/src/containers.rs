@@ -1,0 +1,635 @@
+//! `/v1/containers` (reference §4): validation, policy, state checks, and the
+//! desired-state writes the agents act on.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{NaiveDateTime, Utc};
+use serde_json::{Value, json};
+use zun_store::{ListQuery, NewAction, SortDir, Store};
+use zun_types::container::DesiredState;
+use zun_types::microversion::Version;
+use zun_types::state::Action;
+use zun_types::validation::{self, CreateRequest};
+use zun_types::{ApiError, Container, ContainerStatus, TaskState, view};
+
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::params::{self, Params};
+use crate::{ApiState, LogRequest, null_response};
+
+type Shared = State<Arc<ApiState>>;
+type Result<T> = std::result::Result<T, Error>;
+
+pub fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/containers", get(list).post(create))
+        .route("/v1/containers/{ident}", get(show).patch(update).delete(delete))
+        .route("/v1/containers/{ident}/container_actions", get(list_actions))
+        .route(
+            "/v1/containers/{ident}/container_actions/{request_id}",
+            get(show_action),
+        )
+        .route("/v1/containers/{ident}/{action}", get(action).post(action))
+}
+
+fn policy_denied(rule: &str) -> ApiError {
+    ApiError::new(403, "policy-not-authorized", format!("Policy doesn't allow {rule} to be performed."))
+}
+
+/// Admin-only rules of Zun's defaults that this service checks. The full
+/// policy engine replaces this when multi-tenancy lands.
+fn require_admin(ctx: &Ctx, rule: &str) -> std::result::Result<(), ApiError> {
+    if ctx.is_admin() { Ok(()) } else { Err(policy_denied(rule)) }
+}
+
+fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error(ApiError::payload_too_large())
+        } else {
+            Error(ApiError::invalid(format!("Could not read the request body: {rejection}")))
+        }
+    })
+}
+
+fn looks_like_uuid(ident: &str) -> bool {
+    uuid::Uuid::try_parse(ident).is_ok()
+}
+
+/// Upstream's `get_resource`: a uuid or a name, scoped to the caller's
+/// project unless the caller is an admin.
+async fn find(store: &dyn Store, ctx: &Ctx, ident: &str) -> Result<Container> {
+    let project = if ctx.is_admin() { None } else { Some(ctx.identity.project_id.as_str()) };
+    if looks_like_uuid(ident) {
+        let found = store.get_container(ident).await?;
+        return match found {
+            Some(c) if project.is_none_or(|p| c.project_id == p) => Ok(c),
+            _ => Err(Error(ApiError::container_not_found(ident))),
+        };
+    }
+    let mut matches = store.find_containers_by_name(ident, project).await?;
+    match matches.len() {
+        0 => Err(Error(ApiError::container_not_found(ident))),
+        1 => Ok(matches.remove(0)),
+        _ => Err(Error(ApiError::conflict(
+            "Multiple containers exist with same name. Please use the container uuid instead.",
+        ))),
+    }
+}
+
+fn new_action(ctx: &Ctx, container: &Container, action: &str, params: Value) -> NewAction {
+    NewAction {
+        request_id: ctx.request_id.clone(),
+        action: action.to_string(),
+        user_id: ctx.identity.user_id.clone(),
+        project_id: container.project_id.clone(),
+        host: container.host.clone(),
+        params,
+    }
+}
+
+fn view_one(ctx: &Ctx, c: &Container) -> Value {
+    view::container(c, Some(&ctx.host_url), ctx.is_admin())
+}
+
+const GREEK: &[&str] = &[
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+    "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi",
+    "psi", "omega",
+];
+
+/// Upstream's default name, `<greek>-<1..24>-container`.
+fn generated_name() -> String {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let letter = GREEK[usize::from(bytes[0]) % GREEK.len()];
+    let number = usize::from(bytes[1]) % 24 + 1;
+    format!("{letter}-{number}-container")
+}
+
+/// Rejects create options this deployment cannot honour yet with a clear
+/// 4xx instead of silently ignoring them.
+fn check_unsupported(req: &CreateRequest, state: &ApiState, ctx: &Ctx) -> Result<()> {
+    if req.privileged == Some(true) {
+        // `container:create:privileged` defaults to deny_everybody.
+        return Err(Error(policy_denied("container:create:privileged")));
+    }
+    if req.runtime.is_some() {
+        require_admin(ctx, "container:create:runtime")?;
+    }
+    if req.image_pull_policy.is_some() {
+        require_admin(ctx, "container:create:image_pull_policy")?;
+    }
+    if let Some(host) = &req.host {
+        require_admin(ctx, "container:create:requested_destination")?;
+        if *host != state.compute_host {
+            return Err(Error(ApiError::new(
+                404,
+                "requested-host-not-found",
+                format!("Requested host {host} could not be found."),
+            )));
+        }
+    }
+    if let Some(registry) = &req.registry {
+        return Err(Error(ApiError::new(
+            404,
+            "registry-not-found",
+            format!("Registry {registry} could not be found."),
+        )));
+    }
+    let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
+    if non_empty(&req.nets) {
+        return Err(Error(ApiError::invalid(
+            "Networks cannot be chosen: no network driver is configured in this deployment.",
+        )));
+    }
+    if req.security_groups.as_ref().is_some_and(|g| !g.is_empty()) {
+        return Err(Error(ApiError::invalid(
+            "Security groups cannot be set: no network driver is configured in this deployment.",
+        )));
+    }
+    if non_empty(&req.mounts) {
+        return Err(Error(ApiError::invalid(
+            "Mounts cannot be set: no volume driver is configured in this deployment.",
+        )));
+    }
+    if req.image_driver.as_deref() == Some("glance") {
+        return Err(Error(ApiError::invalid(
+            "Image driver glance is not configured in this deployment.",
+        )));
+    }
+    Ok(())
+}
+
+fn build_container(req: CreateRequest, state: &ApiState, ctx: &Ctx, run: bool) -> Container {
+    let healthcheck = req.healthcheck.map(|mut hc| {
+        // Upstream stores `cmd` as `test`.
+        if let Some(obj) = hc.as_object_mut() {
+            if let Some(cmd) = obj.remove("cmd") {
+                obj.insert("test".into(), cmd);
+            }
+        }
+        hc
+    });
+    Container {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name: req.name.unwrap_or_else(generated_name),
+        project_id: ctx.identity.project_id.clone(),
+        user_id: ctx.identity.user_id.clone(),
+        image: req.image,
+        image_driver: Some(req.image_driver.unwrap_or_else(|| "docker".into())),
+        image_pull_policy: req.image_pull_policy,
+        command: req.command,
+        entrypoint: req.entrypoint,
+        cpu: Some(req.cpu.unwrap_or(validation::DEFAULT_CPU)),
+        cpu_policy: req.cpu_policy,
+        memory: Some(req.memory.unwrap_or(validation::DEFAULT_MEMORY).to_string()),
+        disk: req.disk.unwrap_or(0),
+        workdir: req.workdir,
+        environment: req.environment,
+        labels: req.labels,
+        hostname: req.hostname,
+        restart_policy: req.restart_policy,
+        interactive: req.interactive.unwrap_or(false),
+        tty: req.tty.unwrap_or(false),
+        auto_remove: req.auto_remove.unwrap_or(false),
+        auto_heal: req.auto_heal.unwrap_or(false),
+        privileged: false,
+        runtime: req.runtime,
+        healthcheck,
+        security_groups: req.security_groups.filter(|g| !g.is_empty()),
+        exposed_ports: req.exposed_ports,
+        hints: req.hints,
+        availability_zone: req.availability_zone,
+        registry_id: None,
+        host: Some(state.compute_host.clone()),
+        status: ContainerStatus::Creating,
+        status_reason: None,
+        status_detail: None,
+        task_state: None,
+        desired_state: if run { DesiredState::Running } else { DesiredState::Created },
+        container_id: None,
+        ports: None,
+        addresses: None,
+        created_at: Utc::now(),
+        updated_at: None,
+    }
+}
+
+async fn create(
+    State(state): Shared,
+    ctx: Ctx,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(body)?;
+    let query = Params::from_query(query.as_deref());
+    query.reject_unknown(&["run"])?;
+    let run = query.bool("run", false)?;
+    let value = params::json_body(&headers, &body)?;
+    let req = validation::create_request(&value, ctx.version)?;
+    check_unsupported(&req, &state, &ctx)?;
+    let container = build_container(req, &state, &ctx, run);
+    let action = new_action(&ctx, &container, "create", json!({ "run": run }));
+    state.store.insert_container(&container, &action).await?;
+    tracing::info!(uuid = %container.uuid, name = %container.name, run, "container create accepted");
+    let location = format!("{}/v1/containers/{}", ctx.host_url, container.uuid);
+    let mut response = (StatusCode::ACCEPTED, Json(view_one(&ctx, &container))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+const LIST_KEYS: &[&str] =
+    &["limit", "marker", "sort_key", "sort_dir", "all_projects", "expand", "resource_url"];
+
+/// Upstream's `[api] max_limit`.
+const MAX_LIMIT: u32 = 1000;
+
+fn parse_limit(raw: Option<&str>) -> std::result::Result<u32, ApiError> {
+    match raw {
+        None => Ok(MAX_LIMIT),
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(u32::try_from(n.min(i64::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT)),
+            _ => Err(ApiError::invalid_value("Limit must be positive integer")),
+        },
+    }
+}
+
+async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Result<Response> {
+    let params = Params::from_query(query.as_deref());
+    let allowed: Vec<&str> =
+        LIST_KEYS.iter().chain(zun_store::FILTER_KEYS.iter()).copied().collect();
+    params.reject_unknown(&allowed)?;
+    let limit = parse_limit(params.get("limit"))?;
+    let sort_key = params.get("sort_key").unwrap_or("id").to_string();
+    if !zun_store::SORT_KEYS.contains(&sort_key.as_str()) {
+        return Err(Error(ApiError::bad_request(
+            "invalid-parameter-value",
+            format!("The sort_key value \"{sort_key}\" is an invalid field for sorting"),
+        )));
+    }
+    let sort_dir = match params.get("sort_dir").unwrap_or("asc") {
+        "asc" => SortDir::Asc,
+        "desc" => SortDir::Desc,
+        other => {
+            return Err(Error(ApiError::invalid_value(format!(
+                "Invalid sort direction: {other}. Acceptable values are 'asc' or 'desc'"
+            ))));
+        }
+    };
+    let all_projects = params.bool("all_projects", false)?;
+    if all_projects {
+        require_admin(&ctx, "container:get_all_all_projects")?;
+    }
+    let mut filters = Vec::new();
+    for key in zun_store::FILTER_KEYS {
+        if let Some(value) = params.get(key) {
+            if view::ADMIN_FIELDS.contains(key) {
+                require_admin(&ctx, &format!("container:get_one:{key}"))?;
+            }
+            filters.push(((*key).to_string(), value.to_string()));
+        }
+    }
+    let marker = params.get("marker").map(str::to_string);
+    let query = ListQuery {
+        project_id: (!(all_projects && ctx.is_admin())).then(|| ctx.identity.project_id.clone()),
+        filters,
+        limit,
+        marker,
+        sort_key: sort_key.clone(),
+        sort_dir,
+    };
+    let rows = state.store.list_containers(&query).await?;
+    let next = match rows.last() {
+        Some(last) if rows.len() == limit as usize => Value::String(format!(
+            "{}/v1/containers?sort_key={sort_key}&sort_dir={}&limit={limit}&marker={}",
+            ctx.host_url,
+            if sort_dir == SortDir::Asc { "asc" } else { "desc" },
+            last.uuid
+        )),
+        _ => Value::Null,
+    };
+    let admin = ctx.is_admin();
+    let items: Vec<Value> = rows.iter().map(|c| view::container(c, None, admin)).collect();
+    Ok(Json(json!({ "containers": items, "next": next })).into_response())
+}
+
+async fn show(State(state): Shared, ctx: Ctx, Path(ident): Path<String>) -> Result<Response> {
+    let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    Ok(Json(view_one(&ctx, &container)).into_response())
+}
+
+async fn update(
+    State(state): Shared,
+    ctx: Ctx,
+    Path(ident): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body_bytes(body)?;
+    let value = params::json_body(&headers, &body)?;
+    let req = validation::update_request(&value)?;
+    let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    let resources_change = req.cpu.is_some() || req.memory.is_some();
+    let action = resources_change.then(|| {
+        new_action(&ctx, &container, "update", json!({ "cpu": req.cpu, "memory": req.memory }))
+    });
+    let uuid = container.uuid.clone();
+    let mutate = move |c: &mut Container| {
+        Action::Update.check(&c.uuid, c.status)?;
+        if let Some(name) = &req.name {
+            c.name = name.clone();
+        }
+        if let Some(auto_heal) = req.auto_heal {
+            c.auto_heal = auto_heal;
+        }
+        if let Some(cpu) = req.cpu {
+            c.cpu = Some(cpu);
+        }
+        if let Some(memory) = req.memory {
+            c.memory = Some(memory.to_string());
+        }
+        Ok(())
+    };
+    let (updated, _) = state.store.update_container(&uuid, &mutate, action.as_ref()).await?;
+    Ok(Json(view_one(&ctx, &updated)).into_response())
+}
+
+async fn delete(
+    State(state): Shared,
+    ctx: Ctx,
+    Path(ident): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = Params::from_query(query.as_deref());
+    let force = params.bool("force", false)?;
+    let stop = params.bool("stop", false)?;
+    let all_projects = params.bool("all_projects", false)?;
+    if force && ctx.version < Version::new(1, 7) {
+        return Err(Error(invalid_param_in_version("force", ctx.version, Version::new(1, 7))));
+    }
+    if stop && ctx.version < Version::new(1, 12) {
+        return Err(Error(invalid_param_in_version("stop", ctx.version, Version::new(1, 12))));
+    }
+    if all_projects {
+        require_admin(&ctx, "container:delete_all_projects")?;
+    }
+    let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    let check = if stop {
+        Action::DeleteAfterStop
+    } else if force {
+        require_admin(&ctx, "container:delete_force")?;
+        Action::DeleteForce
+    } else {
+        Action::Delete
+    };
+    let action = new_action(&ctx, &container, "delete", json!({ "force": force, "stop": stop }));
+    let mutate = move |c: &mut Container| {
+        check.check(&c.uuid, c.status)?;
+        c.status = ContainerStatus::Deleting;
+        c.task_state = Some(TaskState::ContainerDeleting);
+        c.desired_state = DesiredState::Deleted;
+        Ok(())
+    };
+    state.store.update_container(&container.uuid, &mutate, Some(&action)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn invalid_param_in_version(param: &str, version: Version, min: Version) -> ApiError {
+    ApiError::bad_request(
+        "invalid-param-in-version",
+        format!(
+            "Invalid param {param} because current request version is {version}. {param} is only supported from version {min}"
+        ),
+    )
+}
+
+/// Range of microversions a container sub-route exists in.
+fn route_versions(action: &str) -> Option<(Version, Version)> {
+    let all = (Version::MIN, Version::MAX);
+    Some(match action {
+        "rename" => (Version::MIN, Version::new(1, 13)),
+        "add_security_group" | "remove_security_group" => (Version::MIN, Version::new(1, 14)),
+        "network_detach" => (Version::new(1, 6), Version::MAX),
+        "network_attach" => (Version::new(1, 8), Version::MAX),
+        "network_list" => (Version::new(1, 13), Version::MAX),
+        "resize_container" => (Version::new(1, 19), Version::MAX),
+        "start" | "stop" | "reboot" | "rebuild" | "pause" | "unpause" | "kill" | "execute"
+        | "execute_resize" | "logs" | "attach" | "resize" | "top" | "get_archive"
+        | "put_archive" | "stats" | "commit" => all,
+        _ => return None,
+    })
+}
+
+fn route_method(action: &str) -> Method {
+    match action {
+        "logs" | "attach" | "top" | "get_archive" | "stats" | "network_list" => Method::GET,
+        _ => Method::POST,
+    }
+}
+
+/// `POST|GET /v1/containers/{ident}/{action}`.
+async fn action(
+    State(state): Shared,
+    ctx: Ctx,
+    method: Method,
+    Path((ident, action)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let Some((min, max)) = route_versions(&action) else {
+        return Err(Error(ApiError::not_found_route()));
+    };
+    if method != route_method(&action) {
+        return Err(Error(ApiError::method_not_allowed()));
+    }
+    if ctx.version < min || ctx.version > max {
+        return Err(Error(ctx.version.unsupported_route()));
+    }
+    let body = body_bytes(body)?;
+    let mut params = Params::from_query(query.as_deref());
+    params.merge_body(&headers, &body)?;
+    let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    let store = state.store.as_ref();
+    match action.as_str() {
+        "start" => {
+            transition(store, &ctx, &container, Action::Start, json!({}), |c| {
+                c.task_state = Some(TaskState::ContainerStarting);
+                c.desired_state = DesiredState::Running;
+            })
+            .await
+        }
+        "stop" => {
+            let timeout = validation::timeout(params.get("timeout"))?;
+            transition(store, &ctx, &container, Action::Stop, json!({ "timeout": timeout }), |c| {
+                c.task_state = Some(TaskState::ContainerStopping);
+                c.desired_state = DesiredState::Stopped;
+            })
+            .await
+        }
+        "reboot" => {
+            let timeout = validation::timeout(params.get("timeout"))?;
+            transition(store, &ctx, &container, Action::Reboot, json!({ "timeout": timeout }), |c| {
+                c.status = ContainerStatus::Restarting;
+                c.task_state = Some(TaskState::ContainerRebooting);
+                c.desired_state = DesiredState::Running;
+            })
+            .await
+        }
+        "pause" => {
+            transition(store, &ctx, &container, Action::Pause, json!({}), |c| {
+                c.task_state = Some(TaskState::ContainerPausing);
+                c.desired_state = DesiredState::Paused;
+            })
+            .await
+        }
+        "unpause" => {
+            transition(store, &ctx, &container, Action::Unpause, json!({}), |c| {
+                c.task_state = Some(TaskState::ContainerUnpausing);
+                c.desired_state = DesiredState::Running;
+            })
+            .await
+        }
+        "kill" => {
+            let signal = validation::signal(params.get("signal"))?;
+            transition(store, &ctx, &container, Action::Kill, json!({ "signal": signal }), |c| {
+                c.task_state = Some(TaskState::ContainerKilling);
+            })
+            .await
+        }
+        "rename" => rename(store, &ctx, &container, &params).await,
+        "logs" => logs(&state, &container, &params).await,
+        other => Err(Error(ApiError::new(
+            501,
+            "",
+            format!("The {other} action is not available in this deployment yet."),
+        ))),
+    }
+}
+
+/// Checks the state, applies the API-side status change and records the
+/// action for the agent, atomically. Answers upstream's `202 null`.
+async fn transition(
+    store: &dyn Store,
+    ctx: &Ctx,
+    container: &Container,
+    action: Action,
+    params: Value,
+    apply: impl Fn(&mut Container) + Send + Sync,
+) -> Result<Response> {
+    let record = new_action(ctx, container, action.key(), params);
+    let mutate = move |c: &mut Container| {
+        action.check(&c.uuid, c.status)?;
+        apply(c);
+        Ok(())
+    };
+    store.update_container(&container.uuid, &mutate, Some(&record)).await?;
+    Ok(null_response(StatusCode::ACCEPTED))
+}
+
+async fn rename(store: &dyn Store, ctx: &Ctx, container: &Container, params: &Params) -> Result<Response> {
+    let Some(raw) = params.get("name") else {
+        return Err(Error(ApiError::schema("'name' is a required property")));
+    };
+    let name = validation::container_name("name", &Value::String(raw.to_string()))?;
+    let mutate = move |c: &mut Container| {
+        if c.name == name {
+            return Err(ApiError::conflict(
+                "The new name for the container is the same as the old name.",
+            ));
+        }
+        c.name = name.clone();
+        Ok(())
+    };
+    let (renamed, _) = store.update_container(&container.uuid, &mutate, None).await?;
+    Ok(Json(view_one(ctx, &renamed)).into_response())
+}
+
+fn parse_since(raw: &str) -> Option<i64> {
+    if let Ok(epoch) = raw.parse::<i64>() {
+        return Some(epoch);
+    }
+    NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S,%3f")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
+}
+
+async fn logs(state: &ApiState, container: &Container, params: &Params) -> Result<Response> {
+    Action::Logs.check(&container.uuid, container.status)?;
+    let since = match params.get("since") {
+        None => None,
+        Some(raw) => Some(parse_since(raw).ok_or_else(|| {
+            ApiError::invalid(format!("Invalid since value {raw}: use seconds since the epoch or YYYY-MM-DD HH:MM:SS,mmm"))
+        })?),
+    };
+    let request = LogRequest {
+        stdout: params.bool("stdout", true)?,
+        stderr: params.bool("stderr", true)?,
+        timestamps: params.bool("timestamps", false)?,
+        // Upstream treats a tail that is not an integer as "all".
+        tail: params.get("tail").and_then(|t| t.parse::<u64>().ok()),
+        since,
+    };
+    let text = state.host_link.logs(container, &request).await?;
+    Ok(Json(Value::String(text)).into_response())
+}
+
+fn action_view(a: &zun_store::ActionRecord) -> Value {
+    json!({
+        "action": a.action,
+        "container_uuid": a.container_uuid,
+        "request_id": a.request_id,
+        "user_id": a.user_id,
+        "project_id": a.project_id,
+        "start_time": view::action_time(&a.start_time),
+        "finish_time": a.finish_time.as_ref().map(view::action_time),
+        "message": a.message,
+    })
+}
+
+async fn list_actions(State(state): Shared, ctx: Ctx, Path(ident): Path<String>) -> Result<Response> {
+    let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    let actions = state.store.list_actions(&container.uuid).await?;
+    let items: Vec<Value> = actions.iter().map(action_view).collect();
+    Ok(Json(json!({ "containerActions": items })).into_response())
+}
+
+async fn show_action(
+    State(state): Shared,
+    ctx: Ctx,
+    Path((ident, request_id)): Path<(String, String)>,
+) -> Result<Response> {
+    let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    let Some((action, events)) = state.store.get_action(&container.uuid, &request_id).await? else {
+        return Err(Error(ApiError::new(
+            404,
+            "resource-not-found",
+            format!("The Action resource {request_id} could not be found."),
+        )));
+    };
+    let admin = ctx.is_admin();
+    let mut body = action_view(&action);
+    body["events"] = events
+        .iter()
+        .map(|e| {
+            json!({
+                "event": e.event,
+                "start_time": view::action_time(&e.start_time),
+                "finish_time": e.finish_time.as_ref().map(view::action_time),
+                "result": e.result,
+                "traceback": if admin { e.traceback.clone() } else { None },
+            })
+        })
+        .collect();
+    Ok(Json(body).into_response())
+}

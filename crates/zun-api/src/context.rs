@@ -1,0 +1,120 @@
+//! Per-request context: the negotiated microversion and who is asking.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use zun_types::microversion::{self, Version};
+
+use crate::ApiState;
+use crate::error::Error;
+
+/// The caller. With `noauth` every request acts as the configured one;
+/// Keystone and token-file identities fill the same fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub project_id: String,
+    pub user_id: String,
+    pub roles: Vec<String>,
+}
+
+impl Identity {
+    /// Zun's `context_is_admin` default: `role:admin`.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+/// Everything a handler needs to know about the request itself.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub version: Version,
+    pub identity: Identity,
+    /// Scheme, host and port the client used, for links.
+    pub host_url: String,
+    pub request_id: String,
+}
+
+impl Ctx {
+    pub fn is_admin(&self) -> bool {
+        self.identity.is_admin()
+    }
+}
+
+fn version_headers(response: &mut Response, version: Version) {
+    let headers = response.headers_mut();
+    // Lower-case spellings of microversion::{MIN_HEADER, MAX_HEADER, HEADER}.
+    let pairs = [
+        ("openstack-api-minimum-version", Version::MIN),
+        ("openstack-api-maximum-version", Version::MAX),
+        ("openstack-api-version", version),
+    ];
+    for (name, v) in pairs {
+        if let Ok(value) = HeaderValue::from_str(&format!("{} {v}", microversion::SERVICE_TYPE)) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+}
+
+/// The request id of upstream's `x-openstack-request-id` header, also
+/// recorded on container actions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Negotiates the microversion of every `/v1` request and adds the version
+/// headers to its response, errors included.
+pub async fn negotiate_version(mut request: Request, next: Next) -> Response {
+    let raw = request
+        .headers()
+        .get(microversion::HEADER)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string());
+    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    let mut response = match Version::negotiate(raw.as_deref()) {
+        Ok(version) => {
+            request.extensions_mut().insert(version);
+            let mut response = next.run(request).await;
+            version_headers(&mut response, version);
+            response
+        }
+        Err(err) => {
+            let mut response = Error(err).into_response();
+            version_headers(&mut response, Version::MIN);
+            response
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-openstack-request-id", value);
+    }
+    response
+}
+
+impl FromRequestParts<Arc<ApiState>> for Ctx {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        let version = parts.extensions.get::<Version>().copied().unwrap_or(Version::MIN);
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        Ok(Ctx {
+            version,
+            identity: state.identity.clone(),
+            host_url: format!("http://{host}"),
+            request_id: parts
+                .extensions
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4())),
+        })
+    }
+}

@@ -1,0 +1,545 @@
+//! The agent's control loop (DESIGN decision 2).
+//!
+//! Work arrives as unfinished action records for this host. Each container's
+//! actions run one at a time, in order; different containers run in
+//! parallel. Every runtime call is idempotent, so an agent that dies part way
+//! simply redoes the unfinished action when it comes back. Each action has a
+//! deadline counted from when the user asked; past it the action fails and
+//! the container goes to Error, so nothing stays transient forever.
+//!
+//! Between actions, the engine's event stream and a periodic re-list keep
+//! each container's status true, report containers removed behind the
+//! service's back, and remove engine containers the store does not know.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::Notify;
+use zun_store::{ActionRecord, Store, StoreError};
+use zun_types::container::DesiredState;
+use zun_types::{ApiError, Container, ContainerStatus};
+
+use crate::runtime::{EngineState, Observed, PullPolicy, Runtime, RuntimeError};
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This host's name; containers whose `host` is this are ours.
+    pub host: String,
+    /// How often the whole host is re-listed, in case an event was missed.
+    pub resync_interval: Duration,
+    /// Deadline of a create (image pull included), from the user's request.
+    pub create_deadline: Duration,
+    /// Deadline of every other action, on top of any stop timeout it carries.
+    pub action_deadline: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            resync_interval: Duration::from_secs(10),
+            create_deadline: Duration::from_secs(120),
+            action_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WorkError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    TimedOut(String),
+}
+
+/// One host's agent.
+pub struct Agent {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    config: AgentConfig,
+    /// Containers whose actions are being worked on right now.
+    busy: Mutex<HashSet<String>>,
+    /// Wakes the dispatcher when a container's worker finishes.
+    idle: Notify,
+}
+
+fn ignore_rejection(result: Result<(Container, Option<ActionRecord>), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Ok(_) | Err(StoreError::Rejected(_)) | Err(StoreError::NotFound(_)) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
+/// Upstream's default pull policy: `always` for `latest`, else `ifnotpresent`.
+pub fn pull_policy(container: &Container) -> PullPolicy {
+    match container.image_pull_policy.as_deref() {
+        Some("always") => PullPolicy::Always,
+        Some("never") => PullPolicy::Never,
+        Some(_) => PullPolicy::IfNotPresent,
+        None => {
+            let last = container.image.rsplit('/').next().unwrap_or(&container.image);
+            match last.split_once(':') {
+                Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
+                _ if container.image.contains('@') => PullPolicy::IfNotPresent,
+                _ => PullPolicy::Always,
+            }
+        }
+    }
+}
+
+/// Maps what the engine reports onto upstream's statuses.
+pub fn observed_status(state: EngineState) -> ContainerStatus {
+    match state {
+        EngineState::Created => ContainerStatus::Created,
+        EngineState::Running => ContainerStatus::Running,
+        EngineState::Paused => ContainerStatus::Paused,
+        EngineState::Restarting => ContainerStatus::Restarting,
+        EngineState::Exited | EngineState::Removing => ContainerStatus::Stopped,
+        EngineState::Dead => ContainerStatus::Dead,
+    }
+}
+
+/// Writes an observation into a record; returns whether anything changed.
+fn apply_observed(c: &mut Container, o: &Observed) -> bool {
+    let before = (c.status, c.status_detail.clone(), c.ports.clone(), c.container_id.clone(), c.task_state);
+    c.status = observed_status(o.state);
+    c.status_detail = Some(o.status_detail.clone());
+    c.ports = Some(o.ports.clone());
+    c.container_id = Some(o.engine_id.clone());
+    c.task_state = None;
+    if c.status == ContainerStatus::Running {
+        c.status_reason = None;
+    }
+    before != (c.status, c.status_detail.clone(), c.ports.clone(), c.container_id.clone(), c.task_state)
+}
+
+/// What to do about a record whose engine container is missing.
+fn missing_from_engine(c: &mut Container) -> bool {
+    let was = (c.status, c.status_reason.clone());
+    if c.auto_remove {
+        c.status = ContainerStatus::Deleted;
+        c.status_reason = None;
+    } else {
+        c.status = ContainerStatus::Error;
+        c.status_reason = Some(format!(
+            "No such container: {}: it was removed outside the container service",
+            c.engine_name()
+        ));
+    }
+    c.status_detail = None;
+    c.task_state = None;
+    was != (c.status, c.status_reason.clone())
+}
+
+/// Restart policies under which the engine would have brought the
+/// container back, so a container removed behind our back is re-created.
+fn restarts_on_its_own(c: &Container) -> bool {
+    matches!(c.restart_policy.as_ref().map(|p| p.name.as_str()), Some("always" | "unless-stopped"))
+        && c.desired_state == DesiredState::Running
+}
+
+impl Agent {
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, config: AgentConfig) -> Arc<Self> {
+        Arc::new(Self { store, runtime, config, busy: Mutex::new(HashSet::new()), idle: Notify::new() })
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs until the task is dropped: dispatch, events and periodic resync.
+    pub async fn run(self: Arc<Self>) {
+        tracing::info!(host = %self.config.host, "compute agent starting");
+        if let Err(err) = self.resync().await {
+            tracing::warn!(error = %err, "initial resync failed; retrying on the timer");
+        }
+        let events = tokio::spawn(Arc::clone(&self).follow_events());
+        let timer = tokio::spawn(Arc::clone(&self).resync_periodically());
+        self.dispatch_forever().await;
+        events.abort();
+        timer.abort();
+    }
+
+    async fn dispatch_forever(self: &Arc<Self>) {
+        loop {
+            if let Err(err) = self.dispatch().await {
+                tracing::warn!(error = %err, "reading pending actions failed");
+            }
+            tokio::select! {
+                () = self.store.wait_for_work(Duration::from_secs(1)) => {}
+                () = self.idle.notified() => {}
+            }
+        }
+    }
+
+    /// Starts a worker for every container with pending actions that has
+    /// none running.
+    async fn dispatch(self: &Arc<Self>) -> Result<(), StoreError> {
+        let pending = self.store.pending_actions(&self.config.host).await?;
+        let mut by_container: HashMap<String, Vec<ActionRecord>> = HashMap::new();
+        for action in pending {
+            by_container.entry(action.container_uuid.clone()).or_default().push(action);
+        }
+        for (uuid, actions) in by_container {
+            if !self.busy().insert(uuid.clone()) {
+                continue;
+            }
+            let agent = Arc::clone(self);
+            tokio::spawn(async move {
+                for action in actions {
+                    agent.perform(action).await;
+                }
+                agent.busy().remove(&uuid);
+                agent.idle.notify_one();
+            });
+        }
+        Ok(())
+    }
+
+    fn deadline_of(&self, action: &ActionRecord) -> Duration {
+        if action.action == "create" {
+            return self.config.create_deadline;
+        }
+        let stop_timeout = action.params.get("timeout").and_then(Value::as_u64).unwrap_or(10);
+        self.config.action_deadline + Duration::from_secs(stop_timeout)
+    }
+
+    /// Performs one action to completion or failure, and records the outcome.
+    async fn perform(&self, action: ActionRecord) {
+        let event = format!("compute__do_container_{}", action.action);
+        let event = match action.action.as_str() {
+            "delete" => "compute__do_container_delete".to_string(),
+            _ => event,
+        };
+        let deadline = self.deadline_of(&action);
+        let elapsed = (Utc::now() - action.start_time).to_std().unwrap_or_default();
+        // Deletes always proceed: removing is safe and is what the user wants.
+        let remaining = if action.action == "delete" {
+            deadline.max(Duration::from_secs(30))
+        } else {
+            deadline.saturating_sub(elapsed)
+        };
+        if let Err(err) = self.store.start_event(action.id, &event).await {
+            tracing::warn!(error = %err, "recording event start failed");
+        }
+        let outcome = match tokio::time::timeout(remaining, self.execute(&action)).await {
+            Ok(result) => result,
+            Err(_) => Err(WorkError::TimedOut(format!(
+                "{} did not finish within {} s",
+                action.action,
+                deadline.as_secs()
+            ))),
+        };
+        let (result, message, traceback) = match &outcome {
+            Ok(()) => ("Success", None, None),
+            Err(err) => ("Error", Some("Error"), Some(err.to_string())),
+        };
+        if let Err(err) = &outcome {
+            tracing::warn!(uuid = %action.container_uuid, action = %action.action, error = %err, "action failed");
+            if let Err(store_err) = self.fail(&action.container_uuid, &action.action, err).await {
+                tracing::warn!(error = %store_err, "recording the failure failed");
+            }
+        }
+        let record = async {
+            self.store.finish_event(action.id, &event, result, traceback.as_deref()).await?;
+            self.store.finish_action(action.id, message).await
+        };
+        if let Err(err) = record.await {
+            tracing::warn!(error = %err, "recording action result failed");
+        }
+    }
+
+    /// Puts the container in Error with a reason a user can act on, and for
+    /// a failed create removes whatever the engine was left holding.
+    async fn fail(&self, uuid: &str, action: &str, err: &WorkError) -> Result<(), StoreError> {
+        if action == "create" {
+            let name = format!("zun-{uuid}");
+            if let Err(remove_err) = self.runtime.remove(&name).await {
+                tracing::warn!(%name, error = %remove_err, "cleaning up a failed create");
+            }
+        }
+        let reason = match err {
+            WorkError::Runtime(e) => e.to_string(),
+            WorkError::TimedOut(text) => text.clone(),
+            WorkError::Store(_) => "Unexpected exception occurred.".into(),
+        };
+        let mutate = move |c: &mut Container| {
+            c.status = ContainerStatus::Error;
+            c.status_reason = Some(reason.clone());
+            c.task_state = None;
+            Ok(())
+        };
+        ignore_rejection(self.store.update_container(uuid, &mutate, None).await)
+    }
+
+    /// Retries a runtime call while the engine is unreachable (restarting),
+    /// within the caller's deadline.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, RuntimeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match call().await {
+                Err(RuntimeError::Unavailable(msg)) => {
+                    tracing::debug!(%msg, "engine unavailable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute(&self, action: &ActionRecord) -> Result<(), WorkError> {
+        let Some(container) = self.store.get_container(&action.container_uuid).await? else {
+            // Deleted meanwhile; nothing left to do.
+            return Ok(());
+        };
+        let name = container.engine_name();
+        let rt = &self.runtime;
+        let timeout = action.params.get("timeout").and_then(Value::as_u64);
+        match action.action.as_str() {
+            "create" => {
+                let run = action.params.get("run").and_then(Value::as_bool).unwrap_or(false);
+                return self.create(&container, run).await;
+            }
+            "start" => self.retrying(|| rt.start(&name)).await?,
+            "stop" => self.retrying(|| rt.stop(&name, timeout)).await?,
+            "reboot" => self.retrying(|| rt.restart(&name, timeout)).await?,
+            "pause" => self.retrying(|| rt.pause(&name)).await?,
+            "unpause" => self.retrying(|| rt.unpause(&name)).await?,
+            "kill" => {
+                let signal = action.params.get("signal").and_then(Value::as_str);
+                self.retrying(|| rt.kill(&name, signal)).await?;
+            }
+            "update" => {
+                let cpu = action.params.get("cpu").and_then(Value::as_f64);
+                let memory = action.params.get("memory").and_then(Value::as_i64);
+                self.retrying(|| rt.update(&name, cpu, memory)).await?;
+            }
+            "delete" => {
+                let stop = action.params.get("stop").and_then(Value::as_bool).unwrap_or(false);
+                if stop {
+                    match self.retrying(|| rt.stop(&name, Some(10))).await {
+                        Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+                self.retrying(|| rt.remove(&name)).await?;
+                self.store.delete_container(&container.uuid).await?;
+                tracing::info!(uuid = %container.uuid, "container deleted");
+                return Ok(());
+            }
+            other => {
+                return Err(WorkError::Runtime(RuntimeError::Rejected(format!(
+                    "unknown action {other}"
+                ))));
+            }
+        }
+        self.refresh(&container.uuid, &name).await
+    }
+
+    async fn create(&self, container: &Container, run: bool) -> Result<(), WorkError> {
+        let rt = &self.runtime;
+        let name = container.engine_name();
+        let policy = pull_policy(container);
+        self.retrying(|| rt.ensure_image(&container.image, policy)).await?;
+        let engine_id = self.retrying(|| rt.create(container)).await?;
+        if run {
+            self.retrying(|| rt.start(&name)).await?;
+        }
+        let observed = self.retrying(|| rt.inspect(&name)).await?;
+        let mutate = move |c: &mut Container| {
+            c.container_id = Some(engine_id.clone());
+            match &observed {
+                Some(o) => {
+                    apply_observed(c, o);
+                }
+                None => {
+                    missing_from_engine(c);
+                }
+            }
+            Ok(())
+        };
+        self.store.update_container(&container.uuid, &mutate, None).await?;
+        Ok(())
+    }
+
+    /// Reads one container from the engine and writes what is true.
+    async fn refresh(&self, uuid: &str, name: &str) -> Result<(), WorkError> {
+        let observed = self.retrying(|| self.runtime.inspect(name)).await?;
+        self.record_observation(uuid, observed.as_ref(), true).await?;
+        Ok(())
+    }
+
+    /// Writes an observation when it changes the record, unless an action is
+    /// in flight for it (then the action's own result wins). `after_action`
+    /// says no action is in flight, so a task state left on the record is
+    /// stale and is cleared.
+    async fn record_observation(
+        &self,
+        uuid: &str,
+        observed: Option<&Observed>,
+        after_action: bool,
+    ) -> Result<(), StoreError> {
+        let observed = observed.cloned();
+        let mutate = move |c: &mut Container| {
+            if !after_action && c.task_state.is_some() {
+                return Err(ApiError::conflict("an action is in progress"));
+            }
+            if matches!(c.status, ContainerStatus::Deleting | ContainerStatus::Creating) && !after_action {
+                return Err(ApiError::conflict("a create or delete is in progress"));
+            }
+            let changed = match &observed {
+                Some(o) => apply_observed(c, o),
+                None if c.container_id.is_some() => missing_from_engine(c),
+                None => false,
+            };
+            if changed {
+                Ok(())
+            } else {
+                Err(ApiError::conflict("unchanged"))
+            }
+        };
+        ignore_rejection(self.store.update_container(uuid, &mutate, None).await)
+    }
+
+    async fn follow_events(self: Arc<Self>) {
+        loop {
+            let mut stream = self.runtime.events();
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(event) => {
+                        if self.busy().contains(&event.uuid) {
+                            continue;
+                        }
+                        let name = format!("zun-{}", event.uuid);
+                        match self.runtime.inspect(&name).await {
+                            Ok(observed) => {
+                                if let Err(err) = self.observe_one(&event.uuid, observed.as_ref()).await {
+                                    tracing::warn!(error = %err, "recording an engine event failed");
+                                }
+                            }
+                            Err(err) => tracing::debug!(error = %err, "inspect after event failed"),
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "engine event stream failed");
+                        break;
+                    }
+                }
+            }
+            // The stream ended: the engine restarted or went away. Re-list
+            // once it answers again so nothing seen meanwhile is lost.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(err) = self.resync().await {
+                tracing::debug!(error = %err, "resync after event stream loss failed");
+            }
+        }
+    }
+
+    async fn observe_one(&self, uuid: &str, observed: Option<&Observed>) -> Result<(), WorkError> {
+        let Some(container) = self.store.get_container(uuid).await? else {
+            return Ok(());
+        };
+        if container.host.as_deref() != Some(self.config.host.as_str()) {
+            return Ok(());
+        }
+        if observed.is_none() && restarts_on_its_own(&container) {
+            return self.recreate(&container).await;
+        }
+        self.record_observation(uuid, observed, false).await?;
+        Ok(())
+    }
+
+    async fn recreate(&self, container: &Container) -> Result<(), WorkError> {
+        tracing::info!(uuid = %container.uuid, "re-creating a container removed outside the service, as its restart policy says");
+        let uuid = container.uuid.clone();
+        if !self.busy().insert(uuid.clone()) {
+            return Ok(());
+        }
+        let result = self.create(container, true).await;
+        self.busy().remove(&uuid);
+        result
+    }
+
+    async fn resync_periodically(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.resync_interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.resync().await {
+                tracing::warn!(error = %err, "periodic resync failed");
+            }
+        }
+    }
+
+    /// Compares the whole host with the store: fixes statuses, reports
+    /// containers gone from the engine, and removes engine containers the
+    /// store does not know.
+    async fn resync(&self) -> Result<(), WorkError> {
+        let engine = self.runtime.list().await?;
+        let records = self.store.containers_on_host(&self.config.host).await?;
+        let pending: HashSet<String> = self
+            .store
+            .pending_actions(&self.config.host)
+            .await?
+            .into_iter()
+            .map(|a| a.container_uuid)
+            .collect();
+        let known: HashSet<&str> = records.iter().map(|c| c.uuid.as_str()).collect();
+        let by_uuid: HashMap<&str, &Observed> = engine.iter().map(|o| (o.uuid.as_str(), o)).collect();
+
+        for orphan in engine.iter().filter(|o| !known.contains(o.uuid.as_str())) {
+            if self.busy().contains(&orphan.uuid) {
+                continue;
+            }
+            // Re-check: the row may have been written after we listed.
+            if self.store.get_container(&orphan.uuid).await?.is_some() {
+                continue;
+            }
+            tracing::info!(uuid = %orphan.uuid, "removing an engine container the store does not know");
+            if let Err(err) = self.runtime.remove(&format!("zun-{}", orphan.uuid)).await {
+                tracing::warn!(uuid = %orphan.uuid, error = %err, "removing orphan failed");
+            }
+        }
+
+        for record in &records {
+            if pending.contains(&record.uuid) || self.busy().contains(&record.uuid) {
+                continue;
+            }
+            let observed = by_uuid.get(record.uuid.as_str()).copied();
+            if observed.is_none() && record.status == ContainerStatus::Creating {
+                // Its create action finished without a container: a crash
+                // between the two writes. Upstream's wording.
+                let mutate = |c: &mut Container| {
+                    c.status = ContainerStatus::Error;
+                    c.status_reason = Some("Container failed to create correctly".into());
+                    c.task_state = None;
+                    Ok(())
+                };
+                ignore_rejection(self.store.update_container(&record.uuid, &mutate, None).await)?;
+                continue;
+            }
+            if observed.is_none() && restarts_on_its_own(record) && record.container_id.is_some() {
+                self.recreate(record).await?;
+                continue;
+            }
+            // No action is pending, so any task state left is stale.
+            self.record_observation(&record.uuid, observed, true).await?;
+        }
+        Ok(())
+    }
+}
