@@ -31,6 +31,7 @@ LOGFILE="$RUN_DIR/dockerd.log"
 IMAGE="busybox:latest"
 START_TIMEOUT=60
 STOP_TIMEOUT=30
+DEAD_PROXY="http://127.0.0.1:9"
 
 log() { printf '[dockerd] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -102,8 +103,13 @@ start() {
         rm -f "$PIDFILE"
         [[ -S "$SOCKET" ]] && rm -f "$SOCKET"
         log "starting dockerd on $SOCKET (data root $DATA_ROOT, log $LOGFILE)"
+        # A dead local proxy: any pull the engine attempts fails at once on
+        # loopback instead of reaching out (this machine has no internet, and
+        # the service's default pull policy is upstream's "always").
         # shellcheck disable=SC2086
-        setsid dockerd \
+        env HTTP_PROXY="$DEAD_PROXY" HTTPS_PROXY="$DEAD_PROXY" http_proxy="$DEAD_PROXY" \
+            https_proxy="$DEAD_PROXY" NO_PROXY= no_proxy= \
+            setsid dockerd \
             --host "unix://$SOCKET" \
             --data-root "$DATA_ROOT" \
             --exec-root "$EXEC_ROOT" \

@@ -109,6 +109,7 @@ class ZundProcess:
     def start(self) -> None:
         env = dict(os.environ)
         env["RUST_LOG"] = RUST_LOG
+        env["NO_COLOR"] = "1"
         env.setdefault("RUST_BACKTRACE", "1")
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start {' '.join(self.args)}\n".encode())

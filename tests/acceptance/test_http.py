@@ -341,6 +341,7 @@ def test_host_only_from_1_39(zun):
 def test_rename_route_until_1_13(zun):
     view = zun.create({"name": unique("old")})
     uuid = view["uuid"]
+    zun.wait_status(uuid, "Created")
     new = unique("new")
     r = zun.http("POST", f"/v1/containers/{uuid}/rename", version="1.12", params={"name": new})
     assert r.status_code == 200, r.text

@@ -30,8 +30,14 @@ type Result<T> = std::result::Result<T, Error>;
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/v1/containers", get(list).post(create))
-        .route("/v1/containers/{ident}", get(show).patch(update).delete(delete))
-        .route("/v1/containers/{ident}/container_actions", get(list_actions))
+        .route(
+            "/v1/containers/{ident}",
+            get(show).patch(update).delete(delete),
+        )
+        .route(
+            "/v1/containers/{ident}/container_actions",
+            get(list_actions),
+        )
         .route(
             "/v1/containers/{ident}/container_actions/{request_id}",
             get(show_action),
@@ -40,13 +46,21 @@ pub fn routes() -> Router<Arc<ApiState>> {
 }
 
 fn policy_denied(rule: &str) -> ApiError {
-    ApiError::new(403, "policy-not-authorized", format!("Policy doesn't allow {rule} to be performed."))
+    ApiError::new(
+        403,
+        "policy-not-authorized",
+        format!("Policy doesn't allow {rule} to be performed."),
+    )
 }
 
 /// Admin-only rules of Zun's defaults that this service checks. The full
 /// policy engine replaces this when multi-tenancy lands.
 fn require_admin(ctx: &Ctx, rule: &str) -> std::result::Result<(), ApiError> {
-    if ctx.is_admin() { Ok(()) } else { Err(policy_denied(rule)) }
+    if ctx.is_admin() {
+        Ok(())
+    } else {
+        Err(policy_denied(rule))
+    }
 }
 
 fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
@@ -54,7 +68,9 @@ fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes>
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error(ApiError::payload_too_large())
         } else {
-            Error(ApiError::invalid(format!("Could not read the request body: {rejection}")))
+            Error(ApiError::invalid(format!(
+                "Could not read the request body: {rejection}"
+            )))
         }
     })
 }
@@ -66,7 +82,11 @@ fn looks_like_uuid(ident: &str) -> bool {
 /// Upstream's `get_resource`: a uuid or a name, scoped to the caller's
 /// project unless the caller is an admin.
 async fn find(store: &dyn Store, ctx: &Ctx, ident: &str) -> Result<Container> {
-    let project = if ctx.is_admin() { None } else { Some(ctx.identity.project_id.as_str()) };
+    let project = if ctx.is_admin() {
+        None
+    } else {
+        Some(ctx.identity.project_id.as_str())
+    };
     if looks_like_uuid(ident) {
         let found = store.get_container(ident).await?;
         return match found {
@@ -170,10 +190,10 @@ fn check_unsupported(req: &CreateRequest, state: &ApiState, ctx: &Ctx) -> Result
 fn build_container(req: CreateRequest, state: &ApiState, ctx: &Ctx, run: bool) -> Container {
     let healthcheck = req.healthcheck.map(|mut hc| {
         // Upstream stores `cmd` as `test`.
-        if let Some(obj) = hc.as_object_mut() {
-            if let Some(cmd) = obj.remove("cmd") {
-                obj.insert("test".into(), cmd);
-            }
+        if let Some(obj) = hc.as_object_mut()
+            && let Some(cmd) = obj.remove("cmd")
+        {
+            obj.insert("test".into(), cmd);
         }
         hc
     });
@@ -213,7 +233,11 @@ fn build_container(req: CreateRequest, state: &ApiState, ctx: &Ctx, run: bool) -
         status_reason: None,
         status_detail: None,
         task_state: None,
-        desired_state: if run { DesiredState::Running } else { DesiredState::Created },
+        desired_state: if run {
+            DesiredState::Running
+        } else {
+            DesiredState::Created
+        },
         container_id: None,
         ports: None,
         addresses: None,
@@ -248,8 +272,15 @@ async fn create(
     Ok(response)
 }
 
-const LIST_KEYS: &[&str] =
-    &["limit", "marker", "sort_key", "sort_dir", "all_projects", "expand", "resource_url"];
+const LIST_KEYS: &[&str] = &[
+    "limit",
+    "marker",
+    "sort_key",
+    "sort_dir",
+    "all_projects",
+    "expand",
+    "resource_url",
+];
 
 /// Upstream's `[api] max_limit`.
 const MAX_LIMIT: u32 = 1000;
@@ -266,8 +297,11 @@ fn parse_limit(raw: Option<&str>) -> std::result::Result<u32, ApiError> {
 
 async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Result<Response> {
     let params = Params::from_query(query.as_deref());
-    let allowed: Vec<&str> =
-        LIST_KEYS.iter().chain(zun_store::FILTER_KEYS.iter()).copied().collect();
+    let allowed: Vec<&str> = LIST_KEYS
+        .iter()
+        .chain(zun_store::FILTER_KEYS.iter())
+        .copied()
+        .collect();
     params.reject_unknown(&allowed)?;
     let limit = parse_limit(params.get("limit"))?;
     let sort_key = params.get("sort_key").unwrap_or("id").to_string();
@@ -313,13 +347,20 @@ async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Resu
         Some(last) if rows.len() == limit as usize => Value::String(format!(
             "{}/v1/containers?sort_key={sort_key}&sort_dir={}&limit={limit}&marker={}",
             ctx.host_url,
-            if sort_dir == SortDir::Asc { "asc" } else { "desc" },
+            if sort_dir == SortDir::Asc {
+                "asc"
+            } else {
+                "desc"
+            },
             last.uuid
         )),
         _ => Value::Null,
     };
     let admin = ctx.is_admin();
-    let items: Vec<Value> = rows.iter().map(|c| view::container(c, None, admin)).collect();
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|c| view::container(c, None, admin))
+        .collect();
     Ok(Json(json!({ "containers": items, "next": next })).into_response())
 }
 
@@ -341,7 +382,12 @@ async fn update(
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
     let resources_change = req.cpu.is_some() || req.memory.is_some();
     let action = resources_change.then(|| {
-        new_action(&ctx, &container, "update", json!({ "cpu": req.cpu, "memory": req.memory }))
+        new_action(
+            &ctx,
+            &container,
+            "update",
+            json!({ "cpu": req.cpu, "memory": req.memory }),
+        )
     });
     let uuid = container.uuid.clone();
     let mutate = move |c: &mut Container| {
@@ -360,7 +406,10 @@ async fn update(
         }
         Ok(())
     };
-    let (updated, _) = state.store.update_container(&uuid, &mutate, action.as_ref()).await?;
+    let (updated, _) = state
+        .store
+        .update_container(&uuid, &mutate, action.as_ref())
+        .await?;
     Ok(Json(view_one(&ctx, &updated)).into_response())
 }
 
@@ -375,10 +424,18 @@ async fn delete(
     let stop = params.bool("stop", false)?;
     let all_projects = params.bool("all_projects", false)?;
     if force && ctx.version < Version::new(1, 7) {
-        return Err(Error(invalid_param_in_version("force", ctx.version, Version::new(1, 7))));
+        return Err(Error(invalid_param_in_version(
+            "force",
+            ctx.version,
+            Version::new(1, 7),
+        )));
     }
     if stop && ctx.version < Version::new(1, 12) {
-        return Err(Error(invalid_param_in_version("stop", ctx.version, Version::new(1, 12))));
+        return Err(Error(invalid_param_in_version(
+            "stop",
+            ctx.version,
+            Version::new(1, 12),
+        )));
     }
     if all_projects {
         require_admin(&ctx, "container:delete_all_projects")?;
@@ -392,7 +449,12 @@ async fn delete(
     } else {
         Action::Delete
     };
-    let action = new_action(&ctx, &container, "delete", json!({ "force": force, "stop": stop }));
+    let action = new_action(
+        &ctx,
+        &container,
+        "delete",
+        json!({ "force": force, "stop": stop }),
+    );
     let mutate = move |c: &mut Container| {
         check.check(&c.uuid, c.status)?;
         c.status = ContainerStatus::Deleting;
@@ -400,7 +462,10 @@ async fn delete(
         c.desired_state = DesiredState::Deleted;
         Ok(())
     };
-    state.store.update_container(&container.uuid, &mutate, Some(&action)).await?;
+    state
+        .store
+        .update_container(&container.uuid, &mutate, Some(&action))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -471,19 +536,33 @@ async fn action(
         }
         "stop" => {
             let timeout = validation::timeout(params.get("timeout"))?;
-            transition(store, &ctx, &container, Action::Stop, json!({ "timeout": timeout }), |c| {
-                c.task_state = Some(TaskState::ContainerStopping);
-                c.desired_state = DesiredState::Stopped;
-            })
+            transition(
+                store,
+                &ctx,
+                &container,
+                Action::Stop,
+                json!({ "timeout": timeout }),
+                |c| {
+                    c.task_state = Some(TaskState::ContainerStopping);
+                    c.desired_state = DesiredState::Stopped;
+                },
+            )
             .await
         }
         "reboot" => {
             let timeout = validation::timeout(params.get("timeout"))?;
-            transition(store, &ctx, &container, Action::Reboot, json!({ "timeout": timeout }), |c| {
-                c.status = ContainerStatus::Restarting;
-                c.task_state = Some(TaskState::ContainerRebooting);
-                c.desired_state = DesiredState::Running;
-            })
+            transition(
+                store,
+                &ctx,
+                &container,
+                Action::Reboot,
+                json!({ "timeout": timeout }),
+                |c| {
+                    c.status = ContainerStatus::Restarting;
+                    c.task_state = Some(TaskState::ContainerRebooting);
+                    c.desired_state = DesiredState::Running;
+                },
+            )
             .await
         }
         "pause" => {
@@ -502,9 +581,16 @@ async fn action(
         }
         "kill" => {
             let signal = validation::signal(params.get("signal"))?;
-            transition(store, &ctx, &container, Action::Kill, json!({ "signal": signal }), |c| {
-                c.task_state = Some(TaskState::ContainerKilling);
-            })
+            transition(
+                store,
+                &ctx,
+                &container,
+                Action::Kill,
+                json!({ "signal": signal }),
+                |c| {
+                    c.task_state = Some(TaskState::ContainerKilling);
+                },
+            )
             .await
         }
         "rename" => rename(store, &ctx, &container, &params).await,
@@ -533,11 +619,18 @@ async fn transition(
         apply(c);
         Ok(())
     };
-    store.update_container(&container.uuid, &mutate, Some(&record)).await?;
+    store
+        .update_container(&container.uuid, &mutate, Some(&record))
+        .await?;
     Ok(null_response(StatusCode::ACCEPTED))
 }
 
-async fn rename(store: &dyn Store, ctx: &Ctx, container: &Container, params: &Params) -> Result<Response> {
+async fn rename(
+    store: &dyn Store,
+    ctx: &Ctx,
+    container: &Container,
+    params: &Params,
+) -> Result<Response> {
     let Some(raw) = params.get("name") else {
         return Err(Error(ApiError::schema("'name' is a required property")));
     };
@@ -551,7 +644,9 @@ async fn rename(store: &dyn Store, ctx: &Ctx, container: &Container, params: &Pa
         c.name = name.clone();
         Ok(())
     };
-    let (renamed, _) = store.update_container(&container.uuid, &mutate, None).await?;
+    let (renamed, _) = store
+        .update_container(&container.uuid, &mutate, None)
+        .await?;
     Ok(Json(view_one(ctx, &renamed)).into_response())
 }
 
@@ -569,7 +664,9 @@ async fn logs(state: &ApiState, container: &Container, params: &Params) -> Resul
     let since = match params.get("since") {
         None => None,
         Some(raw) => Some(parse_since(raw).ok_or_else(|| {
-            ApiError::invalid(format!("Invalid since value {raw}: use seconds since the epoch or YYYY-MM-DD HH:MM:SS,mmm"))
+            ApiError::invalid(format!(
+                "Invalid since value {raw}: use seconds since the epoch or YYYY-MM-DD HH:MM:SS,mmm"
+            ))
         })?),
     };
     let request = LogRequest {
@@ -597,7 +694,11 @@ fn action_view(a: &zun_store::ActionRecord) -> Value {
     })
 }
 
-async fn list_actions(State(state): Shared, ctx: Ctx, Path(ident): Path<String>) -> Result<Response> {
+async fn list_actions(
+    State(state): Shared,
+    ctx: Ctx,
+    Path(ident): Path<String>,
+) -> Result<Response> {
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
     let actions = state.store.list_actions(&container.uuid).await?;
     let items: Vec<Value> = actions.iter().map(action_view).collect();

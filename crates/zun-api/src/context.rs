@@ -57,7 +57,10 @@ fn version_headers(response: &mut Response, version: Version) {
             headers.insert(HeaderName::from_static(name), value);
         }
     }
-    headers.insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("OpenStack-API-Version"),
+    );
 }
 
 /// The request id of upstream's `x-openstack-request-id` header, also
@@ -73,7 +76,9 @@ pub async fn negotiate_version(mut request: Request, next: Next) -> Response {
         .get(microversion::HEADER)
         .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string());
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
-    request.extensions_mut().insert(RequestId(request_id.clone()));
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let mut response = match Version::negotiate(raw.as_deref()) {
         Ok(version) => {
             request.extensions_mut().insert(version);
@@ -88,7 +93,9 @@ pub async fn negotiate_version(mut request: Request, next: Next) -> Response {
         }
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-openstack-request-id", value);
+        response
+            .headers_mut()
+            .insert("x-openstack-request-id", value);
     }
     response
 }
@@ -100,7 +107,11 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
         parts: &mut Parts,
         state: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
-        let version = parts.extensions.get::<Version>().copied().unwrap_or(Version::MIN);
+        let version = parts
+            .extensions
+            .get::<Version>()
+            .copied()
+            .unwrap_or(Version::MIN);
         let host = parts
             .headers
             .get(header::HOST)

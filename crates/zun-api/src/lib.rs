@@ -155,9 +155,10 @@ async fn v1_root(headers: HeaderMap) -> Response {
 /// return nothing.
 fn null_response(status: axum::http::StatusCode) -> Response {
     let mut response = (status, "null").into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -170,7 +171,10 @@ pub async fn serve(
     use tower::Layer as _;
     let router = app(state);
     let service = tower::util::MapRequestLayer::new(normalize_path).layer(router);
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(service),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

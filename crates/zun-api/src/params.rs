@@ -14,11 +14,7 @@ pub struct Params {
 
 impl Params {
     pub fn from_query(query: Option<&str>) -> Self {
-        let pairs = query
-            .map(|q| {
-                url_pairs(q)
-            })
-            .unwrap_or_default();
+        let pairs = query.map(url_pairs).unwrap_or_default();
         Params { pairs }
     }
 
@@ -42,7 +38,10 @@ impl Params {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -57,7 +56,10 @@ impl Params {
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid_value(format!("Unknown parameters: {}", unknown.join(", "))))
+            Err(ApiError::invalid_value(format!(
+                "Unknown parameters: {}",
+                unknown.join(", ")
+            )))
         }
     }
 
@@ -112,7 +114,10 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 }
 
 pub fn content_type(headers: &HeaderMap) -> &str {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 fn malformed_body() -> ApiError {

@@ -69,7 +69,9 @@ pub struct Agent {
     idle: Notify,
 }
 
-fn ignore_rejection(result: Result<(Container, Option<ActionRecord>), StoreError>) -> Result<(), StoreError> {
+fn ignore_rejection(
+    result: Result<(Container, Option<ActionRecord>), StoreError>,
+) -> Result<(), StoreError> {
     match result {
         Ok(_) | Err(StoreError::Rejected(_)) | Err(StoreError::NotFound(_)) => Ok(()),
         Err(other) => Err(other),
@@ -83,7 +85,11 @@ pub fn pull_policy(container: &Container) -> PullPolicy {
         Some("never") => PullPolicy::Never,
         Some(_) => PullPolicy::IfNotPresent,
         None => {
-            let last = container.image.rsplit('/').next().unwrap_or(&container.image);
+            let last = container
+                .image
+                .rsplit('/')
+                .next()
+                .unwrap_or(&container.image);
             match last.split_once(':') {
                 Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
                 _ if container.image.contains('@') => PullPolicy::IfNotPresent,
@@ -107,7 +113,13 @@ pub fn observed_status(state: EngineState) -> ContainerStatus {
 
 /// Writes an observation into a record; returns whether anything changed.
 fn apply_observed(c: &mut Container, o: &Observed) -> bool {
-    let before = (c.status, c.status_detail.clone(), c.ports.clone(), c.container_id.clone(), c.task_state);
+    let before = (
+        c.status,
+        c.status_detail.clone(),
+        c.ports.clone(),
+        c.container_id.clone(),
+        c.task_state,
+    );
     c.status = observed_status(o.state);
     c.status_detail = Some(o.status_detail.clone());
     c.ports = Some(o.ports.clone());
@@ -116,7 +128,14 @@ fn apply_observed(c: &mut Container, o: &Observed) -> bool {
     if c.status == ContainerStatus::Running {
         c.status_reason = None;
     }
-    before != (c.status, c.status_detail.clone(), c.ports.clone(), c.container_id.clone(), c.task_state)
+    before
+        != (
+            c.status,
+            c.status_detail.clone(),
+            c.ports.clone(),
+            c.container_id.clone(),
+            c.task_state,
+        )
 }
 
 /// What to do about a record whose engine container is missing.
@@ -140,13 +159,21 @@ fn missing_from_engine(c: &mut Container) -> bool {
 /// Restart policies under which the engine would have brought the
 /// container back, so a container removed behind our back is re-created.
 fn restarts_on_its_own(c: &Container) -> bool {
-    matches!(c.restart_policy.as_ref().map(|p| p.name.as_str()), Some("always" | "unless-stopped"))
-        && c.desired_state == DesiredState::Running
+    matches!(
+        c.restart_policy.as_ref().map(|p| p.name.as_str()),
+        Some("always" | "unless-stopped")
+    ) && c.desired_state == DesiredState::Running
 }
 
 impl Agent {
     pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, config: AgentConfig) -> Arc<Self> {
-        Arc::new(Self { store, runtime, config, busy: Mutex::new(HashSet::new()), idle: Notify::new() })
+        Arc::new(Self {
+            store,
+            runtime,
+            config,
+            busy: Mutex::new(HashSet::new()),
+            idle: Notify::new(),
+        })
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -188,7 +215,10 @@ impl Agent {
         let pending = self.store.pending_actions(&self.config.host).await?;
         let mut by_container: HashMap<String, Vec<ActionRecord>> = HashMap::new();
         for action in pending {
-            by_container.entry(action.container_uuid.clone()).or_default().push(action);
+            by_container
+                .entry(action.container_uuid.clone())
+                .or_default()
+                .push(action);
         }
         for (uuid, actions) in by_container {
             if !self.busy().insert(uuid.clone()) {
@@ -210,7 +240,11 @@ impl Agent {
         if action.action == "create" {
             return self.config.create_deadline;
         }
-        let stop_timeout = action.params.get("timeout").and_then(Value::as_u64).unwrap_or(10);
+        let stop_timeout = action
+            .params
+            .get("timeout")
+            .and_then(Value::as_u64)
+            .unwrap_or(10);
         self.config.action_deadline + Duration::from_secs(stop_timeout)
     }
 
@@ -222,7 +256,9 @@ impl Agent {
             _ => event,
         };
         let deadline = self.deadline_of(&action);
-        let elapsed = (Utc::now() - action.start_time).to_std().unwrap_or_default();
+        let elapsed = (Utc::now() - action.start_time)
+            .to_std()
+            .unwrap_or_default();
         // Deletes always proceed: removing is safe and is what the user wants.
         let remaining = if action.action == "delete" {
             deadline.max(Duration::from_secs(30))
@@ -251,7 +287,9 @@ impl Agent {
             }
         }
         let record = async {
-            self.store.finish_event(action.id, &event, result, traceback.as_deref()).await?;
+            self.store
+                .finish_event(action.id, &event, result, traceback.as_deref())
+                .await?;
             self.store.finish_action(action.id, message).await
         };
         if let Err(err) = record.await {
@@ -312,7 +350,11 @@ impl Agent {
         let timeout = action.params.get("timeout").and_then(Value::as_u64);
         match action.action.as_str() {
             "create" => {
-                let run = action.params.get("run").and_then(Value::as_bool).unwrap_or(false);
+                let run = action
+                    .params
+                    .get("run")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 return self.create(&container, run).await;
             }
             "start" => self.retrying(|| rt.start(&name)).await?,
@@ -330,7 +372,11 @@ impl Agent {
                 self.retrying(|| rt.update(&name, cpu, memory)).await?;
             }
             "delete" => {
-                let stop = action.params.get("stop").and_then(Value::as_bool).unwrap_or(false);
+                let stop = action
+                    .params
+                    .get("stop")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 if stop {
                     match self.retrying(|| rt.stop(&name, Some(10))).await {
                         Ok(()) | Err(RuntimeError::NotFound(_)) => {}
@@ -355,7 +401,8 @@ impl Agent {
         let rt = &self.runtime;
         let name = container.engine_name();
         let policy = pull_policy(container);
-        self.retrying(|| rt.ensure_image(&container.image, policy)).await?;
+        self.retrying(|| rt.ensure_image(&container.image, policy))
+            .await?;
         let engine_id = self.retrying(|| rt.create(container)).await?;
         if run {
             self.retrying(|| rt.start(&name)).await?;
@@ -373,14 +420,17 @@ impl Agent {
             }
             Ok(())
         };
-        self.store.update_container(&container.uuid, &mutate, None).await?;
+        self.store
+            .update_container(&container.uuid, &mutate, None)
+            .await?;
         Ok(())
     }
 
     /// Reads one container from the engine and writes what is true.
     async fn refresh(&self, uuid: &str, name: &str) -> Result<(), WorkError> {
         let observed = self.retrying(|| self.runtime.inspect(name)).await?;
-        self.record_observation(uuid, observed.as_ref(), true).await?;
+        self.record_observation(uuid, observed.as_ref(), true)
+            .await?;
         Ok(())
     }
 
@@ -399,7 +449,11 @@ impl Agent {
             if !after_action && c.task_state.is_some() {
                 return Err(ApiError::conflict("an action is in progress"));
             }
-            if matches!(c.status, ContainerStatus::Deleting | ContainerStatus::Creating) && !after_action {
+            if matches!(
+                c.status,
+                ContainerStatus::Deleting | ContainerStatus::Creating
+            ) && !after_action
+            {
                 return Err(ApiError::conflict("a create or delete is in progress"));
             }
             let changed = match &observed {
@@ -428,7 +482,9 @@ impl Agent {
                         let name = format!("zun-{}", event.uuid);
                         match self.runtime.inspect(&name).await {
                             Ok(observed) => {
-                                if let Err(err) = self.observe_one(&event.uuid, observed.as_ref()).await {
+                                if let Err(err) =
+                                    self.observe_one(&event.uuid, observed.as_ref()).await
+                                {
                                     tracing::warn!(error = %err, "recording an engine event failed");
                                 }
                             }
@@ -500,7 +556,8 @@ impl Agent {
             .map(|a| a.container_uuid)
             .collect();
         let known: HashSet<&str> = records.iter().map(|c| c.uuid.as_str()).collect();
-        let by_uuid: HashMap<&str, &Observed> = engine.iter().map(|o| (o.uuid.as_str(), o)).collect();
+        let by_uuid: HashMap<&str, &Observed> =
+            engine.iter().map(|o| (o.uuid.as_str(), o)).collect();
 
         for orphan in engine.iter().filter(|o| !known.contains(o.uuid.as_str())) {
             if self.busy().contains(&orphan.uuid) {
@@ -530,7 +587,11 @@ impl Agent {
                     c.task_state = None;
                     Ok(())
                 };
-                ignore_rejection(self.store.update_container(&record.uuid, &mutate, None).await)?;
+                ignore_rejection(
+                    self.store
+                        .update_container(&record.uuid, &mutate, None)
+                        .await,
+                )?;
                 continue;
             }
             if observed.is_none() && restarts_on_its_own(record) && record.container_id.is_some() {
@@ -538,8 +599,476 @@ impl Agent {
                 continue;
             }
             // No action is pending, so any task state left is stale.
-            self.record_observation(&record.uuid, observed, true).await?;
+            self.record_observation(&record.uuid, observed, true)
+                .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reconciler's rules against an in-memory runtime. The Docker
+    //! driver itself is proven against a real engine in tests/.
+
+    use std::collections::BTreeMap;
+
+    use async_trait::async_trait;
+    use futures_util::stream::{self, BoxStream};
+    use serde_json::json;
+    use zun_store::{NewAction, SqliteStore};
+
+    use super::*;
+    use crate::runtime::{LogOptions, RuntimeEvent};
+
+    #[derive(Default)]
+    struct FakeEngine {
+        containers: Mutex<BTreeMap<String, EngineState>>,
+        /// Makes `start` refuse, as an engine does for a bad command.
+        refuse_start: bool,
+        /// Makes `create` hang, as a stuck engine would.
+        hang_create: bool,
+    }
+
+    impl FakeEngine {
+        fn state(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, EngineState>> {
+            self.containers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        }
+
+        fn set(&self, name: &str, state: EngineState) -> Result<(), RuntimeError> {
+            match self.state().get_mut(name) {
+                Some(s) => {
+                    *s = state;
+                    Ok(())
+                }
+                None => Err(RuntimeError::NotFound(format!("No such container: {name}"))),
+            }
+        }
+    }
+
+    fn observed(name: &str, state: EngineState) -> Observed {
+        Observed {
+            engine_id: format!("id-{name}"),
+            uuid: name.trim_start_matches("zun-").to_string(),
+            state,
+            status_detail: format!("{state:?}"),
+            exit_code: None,
+            error: None,
+            ports: vec![],
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[async_trait]
+    impl Runtime for FakeEngine {
+        async fn ensure_image(&self, _: &str, _: PullPolicy) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+        async fn create(&self, c: &Container) -> Result<String, RuntimeError> {
+            if self.hang_create {
+                std::future::pending::<()>().await;
+            }
+            self.state()
+                .entry(c.engine_name())
+                .or_insert(EngineState::Created);
+            Ok(format!("id-{}", c.engine_name()))
+        }
+        async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+            if self.refuse_start {
+                return Err(RuntimeError::Rejected(
+                    "exec: \"nosuch\": executable file not found".into(),
+                ));
+            }
+            self.set(name, EngineState::Running)
+        }
+        async fn stop(&self, name: &str, _: Option<u64>) -> Result<(), RuntimeError> {
+            self.set(name, EngineState::Exited)
+        }
+        async fn restart(&self, name: &str, _: Option<u64>) -> Result<(), RuntimeError> {
+            self.set(name, EngineState::Running)
+        }
+        async fn pause(&self, name: &str) -> Result<(), RuntimeError> {
+            self.set(name, EngineState::Paused)
+        }
+        async fn unpause(&self, name: &str) -> Result<(), RuntimeError> {
+            self.set(name, EngineState::Running)
+        }
+        async fn kill(&self, name: &str, _: Option<&str>) -> Result<(), RuntimeError> {
+            self.set(name, EngineState::Exited)
+        }
+        async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+            self.state().remove(name);
+            Ok(())
+        }
+        async fn update(
+            &self,
+            _: &str,
+            _: Option<f64>,
+            _: Option<i64>,
+        ) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+        async fn inspect(&self, name: &str) -> Result<Option<Observed>, RuntimeError> {
+            Ok(self.state().get(name).map(|s| observed(name, *s)))
+        }
+        async fn list(&self) -> Result<Vec<Observed>, RuntimeError> {
+            Ok(self.state().iter().map(|(n, s)| observed(n, *s)).collect())
+        }
+        async fn logs(&self, _: &str, _: &LogOptions) -> Result<String, RuntimeError> {
+            Ok(String::new())
+        }
+        fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+            Box::pin(stream::pending())
+        }
+    }
+
+    const HOST: &str = "host-a";
+
+    fn record(name: &str) -> Container {
+        Container {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            name: name.into(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            image: "busybox".into(),
+            image_driver: Some("docker".into()),
+            image_pull_policy: None,
+            command: None,
+            entrypoint: None,
+            cpu: Some(1.0),
+            cpu_policy: None,
+            memory: Some("512".into()),
+            disk: 0,
+            workdir: None,
+            environment: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            hostname: None,
+            restart_policy: None,
+            interactive: false,
+            tty: false,
+            auto_remove: false,
+            auto_heal: false,
+            privileged: false,
+            runtime: None,
+            healthcheck: None,
+            security_groups: None,
+            exposed_ports: None,
+            hints: None,
+            availability_zone: None,
+            registry_id: None,
+            host: Some(HOST.into()),
+            status: ContainerStatus::Creating,
+            status_reason: None,
+            status_detail: None,
+            task_state: None,
+            desired_state: DesiredState::Running,
+            container_id: None,
+            ports: None,
+            addresses: None,
+            created_at: Utc::now(),
+            updated_at: None,
+        }
+    }
+
+    fn create_action(run: bool) -> NewAction {
+        NewAction {
+            request_id: format!("req-{}", uuid::Uuid::new_v4()),
+            action: "create".into(),
+            user_id: "u".into(),
+            project_id: "p".into(),
+            host: Some(HOST.into()),
+            params: json!({ "run": run }),
+        }
+    }
+
+    async fn setup(engine: FakeEngine) -> (Arc<Agent>, Arc<SqliteStore>, Arc<FakeEngine>) {
+        let store = Arc::new(
+            SqliteStore::open_in_memory()
+                .await
+                .expect("in-memory store"),
+        );
+        let engine = Arc::new(engine);
+        let mut config = AgentConfig::new(HOST);
+        config.create_deadline = Duration::from_millis(300);
+        let agent = Agent::new(store.clone(), engine.clone(), config);
+        (agent, store, engine)
+    }
+
+    /// Runs every pending action to completion, as the dispatcher would.
+    async fn drain(agent: &Agent, store: &SqliteStore) {
+        for action in store.pending_actions(HOST).await.expect("pending") {
+            agent.perform(action).await;
+        }
+    }
+
+    async fn status_of(store: &SqliteStore, uuid: &str) -> (ContainerStatus, Option<String>) {
+        let c = store
+            .get_container(uuid)
+            .await
+            .expect("read")
+            .expect("exists");
+        (c.status, c.status_reason)
+    }
+
+    #[tokio::test]
+    async fn create_with_run_ends_running_and_records_success() {
+        let (agent, store, engine) = setup(FakeEngine::default()).await;
+        let c = record("web");
+        let action = store
+            .insert_container(&c, &create_action(true))
+            .await
+            .expect("insert");
+        drain(&agent, &store).await;
+        assert_eq!(status_of(&store, &c.uuid).await.0, ContainerStatus::Running);
+        assert_eq!(
+            engine.state().get(&c.engine_name()),
+            Some(&EngineState::Running)
+        );
+        let (done, events) = store
+            .get_action(&c.uuid, &action.request_id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert!(done.finish_time.is_some());
+        assert_eq!(done.message, None);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event, "compute__do_container_create");
+        assert_eq!(events[0].result.as_deref(), Some("Success"));
+        assert!(
+            store
+                .pending_actions(HOST)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_start_goes_to_error_and_leaves_no_engine_container() {
+        let (agent, store, engine) = setup(FakeEngine {
+            refuse_start: true,
+            ..FakeEngine::default()
+        })
+        .await;
+        let c = record("bad");
+        let action = store
+            .insert_container(&c, &create_action(true))
+            .await
+            .expect("insert");
+        drain(&agent, &store).await;
+        let (status, reason) = status_of(&store, &c.uuid).await;
+        assert_eq!(status, ContainerStatus::Error);
+        assert!(
+            reason
+                .unwrap_or_default()
+                .contains("executable file not found")
+        );
+        assert!(
+            engine.state().is_empty(),
+            "the failed create left an engine container"
+        );
+        let (done, _) = store
+            .get_action(&c.uuid, &action.request_id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(done.message.as_deref(), Some("Error"));
+    }
+
+    #[tokio::test]
+    async fn a_create_that_hangs_past_its_deadline_goes_to_error() {
+        let (agent, store, _) = setup(FakeEngine {
+            hang_create: true,
+            ..FakeEngine::default()
+        })
+        .await;
+        let c = record("slow");
+        store
+            .insert_container(&c, &create_action(true))
+            .await
+            .expect("insert");
+        drain(&agent, &store).await;
+        let (status, reason) = status_of(&store, &c.uuid).await;
+        assert_eq!(status, ContainerStatus::Error);
+        assert!(reason.unwrap_or_default().contains("did not finish within"));
+        assert!(
+            store
+                .pending_actions(HOST)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn redoing_a_create_after_a_crash_reuses_the_engine_container() {
+        let (agent, store, engine) = setup(FakeEngine::default()).await;
+        let c = record("again");
+        store
+            .insert_container(&c, &create_action(true))
+            .await
+            .expect("insert");
+        // The previous agent created it and died before starting it.
+        engine.state().insert(c.engine_name(), EngineState::Created);
+        drain(&agent, &store).await;
+        assert_eq!(status_of(&store, &c.uuid).await.0, ContainerStatus::Running);
+        assert_eq!(engine.state().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn resync_removes_orphans_and_reports_vanished_containers() {
+        let (agent, store, engine) = setup(FakeEngine::default()).await;
+        let kept = record("kept");
+        let vanished = record("vanished");
+        let auto = Container {
+            auto_remove: true,
+            ..record("auto")
+        };
+        let restarting = Container {
+            restart_policy: Some(zun_types::RestartPolicy {
+                name: "always".into(),
+                maximum_retry_count: "0".into(),
+            }),
+            ..record("phoenix")
+        };
+        for c in [&kept, &vanished, &auto, &restarting] {
+            store
+                .insert_container(c, &create_action(true))
+                .await
+                .expect("insert");
+        }
+        drain(&agent, &store).await;
+        engine
+            .state()
+            .insert("zun-orphan".into(), EngineState::Running);
+        for c in [&vanished, &auto, &restarting] {
+            engine.state().remove(&c.engine_name());
+        }
+        agent.resync().await.expect("resync");
+
+        assert!(
+            !engine.state().contains_key("zun-orphan"),
+            "orphan not removed"
+        );
+        assert_eq!(
+            status_of(&store, &kept.uuid).await.0,
+            ContainerStatus::Running
+        );
+        let (status, reason) = status_of(&store, &vanished.uuid).await;
+        assert_eq!(status, ContainerStatus::Error);
+        assert!(
+            reason
+                .unwrap_or_default()
+                .contains("removed outside the container service")
+        );
+        assert_eq!(
+            status_of(&store, &auto.uuid).await.0,
+            ContainerStatus::Deleted
+        );
+        assert_eq!(
+            status_of(&store, &restarting.uuid).await.0,
+            ContainerStatus::Running
+        );
+        assert_eq!(
+            engine.state().get(&restarting.engine_name()),
+            Some(&EngineState::Running)
+        );
+    }
+
+    #[tokio::test]
+    async fn observations_do_not_overwrite_an_action_in_flight() {
+        let (agent, store, _) = setup(FakeEngine::default()).await;
+        let c = record("busy");
+        store
+            .insert_container(&c, &create_action(true))
+            .await
+            .expect("insert");
+        drain(&agent, &store).await;
+        let reboot = |c: &mut Container| {
+            c.status = ContainerStatus::Restarting;
+            c.task_state = Some(zun_types::TaskState::ContainerRebooting);
+            Ok(())
+        };
+        store
+            .update_container(&c.uuid, &reboot, None)
+            .await
+            .expect("update");
+        let running = observed(&c.engine_name(), EngineState::Running);
+        agent
+            .record_observation(&c.uuid, Some(&running), false)
+            .await
+            .expect("observe");
+        assert_eq!(
+            status_of(&store, &c.uuid).await.0,
+            ContainerStatus::Restarting
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_removes_engine_container_then_row() {
+        let (agent, store, engine) = setup(FakeEngine::default()).await;
+        let c = record("gone");
+        store
+            .insert_container(&c, &create_action(true))
+            .await
+            .expect("insert");
+        drain(&agent, &store).await;
+        let delete = NewAction {
+            action: "delete".into(),
+            params: json!({ "force": true, "stop": false }),
+            ..create_action(false)
+        };
+        let mark = |c: &mut Container| {
+            c.status = ContainerStatus::Deleting;
+            Ok(())
+        };
+        store
+            .update_container(&c.uuid, &mark, Some(&delete))
+            .await
+            .expect("update");
+        drain(&agent, &store).await;
+        assert!(store.get_container(&c.uuid).await.expect("read").is_none());
+        assert!(engine.state().is_empty());
+    }
+
+    #[test]
+    fn default_pull_policy_follows_upstream() {
+        let with = |image: &str, policy: Option<&str>| {
+            pull_policy(&Container {
+                image: image.into(),
+                image_pull_policy: policy.map(str::to_string),
+                ..record("x")
+            })
+        };
+        assert_eq!(with("busybox", None), PullPolicy::Always);
+        assert_eq!(with("busybox:latest", None), PullPolicy::Always);
+        assert_eq!(with("busybox:1.36", None), PullPolicy::IfNotPresent);
+        assert_eq!(with("localhost:5000/busybox", None), PullPolicy::Always);
+        assert_eq!(
+            with("localhost:5000/busybox:v1", None),
+            PullPolicy::IfNotPresent
+        );
+        assert_eq!(with("busybox", Some("never")), PullPolicy::Never);
+        assert_eq!(with("busybox:1", Some("always")), PullPolicy::Always);
+    }
+
+    #[test]
+    fn every_engine_state_maps_to_a_status() {
+        use EngineState::*;
+        let expected = [
+            (Created, ContainerStatus::Created),
+            (Running, ContainerStatus::Running),
+            (Paused, ContainerStatus::Paused),
+            (Restarting, ContainerStatus::Restarting),
+            (Exited, ContainerStatus::Stopped),
+            (Dead, ContainerStatus::Dead),
+            (Removing, ContainerStatus::Stopped),
+        ];
+        for (state, status) in expected {
+            assert_eq!(observed_status(state), status, "{state:?}");
+        }
     }
 }

@@ -99,8 +99,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// Forcefully removes the container; succeeds if it is already gone.
     async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
     /// Live update of limits; cpu in CPUs, memory in MiB.
-    async fn update(&self, name: &str, cpu: Option<f64>, memory_mib: Option<i64>)
-    -> Result<(), RuntimeError>;
+    async fn update(
+        &self,
+        name: &str,
+        cpu: Option<f64>,
+        memory_mib: Option<i64>,
+    ) -> Result<(), RuntimeError>;
 
     async fn inspect(&self, name: &str) -> Result<Option<Observed>, RuntimeError>;
     /// Every engine container this service manages (name `zun-<uuid>`).

@@ -516,7 +516,11 @@ async fn logs_honour_streams_and_tail() {
     let mut cleanup = Cleanup::new();
     let c = record(
         &new_uuid(),
-        &["sh", "-c", "echo err1 >&2; sleep 0.3; echo out1; echo out2; echo out3"],
+        &[
+            "sh",
+            "-c",
+            "echo err1 >&2; sleep 0.3; echo out1; echo out2; echo out3",
+        ],
     );
     let name = cleanup.track(c.engine_name());
     rt.create(&c).await.expect("create");

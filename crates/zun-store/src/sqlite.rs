@@ -62,6 +62,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Wakes every current waiter and leaves a permit for a worker that is
+    /// busy right now, so a write made while it works is not missed until
+    /// its next timeout.
+    fn wake_workers(&self) {
+        self.work.notify_waiters();
+        self.work.notify_one();
+    }
+
     /// Opens (creating it if missing) the database at `path` and brings its
     /// schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -213,7 +221,7 @@ impl Store for SqliteStore {
                 other => break other?,
             }
         };
-        self.work.notify_waiters();
+        self.wake_workers();
         Ok(record)
     }
 
@@ -347,7 +355,7 @@ impl Store for SqliteStore {
             match self.try_update(uuid, mutate, action).await {
                 Ok(Some(result)) => {
                     if result.1.is_some() {
-                        self.work.notify_waiters();
+                        self.wake_workers();
                     }
                     return Ok(result);
                 }

@@ -35,7 +35,12 @@ impl ApiError {
     /// `ZunException` renders them.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self { status, code, title: message.clone(), detail: message }
+        Self {
+            status,
+            code,
+            title: message.clone(),
+            detail: message,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -55,7 +60,11 @@ impl ApiError {
     }
 
     pub fn container_not_found(ident: &str) -> Self {
-        Self::new(404, "container-not-found", format!("Container {ident} could not be found."))
+        Self::new(
+            404,
+            "container-not-found",
+            format!("Container {ident} could not be found."),
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -63,7 +72,12 @@ impl ApiError {
     }
 
     pub fn not_acceptable(detail: String) -> Self {
-        Self { status: 406, code: "", title: "Not Acceptable".into(), detail }
+        Self {
+            status: 406,
+            code: "",
+            title: "Not Acceptable".into(),
+            detail,
+        }
     }
 
     pub fn not_found_route() -> Self {
@@ -118,7 +132,12 @@ impl ApiError {
     }
 
     pub fn service_unavailable(detail: impl Into<String>) -> Self {
-        Self { status: 503, code: "", title: "Service Unavailable".into(), detail: detail.into() }
+        Self {
+            status: 503,
+            code: "",
+            title: "Service Unavailable".into(),
+            detail: detail.into(),
+        }
     }
 
     /// Upstream's `{"errors": [...]}` body.

@@ -18,7 +18,10 @@ pub struct Version {
 
 impl Version {
     pub const MIN: Version = Version { major: 1, minor: 1 };
-    pub const MAX: Version = Version { major: 1, minor: 40 };
+    pub const MAX: Version = Version {
+        major: 1,
+        minor: 40,
+    };
 
     pub const fn new(major: u16, minor: u16) -> Self {
         Self { major, minor }
@@ -99,7 +102,10 @@ mod tests {
 
     #[test]
     fn latest_is_maximum_case_insensitive() {
-        assert_eq!(Version::negotiate(Some("container LATEST")).ok(), Some(Version::MAX));
+        assert_eq!(
+            Version::negotiate(Some("container LATEST")).ok(),
+            Some(Version::MAX)
+        );
     }
 
     #[test]

@@ -157,23 +157,52 @@ mod tests {
             ("resize", &["Running"]),
             ("top", &["Running"]),
             ("stats", &["Running"]),
-            ("logs", &["Created", "Error", "Paused", "Running", "Stopped", "Unknown"]),
+            (
+                "logs",
+                &[
+                    "Created", "Error", "Paused", "Running", "Stopped", "Unknown",
+                ],
+            ),
             ("get_archive", &["Created", "Paused", "Running", "Stopped"]),
             ("put_archive", &["Created", "Paused", "Running", "Stopped"]),
             ("commit", &["Running", "Stopped", "Paused"]),
             ("update", &["Created", "Running", "Stopped", "Paused"]),
-            ("resize_container", &["Created", "Running", "Stopped", "Paused"]),
-            ("add_security_group", &["Created", "Running", "Stopped", "Paused"]),
-            ("remove_security_group", &["Created", "Running", "Stopped", "Paused"]),
-            ("delete", &["Created", "Error", "Stopped", "Deleted", "Dead"]),
+            (
+                "resize_container",
+                &["Created", "Running", "Stopped", "Paused"],
+            ),
+            (
+                "add_security_group",
+                &["Created", "Running", "Stopped", "Paused"],
+            ),
+            (
+                "remove_security_group",
+                &["Created", "Running", "Stopped", "Paused"],
+            ),
+            (
+                "delete",
+                &["Created", "Error", "Stopped", "Deleted", "Dead"],
+            ),
             (
                 "delete_force",
                 &[
-                    "Created", "Creating", "Error", "Running", "Stopped", "Unknown", "Deleted",
-                    "Dead", "Restarting", "Rebuilding", "Deleting",
+                    "Created",
+                    "Creating",
+                    "Error",
+                    "Running",
+                    "Stopped",
+                    "Unknown",
+                    "Deleted",
+                    "Dead",
+                    "Restarting",
+                    "Rebuilding",
+                    "Deleting",
                 ],
             ),
-            ("delete_after_stop", &["Running", "Created", "Error", "Stopped", "Deleted", "Dead"]),
+            (
+                "delete_after_stop",
+                &["Running", "Created", "Error", "Stopped", "Deleted", "Dead"],
+            ),
         ];
         assert_eq!(table.len(), Action::ALL.len());
         for action in Action::ALL {

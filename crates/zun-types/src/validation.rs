@@ -72,7 +72,11 @@ fn value_text(value: &Value) -> String {
 }
 
 fn type_error(field: &str, value: &Value, types: &str) -> ApiError {
-    field_error(field, value, format!("{} is not of type {types}", py_repr(value)))
+    field_error(
+        field,
+        value,
+        format!("{} is not of type {types}", py_repr(value)),
+    )
 }
 
 fn string_field(
@@ -87,19 +91,27 @@ fn string_field(
     };
     let len = s.chars().count();
     if len < min {
-        return Err(field_error(field, value, format!("{} is too short", py_repr(value))));
+        return Err(field_error(
+            field,
+            value,
+            format!("{} is too short", py_repr(value)),
+        ));
     }
     if len > max {
-        return Err(field_error(field, value, format!("{} is too long", py_repr(value))));
+        return Err(field_error(
+            field,
+            value,
+            format!("{} is too long", py_repr(value)),
+        ));
     }
-    if let Some((re, text)) = pattern {
-        if !re.is_match(s) {
-            return Err(field_error(
-                field,
-                value,
-                format!("{} does not match '{text}'", py_repr(value)),
-            ));
-        }
+    if let Some((re, text)) = pattern
+        && !re.is_match(s)
+    {
+        return Err(field_error(
+            field,
+            value,
+            format!("{} does not match '{text}'", py_repr(value)),
+        ));
     }
     Ok(s.clone())
 }
@@ -109,10 +121,20 @@ pub fn container_name(field: &str, value: &Value) -> Result<String, ApiError> {
     string_field(field, value, 2, 255, Some((&NAME_RE, NAME_PATTERN)))
 }
 
-fn bounded_number(field: &str, value: &Value, number: f64, min: f64, max: f64) -> Result<(), ApiError> {
+fn bounded_number(
+    field: &str,
+    value: &Value,
+    number: f64,
+    min: f64,
+    max: f64,
+) -> Result<(), ApiError> {
     let shown = py_repr(value);
     if number < min {
-        return Err(field_error(field, value, format!("{shown} is less than the minimum of {min}")));
+        return Err(field_error(
+            field,
+            value,
+            format!("{shown} is less than the minimum of {min}"),
+        ));
     }
     if number > max {
         return Err(field_error(
@@ -128,7 +150,9 @@ fn bounded_number(field: &str, value: &Value, number: f64, min: f64, max: f64) -
 pub fn cpu(value: &Value) -> Result<Option<f64>, ApiError> {
     let number = match value {
         Value::Null => return Ok(None),
-        Value::Number(n) => n.as_f64().ok_or_else(|| type_error("cpu", value, "'number'"))?,
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| type_error("cpu", value, "'number'"))?,
         Value::String(s) => {
             if s.is_empty() || !CPU_RE.is_match(s) {
                 return Err(field_error(
@@ -137,7 +161,8 @@ pub fn cpu(value: &Value) -> Result<Option<f64>, ApiError> {
                     format!("{} does not match '{CPU_PATTERN}'", py_repr(value)),
                 ));
             }
-            s.parse::<f64>().map_err(|_| type_error("cpu", value, "'number'"))?
+            s.parse::<f64>()
+                .map_err(|_| type_error("cpu", value, "'number'"))?
         }
         _ => return Err(type_error("cpu", value, "'number', 'string', 'null'")),
     };
@@ -161,7 +186,11 @@ fn integer_like(field: &str, value: &Value, min: i64, max: i64) -> Result<Option
                 ));
             }
             s.parse::<i64>().map_err(|_| {
-                field_error(field, value, format!("{} is greater than the maximum of {max}", py_repr(value)))
+                field_error(
+                    field,
+                    value,
+                    format!("{} is greater than the maximum of {max}", py_repr(value)),
+                )
             })?
         }
         _ => return Err(type_error(field, value, "'integer', 'string', 'null'")),
@@ -187,7 +216,10 @@ fn boolean(field: &str, value: &Value) -> Result<bool, ApiError> {
         _ => Err(field_error(
             field,
             value,
-            format!("{} is not one of [True, False, 'True', 'TRUE', 'False', 'FALSE', 'true', 'false']", py_repr(value)),
+            format!(
+                "{} is not one of [True, False, 'True', 'TRUE', 'False', 'FALSE', 'true', 'false']",
+                py_repr(value)
+            ),
         )),
     }
 }
@@ -197,7 +229,11 @@ pub fn query_bool(field: &str, raw: &str) -> Result<bool, ApiError> {
     match raw {
         "true" | "True" | "TRUE" | "1" | "ON" | "On" | "on" | "YES" | "Yes" | "yes" => Ok(true),
         "false" | "False" | "FALSE" | "0" | "OFF" | "Off" | "off" | "NO" | "No" | "no" => Ok(false),
-        _ => Err(query_error(field, raw, format!("'{raw}' is not a valid boolean"))),
+        _ => Err(query_error(
+            field,
+            raw,
+            format!("'{raw}' is not a valid boolean"),
+        )),
     }
 }
 
@@ -219,7 +255,11 @@ fn string_list(field: &str, value: &Value) -> Result<Option<Vec<String>>, ApiErr
     }
 }
 
-fn string_map(field: &str, value: &Value, strict_values: bool) -> Result<BTreeMap<String, String>, ApiError> {
+fn string_map(
+    field: &str,
+    value: &Value,
+    strict_values: bool,
+) -> Result<BTreeMap<String, String>, ApiError> {
     match value {
         Value::Null => Ok(BTreeMap::new()),
         Value::Object(map) => map
@@ -282,7 +322,13 @@ pub fn restart_policy(value: &Value) -> Result<Option<RestartPolicy>, ApiError> 
                 ),
             ));
         }
-        None => return Err(field_error("restart_policy", value, "'Name' is a required property")),
+        None => {
+            return Err(field_error(
+                "restart_policy",
+                value,
+                "'Name' is a required property",
+            ));
+        }
     };
     let count = match map.get("MaximumRetryCount") {
         None | Some(Value::Null) => 0,
@@ -296,9 +342,9 @@ pub fn restart_policy(value: &Value) -> Result<Option<RestartPolicy>, ApiError> 
                 ));
             }
         },
-        Some(Value::String(s)) if DIGITS_RE.is_match(s) => s.parse().map_err(|_| {
-            field_error("restart_policy", value, "MaximumRetryCount is too large")
-        })?,
+        Some(Value::String(s)) if DIGITS_RE.is_match(s) => s
+            .parse()
+            .map_err(|_| field_error("restart_policy", value, "MaximumRetryCount is too large"))?,
         Some(other) => {
             return Err(field_error(
                 "restart_policy",
@@ -313,7 +359,10 @@ pub fn restart_policy(value: &Value) -> Result<Option<RestartPolicy>, ApiError> 
         )));
     }
     let count = if name == "no" { 0 } else { count };
-    Ok(Some(RestartPolicy { name, maximum_retry_count: count.to_string() }))
+    Ok(Some(RestartPolicy {
+        name,
+        maximum_retry_count: count.to_string(),
+    }))
 }
 
 /// A validated create request; `None` means "not given".
@@ -354,10 +403,34 @@ pub struct CreateRequest {
 /// Keys every create schema accepts (the legacy and current schemas share
 /// them; fields introduced later are refused by version checks instead).
 const CREATE_KEYS: &[&str] = &[
-    "image", "name", "command", "cpu", "cpu_policy", "memory", "disk", "workdir", "environment",
-    "labels", "image_pull_policy", "image_driver", "restart_policy", "interactive", "tty",
-    "security_groups", "hints", "nets", "mounts", "runtime", "hostname", "auto_remove",
-    "auto_heal", "privileged", "healthcheck", "exposed_ports", "availability_zone", "registry",
+    "image",
+    "name",
+    "command",
+    "cpu",
+    "cpu_policy",
+    "memory",
+    "disk",
+    "workdir",
+    "environment",
+    "labels",
+    "image_pull_policy",
+    "image_driver",
+    "restart_policy",
+    "interactive",
+    "tty",
+    "security_groups",
+    "hints",
+    "nets",
+    "mounts",
+    "runtime",
+    "hostname",
+    "auto_remove",
+    "auto_heal",
+    "privileged",
+    "healthcheck",
+    "exposed_ports",
+    "availability_zone",
+    "registry",
 ];
 
 /// Fields checked by upstream's `version_check` (present below → 400).
@@ -382,13 +455,18 @@ fn invalid_param_in_version(param: &str, version: Version, min: Version) -> ApiE
 }
 
 fn additional_property(key: &str) -> ApiError {
-    ApiError::schema(format!("Additional properties are not allowed ('{key}' was unexpected)"))
+    ApiError::schema(format!(
+        "Additional properties are not allowed ('{key}' was unexpected)"
+    ))
 }
 
 /// Validates a `POST /v1/containers` body at `version`.
 pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, ApiError> {
     let Value::Object(map) = body else {
-        return Err(ApiError::schema(format!("{} is not of type 'object'", py_repr(body))));
+        return Err(ApiError::schema(format!(
+            "{} is not of type 'object'",
+            py_repr(body)
+        )));
     };
     for key in map.keys() {
         let known = CREATE_KEYS.contains(&key.as_str())
@@ -401,7 +479,13 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
     let Some(image) = map.get("image") else {
         return Err(ApiError::schema("'image' is a required property"));
     };
-    let image = string_field("image", image, 2, 255, Some((&IMAGE_RE, "[a-zA-Z0-9][a-zA-Z0-9_.-]")))?;
+    let image = string_field(
+        "image",
+        image,
+        2,
+        255,
+        Some((&IMAGE_RE, "[a-zA-Z0-9][a-zA-Z0-9_.-]")),
+    )?;
 
     if version >= Version::new(1, 20)
         && map.contains_key("security_groups")
@@ -413,21 +497,25 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
     }
     for (field, min) in VERSIONED_FIELDS {
         if let Some(value) = map.get(*field) {
-            let empty_mounts = *field == "mounts" && matches!(value, Value::Array(a) if a.is_empty());
+            let empty_mounts =
+                *field == "mounts" && matches!(value, Value::Array(a) if a.is_empty());
             if version < *min && !empty_mounts {
                 return Err(invalid_param_in_version(field, version, *min));
             }
         }
     }
 
-    let mut req = CreateRequest { image, ..CreateRequest::default() };
+    let mut req = CreateRequest {
+        image,
+        ..CreateRequest::default()
+    };
     let null = Value::Null;
     let get = |key: &str| map.get(key).unwrap_or(&null);
 
-    if let Some(v) = map.get("name") {
-        if !v.is_null() {
-            req.name = Some(container_name("name", v)?);
-        }
+    if let Some(v) = map.get("name")
+        && !v.is_null()
+    {
+        req.name = Some(container_name("name", v)?);
     }
     req.command = match map.get("command") {
         None | Some(Value::Null) => None,
@@ -435,9 +523,10 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
             let Value::String(s) = v else {
                 return Err(type_error("command", v, "'string', 'null'"));
             };
-            Some(shlex::split(s).ok_or_else(|| {
-                ApiError::invalid(format!("Invalid command: {s}"))
-            })?)
+            Some(
+                shlex::split(s)
+                    .ok_or_else(|| ApiError::invalid(format!("Invalid command: {s}")))?,
+            )
         }
         Some(v) => string_list("command", v)?,
     };
@@ -445,7 +534,9 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
     req.cpu = cpu(get("cpu"))?;
     if let Some(v) = map.get("cpu_policy") {
         match v {
-            Value::String(s) if s == "dedicated" || s == "shared" => req.cpu_policy = Some(s.clone()),
+            Value::String(s) if s == "dedicated" || s == "shared" => {
+                req.cpu_policy = Some(s.clone())
+            }
             _ => {
                 return Err(field_error(
                     "cpu_policy",
@@ -487,7 +578,10 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
             return Err(field_error(
                 "image_driver",
                 v,
-                format!("{} is not one of ['glance', 'docker', None, 'None']", py_repr(v)),
+                format!(
+                    "{} is not one of ['glance', 'docker', None, 'None']",
+                    py_repr(v)
+                ),
             ));
         }
     };
@@ -499,7 +593,8 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
         req.tty = Some(boolean("tty", v)?);
     }
     // 1.20 to 1.35 copy `interactive` onto `tty` (reference §1.3, 1.36).
-    if version >= Version::new(1, 20) && version < Version::new(1, 36) && req.interactive.is_some() {
+    if version >= Version::new(1, 20) && version < Version::new(1, 36) && req.interactive.is_some()
+    {
         req.tty = req.interactive;
     }
     if let Some(v) = map.get("security_groups") {
@@ -522,7 +617,13 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
     };
     req.runtime = optional_string("runtime", get("runtime"))?;
     if let Some(v) = map.get("hostname") {
-        req.hostname = Some(string_field("hostname", v, 1, 255, Some((&HOSTNAME_RE, HOSTNAME_PATTERN)))?);
+        req.hostname = Some(string_field(
+            "hostname",
+            v,
+            1,
+            255,
+            Some((&HOSTNAME_RE, HOSTNAME_PATTERN)),
+        )?);
     }
     req.auto_remove = match get("auto_remove") {
         Value::Null => None,
@@ -542,10 +643,22 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
         v => Some(string_field("availability_zone", v, 1, 255, None)?),
     };
     if let Some(v) = map.get("registry") {
-        req.registry = Some(string_field("registry", v, 2, 255, Some((&NAME_RE, NAME_PATTERN)))?);
+        req.registry = Some(string_field(
+            "registry",
+            v,
+            2,
+            255,
+            Some((&NAME_RE, NAME_PATTERN)),
+        )?);
     }
     if let Some(v) = map.get("host") {
-        req.host = Some(string_field("host", v, 1, 255, Some((&HOSTNAME_RE, HOSTNAME_PATTERN)))?);
+        req.host = Some(string_field(
+            "host",
+            v,
+            1,
+            255,
+            Some((&HOSTNAME_RE, HOSTNAME_PATTERN)),
+        )?);
     }
     Ok(req)
 }
@@ -561,14 +674,21 @@ fn exposed_ports(value: &Value) -> Result<Option<Value>, ApiError> {
             Some((port, protocol)) => (port, Some(protocol)),
             None => (key.as_str(), None),
         };
-        if let Some(protocol) = protocol {
-            if protocol != "tcp" && protocol != "udp" {
-                return Err(ApiError::invalid(format!("value {protocol} is an invalid protocol")));
-            }
+        if let Some(protocol) = protocol
+            && protocol != "tcp"
+            && protocol != "udp"
+        {
+            return Err(ApiError::invalid(format!(
+                "value {protocol} is an invalid protocol"
+            )));
         }
         match port.parse::<u32>() {
             Ok(p) if (1..=65535).contains(&p) => {}
-            _ => return Err(ApiError::invalid(format!("value {port} is an invalid port"))),
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "value {port} is an invalid port"
+                )));
+            }
         }
     }
     Ok(Some(Value::Object(map.clone())))
@@ -585,7 +705,10 @@ pub struct UpdateRequest {
 
 pub fn update_request(body: &Value) -> Result<UpdateRequest, ApiError> {
     let Value::Object(map) = body else {
-        return Err(ApiError::schema(format!("{} is not of type 'object'", py_repr(body))));
+        return Err(ApiError::schema(format!(
+            "{} is not of type 'object'",
+            py_repr(body)
+        )));
     };
     let mut req = UpdateRequest::default();
     for (key, value) in map {
@@ -608,13 +731,41 @@ pub fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
 
 /// Every Linux signal name, for `kill` (reference §4.5).
 const SIGNALS: &[(&str, i32)] = &[
-    ("SIGHUP", 1), ("SIGINT", 2), ("SIGQUIT", 3), ("SIGILL", 4), ("SIGTRAP", 5), ("SIGABRT", 6),
-    ("SIGIOT", 6), ("SIGBUS", 7), ("SIGFPE", 8), ("SIGKILL", 9), ("SIGUSR1", 10), ("SIGSEGV", 11),
-    ("SIGUSR2", 12), ("SIGPIPE", 13), ("SIGALRM", 14), ("SIGTERM", 15), ("SIGSTKFLT", 16),
-    ("SIGCHLD", 17), ("SIGCONT", 18), ("SIGSTOP", 19), ("SIGTSTP", 20), ("SIGTTIN", 21),
-    ("SIGTTOU", 22), ("SIGURG", 23), ("SIGXCPU", 24), ("SIGXFSZ", 25), ("SIGVTALRM", 26),
-    ("SIGPROF", 27), ("SIGWINCH", 28), ("SIGIO", 29), ("SIGPOLL", 29), ("SIGPWR", 30),
-    ("SIGSYS", 31), ("SIGRTMIN", 34), ("SIGRTMAX", 64),
+    ("SIGHUP", 1),
+    ("SIGINT", 2),
+    ("SIGQUIT", 3),
+    ("SIGILL", 4),
+    ("SIGTRAP", 5),
+    ("SIGABRT", 6),
+    ("SIGIOT", 6),
+    ("SIGBUS", 7),
+    ("SIGFPE", 8),
+    ("SIGKILL", 9),
+    ("SIGUSR1", 10),
+    ("SIGSEGV", 11),
+    ("SIGUSR2", 12),
+    ("SIGPIPE", 13),
+    ("SIGALRM", 14),
+    ("SIGTERM", 15),
+    ("SIGSTKFLT", 16),
+    ("SIGCHLD", 17),
+    ("SIGCONT", 18),
+    ("SIGSTOP", 19),
+    ("SIGTSTP", 20),
+    ("SIGTTIN", 21),
+    ("SIGTTOU", 22),
+    ("SIGURG", 23),
+    ("SIGXCPU", 24),
+    ("SIGXFSZ", 25),
+    ("SIGVTALRM", 26),
+    ("SIGPROF", 27),
+    ("SIGWINCH", 28),
+    ("SIGIO", 29),
+    ("SIGPOLL", 29),
+    ("SIGPWR", 30),
+    ("SIGSYS", 31),
+    ("SIGRTMIN", 34),
+    ("SIGRTMAX", 64),
 ];
 
 /// Validates a kill signal and returns it in the engine's `SIGNAME` form;
@@ -625,14 +776,22 @@ pub fn signal(raw: Option<&str>) -> Result<Option<String>, ApiError> {
         return Ok(None);
     }
     let upper = raw.to_ascii_uppercase();
-    let found = SIGNALS.iter().find(|(name, number)| {
-        *name == upper || name[3..] == upper || number.to_string() == raw
-    });
+    let found = SIGNALS
+        .iter()
+        .find(|(name, number)| *name == upper || name[3..] == upper || number.to_string() == raw);
     match found {
-        Some((name, _)) if raw == upper || raw.to_ascii_lowercase() == raw || raw.bytes().all(|b| b.is_ascii_digit()) => {
+        Some((name, _))
+            if raw == upper
+                || raw.to_ascii_lowercase() == raw
+                || raw.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             Ok(Some((*name).to_string()))
         }
-        _ => Err(query_error("signal", raw, format!("'{raw}' is not one of the valid signals"))),
+        _ => Err(query_error(
+            "signal",
+            raw,
+            format!("'{raw}' is not one of the valid signals"),
+        )),
     }
 }
 
@@ -684,7 +843,15 @@ mod tests {
 
     #[test]
     fn memory_rules() {
-        for bad in [json!("512M"), json!("abc"), json!(-1), json!(3), json!(8193), json!(1.5), json!(true)] {
+        for bad in [
+            json!("512M"),
+            json!("abc"),
+            json!(-1),
+            json!(3),
+            json!(8193),
+            json!(1.5),
+            json!(true),
+        ] {
             let err = err_of(json!({"image": "busybox", "memory": bad}), V40);
             assert_eq!(err.status, 400, "{bad}");
         }
@@ -694,7 +861,14 @@ mod tests {
 
     #[test]
     fn cpu_rules() {
-        for bad in [json!(0), json!(-1), json!(16.5), json!("abc"), json!("1e3"), json!([])] {
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(16.5),
+            json!("abc"),
+            json!("1e3"),
+            json!([]),
+        ] {
             let err = err_of(json!({"image": "busybox", "cpu": bad}), V40);
             assert_eq!(err.status, 400, "{bad}");
         }
@@ -705,7 +879,10 @@ mod tests {
     #[test]
     fn unknown_fields_are_rejected() {
         let err = err_of(json!({"image": "busybox", "colour": "red"}), V40);
-        assert_eq!(err.detail, "Additional properties are not allowed ('colour' was unexpected)");
+        assert_eq!(
+            err.detail,
+            "Additional properties are not allowed ('colour' was unexpected)"
+        );
     }
 
     #[test]
@@ -728,48 +905,102 @@ mod tests {
         .expect("valid");
         assert_eq!(
             ok.restart_policy,
-            Some(RestartPolicy { name: "on-failure".into(), maximum_retry_count: "3".into() })
+            Some(RestartPolicy {
+                name: "on-failure".into(),
+                maximum_retry_count: "3".into()
+            })
         );
         let no = create_request(
             &json!({"image": "busybox", "restart_policy": {"Name": "no", "MaximumRetryCount": 5}}),
             V40,
         )
         .expect("valid");
-        assert_eq!(no.restart_policy.map(|p| p.maximum_retry_count), Some("0".into()));
+        assert_eq!(
+            no.restart_policy.map(|p| p.maximum_retry_count),
+            Some("0".into())
+        );
     }
 
     #[test]
     fn version_gated_fields() {
-        let err = err_of(json!({"image": "busybox", "auto_remove": true}), Version::new(1, 2));
+        let err = err_of(
+            json!({"image": "busybox", "auto_remove": true}),
+            Version::new(1, 2),
+        );
         assert_eq!(err.code, "invalid-param-in-version");
         assert_eq!(
             err.detail,
             "Invalid param auto_remove because current request version is 1.2. auto_remove is only supported from version 1.3"
         );
-        assert!(create_request(&json!({"image": "busybox", "auto_remove": true}), Version::new(1, 3)).is_ok());
-        let err = err_of(json!({"image": "busybox", "hostname": "h"}), Version::new(1, 8));
+        assert!(
+            create_request(
+                &json!({"image": "busybox", "auto_remove": true}),
+                Version::new(1, 3)
+            )
+            .is_ok()
+        );
+        let err = err_of(
+            json!({"image": "busybox", "hostname": "h"}),
+            Version::new(1, 8),
+        );
         assert_eq!(err.code, "invalid-param-in-version");
-        let err = err_of(json!({"image": "busybox", "host": "h"}), Version::new(1, 38));
+        let err = err_of(
+            json!({"image": "busybox", "host": "h"}),
+            Version::new(1, 38),
+        );
         assert_eq!(err.code, "schema-validation-error");
-        let err = err_of(json!({"image": "busybox", "entrypoint": ["sh"]}), Version::new(1, 39));
+        let err = err_of(
+            json!({"image": "busybox", "entrypoint": ["sh"]}),
+            Version::new(1, 39),
+        );
         assert_eq!(err.code, "schema-validation-error");
         assert!(create_request(&json!({"image": "busybox", "entrypoint": ["sh"]}), V40).is_ok());
     }
 
     #[test]
     fn command_is_a_string_before_1_20() {
-        let ok = create_request(&json!({"image": "busybox", "command": "sh -c 'echo hi'"}), Version::new(1, 19))
-            .expect("valid");
-        assert_eq!(ok.command, Some(vec!["sh".into(), "-c".into(), "echo hi".into()]));
-        assert_eq!(err_of(json!({"image": "busybox", "command": ["sh"]}), Version::new(1, 19)).status, 400);
-        assert_eq!(err_of(json!({"image": "busybox", "command": "sh"}), Version::new(1, 20)).status, 400);
+        let ok = create_request(
+            &json!({"image": "busybox", "command": "sh -c 'echo hi'"}),
+            Version::new(1, 19),
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.command,
+            Some(vec!["sh".into(), "-c".into(), "echo hi".into()])
+        );
+        assert_eq!(
+            err_of(
+                json!({"image": "busybox", "command": ["sh"]}),
+                Version::new(1, 19)
+            )
+            .status,
+            400
+        );
+        assert_eq!(
+            err_of(
+                json!({"image": "busybox", "command": "sh"}),
+                Version::new(1, 20)
+            )
+            .status,
+            400
+        );
     }
 
     #[test]
     fn interactive_sets_tty_between_1_20_and_1_35() {
         let body = json!({"image": "busybox", "interactive": true, "tty": false});
-        assert_eq!(create_request(&body, Version::new(1, 30)).expect("valid").tty, Some(true));
-        assert_eq!(create_request(&body, Version::new(1, 36)).expect("valid").tty, Some(false));
+        assert_eq!(
+            create_request(&body, Version::new(1, 30))
+                .expect("valid")
+                .tty,
+            Some(true)
+        );
+        assert_eq!(
+            create_request(&body, Version::new(1, 36))
+                .expect("valid")
+                .tty,
+            Some(false)
+        );
     }
 
     #[test]
@@ -780,7 +1011,9 @@ mod tests {
 
     #[test]
     fn signals() {
-        for ok in ["SIGKILL", "KILL", "sigkill", "kill", "9", "SIGTERM", "15", "None"] {
+        for ok in [
+            "SIGKILL", "KILL", "sigkill", "kill", "9", "SIGTERM", "15", "None",
+        ] {
             assert!(signal(Some(ok)).is_ok(), "{ok}");
         }
         assert_eq!(signal(Some("kill")).ok().flatten(), Some("SIGKILL".into()));
@@ -792,7 +1025,21 @@ mod tests {
     #[test]
     fn exposed_ports_rules() {
         assert!(create_request(&json!({"image": "busybox", "exposed_ports": {"80/tcp": {}, "53/udp": {}, "8080": {}}}), V40).is_ok());
-        assert_eq!(err_of(json!({"image": "busybox", "exposed_ports": {"80/sctp": {}}}), V40).status, 400);
-        assert_eq!(err_of(json!({"image": "busybox", "exposed_ports": {"http": {}}}), V40).status, 400);
+        assert_eq!(
+            err_of(
+                json!({"image": "busybox", "exposed_ports": {"80/sctp": {}}}),
+                V40
+            )
+            .status,
+            400
+        );
+        assert_eq!(
+            err_of(
+                json!({"image": "busybox", "exposed_ports": {"http": {}}}),
+                V40
+            )
+            .status,
+            400
+        );
     }
 }

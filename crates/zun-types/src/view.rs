@@ -57,7 +57,10 @@ pub fn container(c: &Container, host_url: Option<&str>, admin: bool) -> Value {
     m.insert("workdir".into(), json!(c.workdir));
     m.insert("ports".into(), json!(c.ports));
     m.insert("hostname".into(), json!(c.hostname));
-    m.insert("addresses".into(), c.addresses.clone().unwrap_or_else(|| json!({})));
+    m.insert(
+        "addresses".into(),
+        c.addresses.clone().unwrap_or_else(|| json!({})),
+    );
     m.insert("restart_policy".into(), json!(c.restart_policy));
     m.insert("interactive".into(), json!(c.interactive));
     m.insert("tty".into(), json!(c.tty));
@@ -70,7 +73,10 @@ pub fn container(c: &Container, host_url: Option<&str>, admin: bool) -> Value {
     m.insert("user_id".into(), json!(c.user_id));
     m.insert("project_id".into(), json!(c.project_id));
     m.insert("created_at".into(), json!(resource_time(&c.created_at)));
-    m.insert("updated_at".into(), json!(c.updated_at.as_ref().map(resource_time)));
+    m.insert(
+        "updated_at".into(),
+        json!(c.updated_at.as_ref().map(resource_time)),
+    );
     if admin {
         m.insert("host".into(), json!(c.host));
         m.insert("image_pull_policy".into(), json!(c.image_pull_policy));
@@ -88,7 +94,10 @@ mod tests {
 
     #[test]
     fn resource_time_drops_zero_microseconds() {
-        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("valid time");
+        let t = Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("valid time");
         assert_eq!(resource_time(&t), "2026-01-02 03:04:05");
         let t = t + chrono::Duration::microseconds(42);
         assert_eq!(resource_time(&t), "2026-01-02 03:04:05.000042");
