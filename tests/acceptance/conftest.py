@@ -14,6 +14,7 @@ Nothing here is skipped: a missing binary, socket or CLI fails the tests.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -70,18 +71,38 @@ def docker_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 30):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def engine_api(path: str):
+    """GET on the dedicated engine's API (faster than the CLI, for polling)."""
+    conn = _UnixHTTPConnection(DOCKER_SOCKET)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200, f"engine GET {path}: {resp.status} {body[:300]!r}"
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
 def engine_zun_containers() -> dict[str, str]:
     """{engine id: name without the leading '/'} of every `zun-` container in the engine."""
-    r = docker_cmd("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}")
-    assert r.returncode == 0, f"docker ps failed: {r.stderr}"
     out = {}
-    for line in r.stdout.splitlines():
-        if not line.strip():
-            continue
-        cid, names = line.split(" ", 1)
-        for name in names.split(","):
+    for c in engine_api("/containers/json?all=1"):
+        for name in c.get("Names") or []:
+            name = name.lstrip("/")
             if name.startswith("zun-"):
-                out[cid] = name
+                out[c["Id"]] = name
     return out
 
 
@@ -315,7 +336,8 @@ class ZunSplit(Zun):
     """`zund api` and `zund compute` as two processes on one data dir, so a
     test can kill and restart the agent alone."""
 
-    def start(self) -> "ZunSplit":
+    def start(self, together: bool = False) -> "ZunSplit":
+        """`together`: start both processes at once, as an operator might."""
         self.api = ZundProcess("api", [
             "api",
             "--listen", f"127.0.0.1:{self.port}",
@@ -332,10 +354,24 @@ class ZunSplit(Zun):
             "--host-name", self.host_name,
         ], self.log_dir / f"zund-{self.host_name}-compute.log")
         self.processes += [self.api, self.compute]
-        self.api.start()
-        self.compute.start()
-        self.wait_ready()
+        if together:
+            self.api.start()
+            self.compute.start()
+            self.wait_ready()
+        else:
+            # The API first (it migrates the store), the agent once it answers.
+            self.api.start()
+            self.wait_ready()
+            self.compute.start()
+        self.assert_alive(settle=1.0)
         return self
+
+    def assert_alive(self, settle: float = 0.0) -> None:
+        """Both processes still running (after `settle` seconds)."""
+        time.sleep(settle)
+        for p in (self.api, self.compute):
+            assert p.alive(), (f"zund {p.role} exited with {p.proc.returncode}; "
+                               f"log {p.log_path}:\n{p.log_tail()}")
 
     def kill_compute(self) -> None:
         self.compute.kill()
@@ -343,8 +379,7 @@ class ZunSplit(Zun):
     def restart_compute(self) -> None:
         self.compute.stop()
         self.compute.start()
-        time.sleep(0.2)
-        assert self.compute.alive(), f"compute exited at once:\n{self.compute.log_tail()}"
+        self.assert_alive(settle=0.5)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -431,6 +466,21 @@ def zun_split(engine_baseline, tmp_path_factory, log_dir):
         z.start()
         yield z
     finally:
+        z.stop()
+
+
+@pytest.fixture
+def make_split(engine_baseline, tmp_path_factory, log_dir):
+    """A factory of not-yet-started ZunSplit services; all stopped at the end."""
+    made = []
+
+    def factory() -> ZunSplit:
+        z = _make(ZunSplit, tmp_path_factory, log_dir, "split")
+        made.append(z)
+        return z
+
+    yield factory
+    for z in made:
         z.stop()
 
 

@@ -1,0 +1,984 @@
+//! `zun-bench`: how much `zund` adds on top of the Docker engine it drives.
+//!
+//! It starts its own `zund all-in-one` (fresh data directory, free port,
+//! a compute host name of its own so it never touches another zund's
+//! containers), then measures, in one run and against the same engine:
+//!
+//! * create-to-Running latency through the Zun API (`POST ?run=true`, then
+//!   `GET` every few milliseconds until `status` is `Running`), sequentially
+//!   and N at a time;
+//! * the raw engine baseline: create + start + inspect of the same image and
+//!   command through bollard, sequentially and N at a time;
+//! * `GET /v1/containers` latency with the containers present (and the raw
+//!   engine's container list beside it);
+//! * zund's resident memory idle, with the containers running, and after.
+//!
+//! Phases run in A-B-B-A order (raw, zun sequential; zun, raw concurrent)
+//! after an untimed warm-up of both, so slow drift on a shared machine hits
+//! both sides alike. zund is always stopped at the end (SIGTERM, then kill),
+//! and every engine container this run made is removed.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions,
+};
+use clap::Parser;
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Label put on the raw baseline containers: the run id.
+const RAW_LABEL: &str = "zun-bench.run";
+/// zund's label naming the compute host that created a container.
+const ZUN_HOST_LABEL: &str = "zun.host";
+/// The API microversion every request asks for.
+const API_VERSION: &str = "container 1.40";
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "zun-bench",
+    about = "Benchmark zund's create-to-Running latency and memory against raw Docker engine calls"
+)]
+struct Cli {
+    /// The zund binary to start.
+    #[arg(long, default_value = "target/release/zund")]
+    zund: PathBuf,
+    /// The Docker engine's unix socket (zund and the baseline both use it).
+    #[arg(
+        long,
+        env = "ZUN_BENCH_DOCKER_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
+    docker_socket: String,
+    /// Containers per timed phase.
+    #[arg(long, default_value_t = 50)]
+    count: usize,
+    /// Containers in flight at once in the concurrent phases.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// Untimed containers created first on each side.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Image to run; must already be in the engine (nothing is pulled).
+    #[arg(long, default_value = "busybox")]
+    image: String,
+    /// Interval between GETs while waiting for Running, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    poll_ms: u64,
+    /// `image_pull_policy` sent with each create ("ifnotpresent", "never",
+    /// "always"), or "omit" to send none (Zun then pulls `:latest` images).
+    #[arg(long, default_value = "ifnotpresent")]
+    pull_policy: String,
+    /// Requests timed for the list row.
+    #[arg(long, default_value_t = 20)]
+    list_requests: usize,
+    /// Give up on one container (or a cleanup wait) after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("zun-bench: some containers failed (listed above)");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("zun-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the whole benchmark; `Ok(false)` when containers failed.
+async fn run(cli: Cli) -> Result<bool> {
+    if cli.count == 0 || cli.concurrency == 0 {
+        bail!("--count and --concurrency must be at least 1");
+    }
+    let docker = connect_engine(&cli.docker_socket).await?;
+    let image = engine_image(&cli.image);
+    docker.inspect_image(&image).await.with_context(|| {
+        format!("image {image} is not in the engine at {} (nothing is pulled)", cli.docker_socket)
+    })?;
+
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let host_name = format!("zun-bench-{run_id}");
+    let data_dir = std::env::temp_dir().join(format!("zun-bench-{run_id}"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+
+    println!(
+        "zun-bench: zund {} | engine {} | image {} | {} containers, concurrency {}, warm-up {}",
+        cli.zund.display(),
+        cli.docker_socket,
+        cli.image,
+        cli.count,
+        cli.concurrency,
+        cli.warmup
+    );
+
+    let mut zund = match Zund::spawn(&cli, &host_name, &data_dir) {
+        Ok(z) => z,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&data_dir);
+            return Err(err);
+        }
+    };
+    let ctx = Ctx {
+        cli: cli.clone(),
+        docker: docker.clone(),
+        api: Api::new(&zund.base_url)?,
+        run_id: run_id.clone(),
+        host_name: host_name.clone(),
+        pid: zund.pid(),
+    };
+
+    let outcome = tokio::select! {
+        r = async {
+            zund.wait_ready(&ctx.api, Duration::from_secs(30)).await?;
+            bench(&ctx).await
+        } => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+
+    // Always: stop zund, then remove whatever engine containers this run left.
+    let stopped = zund.stop().await;
+    let leftovers = cleanup_engine(&docker, &host_name, &run_id).await;
+    let log_path = zund.log_path.clone();
+    match (&outcome, &stopped) {
+        (Ok(_), Ok(())) => {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+        _ => eprintln!("zun-bench: zund's log kept at {}", log_path.display()),
+    }
+    match &leftovers {
+        Ok(0) => {}
+        Ok(n) => eprintln!("zun-bench: removed {n} leftover engine container(s)"),
+        Err(err) => eprintln!("zun-bench: cleaning the engine failed: {err:#}"),
+    }
+
+    let report = outcome?;
+    stopped?;
+    report.print(&cli);
+    Ok(report.failures.is_empty())
+}
+
+// ---------------------------------------------------------------- zund process
+
+struct Zund {
+    child: Child,
+    base_url: String,
+    log_path: PathBuf,
+    stopped: bool,
+}
+
+impl Zund {
+    fn spawn(cli: &Cli, host_name: &str, data_dir: &Path) -> Result<Self> {
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        let log_path = data_dir.join("zund.log");
+        let log = File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let log_err = log.try_clone().context("duplicating the log file")?;
+        let child = Command::new(&cli.zund)
+            .arg("all-in-one")
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--docker-socket")
+            .arg(&cli.docker_socket)
+            .arg("--host-name")
+            .arg(host_name)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .with_context(|| format!("starting {}", cli.zund.display()))?;
+        Ok(Self {
+            child,
+            base_url: format!("http://{listen}"),
+            log_path,
+            stopped: false,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn wait_ready(&mut self, api: &Api, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().context("polling zund")? {
+                bail!(
+                    "zund exited during start-up ({status}); its log:\n{}",
+                    log_tail(&self.log_path)
+                );
+            }
+            if api.root_ok().await {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "zund did not answer GET / within {limit:?}; its log:\n{}",
+                    log_tail(&self.log_path)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, up to 10 s for a clean exit, then SIGKILL.
+    async fn stop(&mut self) -> Result<()> {
+        self.stopped = true;
+        if self.child.try_wait().ok().flatten().is_some() {
+            bail!(
+                "zund had already exited before the end; its log:\n{}",
+                log_tail(&self.log_path)
+            );
+        }
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Some(status) = self.child.try_wait().context("waiting for zund")? {
+                if status.success() {
+                    return Ok(());
+                }
+                bail!("zund exited with {status} after SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        bail!("zund did not exit within 10 s of SIGTERM; killed it")
+    }
+}
+
+impl Drop for Zund {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr().context("finding a free port")?.port())
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB.
+fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| anyhow!("no {name} in /proc/{pid}/status"))?;
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .with_context(|| format!("parsing {line:?}"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+// ---------------------------------------------------------------- Zun API client
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(base: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            http,
+            base: base.to_owned(),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("OpenStack-API-Version", API_VERSION)
+    }
+
+    async fn root_ok(&self) -> bool {
+        matches!(
+            self.http.get(format!("{}/", self.base)).send().await,
+            Ok(r) if r.status().is_success()
+        )
+    }
+
+    /// `POST /v1/containers?run=true`; the new container's uuid.
+    async fn create(&self, body: &Value) -> Result<String> {
+        let resp = self
+            .request(Method::POST, "/v1/containers?run=true")
+            .json(body)
+            .send()
+            .await
+            .context("POST /v1/containers")?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the create response")?;
+        if status != StatusCode::ACCEPTED {
+            bail!("POST /v1/containers answered {status}: {}", snippet(&text));
+        }
+        let view: Value = serde_json::from_str(&text).context("create response is not JSON")?;
+        view.get("uuid")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("create response has no uuid: {}", snippet(&text)))
+    }
+
+    /// `GET /v1/containers/{uuid}`: `status` and `status_reason`.
+    async fn status(&self, uuid: &str) -> Result<(String, Option<String>)> {
+        let resp = self
+            .request(Method::GET, &format!("/v1/containers/{uuid}"))
+            .send()
+            .await
+            .context("GET /v1/containers/{uuid}")?;
+        let code = resp.status();
+        let text = resp.text().await.context("reading the show response")?;
+        if code != StatusCode::OK {
+            bail!("GET /v1/containers/{uuid} answered {code}: {}", snippet(&text));
+        }
+        let view: Value = serde_json::from_str(&text).context("show response is not JSON")?;
+        let status = view
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("show response has no status: {}", snippet(&text)))?
+            .to_owned();
+        let reason = view
+            .get("status_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok((status, reason))
+    }
+
+    /// `DELETE /v1/containers/{uuid}?force=true`; a 404 counts as done.
+    async fn delete(&self, uuid: &str) -> Result<()> {
+        let resp = self
+            .request(Method::DELETE, &format!("/v1/containers/{uuid}?force=true"))
+            .send()
+            .await
+            .context("DELETE /v1/containers/{uuid}")?;
+        let code = resp.status();
+        if code == StatusCode::NO_CONTENT || code == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        bail!("DELETE /v1/containers/{uuid} answered {code}: {}", snippet(&text))
+    }
+
+    /// `GET /v1/containers`: (uuid, status) of each listed container.
+    async fn list(&self) -> Result<Vec<(String, String)>> {
+        let resp = self
+            .request(Method::GET, "/v1/containers")
+            .send()
+            .await
+            .context("GET /v1/containers")?;
+        let code = resp.status();
+        let text = resp.text().await.context("reading the list response")?;
+        if code != StatusCode::OK {
+            bail!("GET /v1/containers answered {code}: {}", snippet(&text));
+        }
+        let doc: Value = serde_json::from_str(&text).context("list response is not JSON")?;
+        let items = doc
+            .get("containers")
+            .and_then(Value::as_array)
+            .ok_or_else(|| anyhow!("list response has no containers array"))?;
+        Ok(items
+            .iter()
+            .map(|c| {
+                let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                (field("uuid"), field("status"))
+            })
+            .collect())
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let t: String = text.chars().take(300).collect();
+    t.replace('\n', " ")
+}
+
+// ---------------------------------------------------------------- engine
+
+async fn connect_engine(socket: &str) -> Result<Docker> {
+    let docker = Docker::connect_with_unix(socket, 120, bollard::API_DEFAULT_VERSION)
+        .with_context(|| format!("connecting to the engine at {socket}"))?;
+    docker
+        .negotiate_version()
+        .await
+        .with_context(|| format!("negotiating the API version with the engine at {socket}"))
+}
+
+/// The engine's name for a Zun image reference (`busybox` → `busybox:latest`).
+fn engine_image(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || image.contains('@') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// Engine containers (any state) carrying `label` (`key=value`).
+async fn engine_ids(docker: &Docker, label: &str) -> Result<Vec<String>> {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_owned(),
+            vec![label.to_owned()],
+        )])),
+        ..Default::default()
+    };
+    let list = docker
+        .list_containers(Some(options))
+        .await
+        .context("listing engine containers")?;
+    Ok(list.into_iter().filter_map(|c| c.id).collect())
+}
+
+async fn remove_engine(docker: &Docker, id: &str) -> Result<()> {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        link: false,
+    };
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing engine container {id}")),
+    }
+}
+
+/// Removes every engine container of this run (zund's and the baseline's).
+async fn cleanup_engine(docker: &Docker, host_name: &str, run_id: &str) -> Result<usize> {
+    let mut removed = 0;
+    for label in [
+        format!("{ZUN_HOST_LABEL}={host_name}"),
+        format!("{RAW_LABEL}={run_id}"),
+    ] {
+        for id in engine_ids(docker, &label).await? {
+            remove_engine(docker, &id).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+// ---------------------------------------------------------------- phases
+
+struct Ctx {
+    cli: Cli,
+    docker: Docker,
+    api: Api,
+    run_id: String,
+    host_name: String,
+    pid: u32,
+}
+
+/// One container's result: its id (to clean up) and its latency or why it failed.
+struct Sample {
+    id: Option<String>,
+    result: std::result::Result<Duration, String>,
+}
+
+#[derive(Default)]
+struct Phase {
+    latencies: Vec<Duration>,
+    failures: Vec<String>,
+    ids: Vec<String>,
+    wall: Duration,
+}
+
+impl Phase {
+    fn from_samples(samples: Vec<Sample>, wall: Duration) -> Self {
+        let mut phase = Phase {
+            wall,
+            ..Default::default()
+        };
+        for s in samples {
+            match s.result {
+                Ok(d) => phase.latencies.push(d),
+                Err(why) => phase.failures.push(match &s.id {
+                    Some(id) => format!("{id}: {why}"),
+                    None => why,
+                }),
+            }
+            phase.ids.extend(s.id);
+        }
+        phase.latencies.sort();
+        phase
+    }
+
+    fn ok(&self) -> usize {
+        self.latencies.len()
+    }
+}
+
+impl Ctx {
+    fn zun_body(&self) -> Value {
+        let mut body = json!({
+            "image": self.cli.image,
+            "command": ["sleep", "3600"],
+        });
+        if self.cli.pull_policy != "omit" {
+            body["image_pull_policy"] = json!(self.cli.pull_policy);
+        }
+        body
+    }
+
+    /// POST ?run=true, then GET every `poll_ms` until Running (or Error).
+    async fn zun_one(&self, body: &Value) -> Sample {
+        let start = Instant::now();
+        let uuid = match self.api.create(body).await {
+            Ok(uuid) => uuid,
+            Err(err) => {
+                return Sample {
+                    id: None,
+                    result: Err(format!("{err:#}")),
+                };
+            }
+        };
+        let limit = Duration::from_secs(self.cli.timeout_secs);
+        let poll = Duration::from_millis(self.cli.poll_ms);
+        let result = loop {
+            match self.api.status(&uuid).await {
+                Ok((status, _)) if status == "Running" => break Ok(start.elapsed()),
+                Ok((status, reason)) if status == "Error" => {
+                    break Err(format!(
+                        "went to Error: {}",
+                        reason.unwrap_or_else(|| "(no status_reason)".into())
+                    ));
+                }
+                Ok((status, _)) if start.elapsed() > limit => {
+                    break Err(format!("still {status} after {limit:?}"));
+                }
+                Ok(_) => {}
+                Err(err) => break Err(format!("{err:#}")),
+            }
+            tokio::time::sleep(poll).await;
+        };
+        Sample {
+            id: Some(uuid),
+            result,
+        }
+    }
+
+    /// Engine create + start + inspect (running) of the same image and command.
+    async fn raw_one(&self, name: String) -> Sample {
+        let start = Instant::now();
+        let body = ContainerCreateBody {
+            image: Some(engine_image(&self.cli.image)),
+            cmd: Some(vec!["sleep".into(), "3600".into()]),
+            labels: Some(HashMap::from([(RAW_LABEL.to_owned(), self.run_id.clone())])),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            platform: String::new(),
+        };
+        let id = match self.docker.create_container(Some(options), body).await {
+            Ok(r) => r.id,
+            Err(err) => {
+                return Sample {
+                    id: None,
+                    result: Err(format!("create {name}: {err}")),
+                };
+            }
+        };
+        let result = async {
+            self.docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| format!("start {name}: {e}"))?;
+            let info = self
+                .docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| format!("inspect {name}: {e}"))?;
+            if info.state.and_then(|s| s.running) == Some(true) {
+                Ok(start.elapsed())
+            } else {
+                Err(format!("{name} is not running after start"))
+            }
+        }
+        .await;
+        Sample {
+            id: Some(id),
+            result,
+        }
+    }
+
+    async fn zun_phase(&self, n: usize, concurrency: usize) -> Phase {
+        let body = self.zun_body();
+        let start = Instant::now();
+        let samples: Vec<Sample> = futures_util::stream::iter(0..n)
+            .map(|_| self.zun_one(&body))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        Phase::from_samples(samples, start.elapsed())
+    }
+
+    async fn raw_phase(&self, tag: &str, n: usize, concurrency: usize) -> Phase {
+        let start = Instant::now();
+        let samples: Vec<Sample> = futures_util::stream::iter(0..n)
+            .map(|i| self.raw_one(format!("zunbench-raw-{}-{tag}-{i}", self.run_id)))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        Phase::from_samples(samples, start.elapsed())
+    }
+
+    /// Deletes the given Zun containers and waits until neither the API nor
+    /// the engine has any of this run's left. Not timed.
+    async fn zun_clear(&self, uuids: &[String]) -> Result<()> {
+        let concurrency = self.cli.concurrency;
+        let results: Vec<Result<()>> = futures_util::stream::iter(uuids)
+            .map(|u| self.api.delete(u))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        let label = format!("{ZUN_HOST_LABEL}={}", self.host_name);
+        let limit = Duration::from_secs(self.cli.timeout_secs);
+        let start = Instant::now();
+        loop {
+            let rows = self.api.list().await?;
+            let engine = engine_ids(&self.docker, &label).await?;
+            if rows.is_empty() && engine.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "after deleting, {} container(s) still listed by zund and {} in the engine after {limit:?}",
+                    rows.len(),
+                    engine.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn raw_clear(&self) -> Result<()> {
+        let label = format!("{RAW_LABEL}={}", self.run_id);
+        let ids = engine_ids(&self.docker, &label).await?;
+        let results: Vec<Result<()>> = futures_util::stream::iter(&ids)
+            .map(|id| remove_engine(&self.docker, id))
+            .buffer_unordered(self.cli.concurrency)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        if !engine_ids(&self.docker, &label).await?.is_empty() {
+            bail!("baseline containers remain in the engine after removal");
+        }
+        Ok(())
+    }
+
+    async fn time_zun_list(&self) -> Result<Vec<Duration>> {
+        let mut out = Vec::with_capacity(self.cli.list_requests);
+        for _ in 0..self.cli.list_requests {
+            let start = Instant::now();
+            self.api.list().await?;
+            out.push(start.elapsed());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn time_raw_list(&self) -> Result<Vec<Duration>> {
+        let label = format!("{RAW_LABEL}={}", self.run_id);
+        let mut out = Vec::with_capacity(self.cli.list_requests);
+        for _ in 0..self.cli.list_requests {
+            let start = Instant::now();
+            engine_ids(&self.docker, &label).await?;
+            out.push(start.elapsed());
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+struct Report {
+    rows: Vec<(String, Phase, Phase)>,
+    list: (Vec<Duration>, Vec<Duration>, usize),
+    memory: Vec<(String, u64)>,
+    failures: Vec<String>,
+}
+
+async fn bench(ctx: &Ctx) -> Result<Report> {
+    let n = ctx.cli.count;
+    let c = ctx.cli.concurrency;
+    let mut memory = Vec::new();
+    let mut failures = Vec::new();
+
+    // Idle memory: the API has answered; let start-up work settle first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    memory.push(("zund VmRSS idle after start-up".to_owned(), memory_kib(ctx.pid)?.0));
+
+    // Untimed warm-up of both sides.
+    if ctx.cli.warmup > 0 {
+        println!("warm-up: {} container(s) each side", ctx.cli.warmup);
+        let raw = ctx.raw_phase("warm", ctx.cli.warmup, 1).await;
+        ctx.raw_clear().await?;
+        let zun = ctx.zun_phase(ctx.cli.warmup, 1).await;
+        ctx.zun_clear(&zun.ids).await?;
+        for f in raw.failures {
+            failures.push(format!("warm-up raw: {f}"));
+        }
+        for f in zun.failures {
+            failures.push(format!("warm-up zun: {f}"));
+        }
+    }
+
+    // A-B-B-A: raw, zun sequential; zun, raw concurrent.
+    println!("phase 1/4: raw engine, sequential ({n})");
+    let raw_seq = ctx.raw_phase("seq", n, 1).await;
+    ctx.raw_clear().await?;
+
+    println!("phase 2/4: zund, sequential ({n})");
+    let zun_seq = ctx.zun_phase(n, 1).await;
+    ctx.zun_clear(&zun_seq.ids).await?;
+
+    println!("phase 3/4: zund, {c} at a time ({n})");
+    let zun_conc = ctx.zun_phase(n, c).await;
+    let running = ctx
+        .api
+        .list()
+        .await?
+        .iter()
+        .filter(|(_, s)| s == "Running")
+        .count();
+    // Let the agent's post-create work finish before sampling memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    memory.push((
+        format!("zund VmRSS with {running} containers running"),
+        memory_kib(ctx.pid)?.0,
+    ));
+    let zun_list = ctx.time_zun_list().await?;
+    ctx.zun_clear(&zun_conc.ids).await?;
+
+    println!("phase 4/4: raw engine, {c} at a time ({n})");
+    let raw_conc = ctx.raw_phase("conc", n, c).await;
+    let raw_list = ctx.time_raw_list().await?;
+    ctx.raw_clear().await?;
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss, hwm) = memory_kib(ctx.pid)?;
+    memory.push(("zund VmRSS after deleting all".to_owned(), rss));
+    memory.push(("zund VmHWM (peak RSS over the run)".to_owned(), hwm));
+
+    for (name, phase) in [
+        ("raw sequential", &raw_seq),
+        ("zun sequential", &zun_seq),
+        ("zun concurrent", &zun_conc),
+        ("raw concurrent", &raw_conc),
+    ] {
+        for f in &phase.failures {
+            failures.push(format!("{name}: {f}"));
+        }
+    }
+
+    Ok(Report {
+        rows: vec![
+            ("create->Running, sequential".to_owned(), zun_seq, raw_seq),
+            (format!("create->Running, {c} at a time"), zun_conc, raw_conc),
+        ],
+        list: (zun_list, raw_list, running),
+        memory,
+        failures,
+    })
+}
+
+// ---------------------------------------------------------------- report
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                let w = widths.get(i).copied().unwrap_or(0);
+                if i == 0 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    let total: usize = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+    println!("{}", "-".repeat(total));
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+impl Report {
+    fn print(&self, cli: &Cli) {
+        println!();
+        println!(
+            "Latency: zun = POST ?run=true until GET shows Running (poll {} ms); raw = engine create+start+inspect",
+            cli.poll_ms
+        );
+        let header = [
+            "phase", "zun ok", "zun p50", "zun p95", "raw ok", "raw p50", "raw p95", "p50 ratio",
+            "p95 ratio", "zun wall", "raw wall",
+        ];
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for (name, zun, raw) in &self.rows {
+            let (zp50, zp95) = (percentile(&zun.latencies, 50.0), percentile(&zun.latencies, 95.0));
+            let (rp50, rp95) = (percentile(&raw.latencies, 50.0), percentile(&raw.latencies, 95.0));
+            rows.push(vec![
+                name.clone(),
+                format!("{}/{}", zun.ok(), zun.ok() + zun.failures.len()),
+                ms(zp50),
+                ms(zp95),
+                format!("{}/{}", raw.ok(), raw.ok() + raw.failures.len()),
+                ms(rp50),
+                ms(rp95),
+                ratio(zp50, rp50),
+                ratio(zp95, rp95),
+                format!("{:.2} s", zun.wall.as_secs_f64()),
+                format!("{:.2} s", raw.wall.as_secs_f64()),
+            ]);
+        }
+        let (zun_list, raw_list, running) = &self.list;
+        let (zp50, zp95) = (percentile(zun_list, 50.0), percentile(zun_list, 95.0));
+        let (rp50, rp95) = (percentile(raw_list, 50.0), percentile(raw_list, 95.0));
+        rows.push(vec![
+            format!("GET /v1/containers ({running} present)"),
+            format!("{}", zun_list.len()),
+            ms(zp50),
+            ms(zp95),
+            format!("{}", raw_list.len()),
+            ms(rp50),
+            ms(rp95),
+            ratio(zp50, rp50),
+            ratio(zp95, rp95),
+            String::new(),
+            String::new(),
+        ]);
+        print_table(&header, &rows);
+        println!("(list row: raw = engine GET /containers/json?all=1 filtered by label, with the {} baseline containers present)", cli.count);
+
+        println!();
+        let mem_rows: Vec<Vec<String>> = self
+            .memory
+            .iter()
+            .map(|(name, kib)| {
+                vec![
+                    name.clone(),
+                    format!("{:.1} MiB", *kib as f64 / 1024.0),
+                ]
+            })
+            .collect();
+        print_table(&["memory", "value"], &mem_rows);
+
+        if !self.failures.is_empty() {
+            println!();
+            println!("failures ({}):", self.failures.len());
+            for f in &self.failures {
+                println!("  {f}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Duration> = (1..=20).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Some(Duration::from_millis(10)));
+        assert_eq!(percentile(&v, 95.0), Some(Duration::from_millis(19)));
+        assert_eq!(percentile(&v[..1], 95.0), Some(Duration::from_millis(1)));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn engine_image_names() {
+        assert_eq!(engine_image("busybox"), "busybox:latest");
+        assert_eq!(engine_image("busybox:1.36"), "busybox:1.36");
+        assert_eq!(engine_image("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(engine_image("a@sha256:ab"), "a@sha256:ab");
+    }
+}
