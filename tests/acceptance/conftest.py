@@ -49,6 +49,8 @@ HTTP_TIMEOUT_S = 30
 TRANSIENT_STATUSES = {"Creating", "Deleting", "Restarting", "Rebuilding"}
 
 _ALL_SERVERS: list["ZundProcess"] = []
+# Host names of the services this session started (each one unique).
+_OUR_HOSTS: set[str] = set()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -95,10 +97,14 @@ def engine_api(path: str):
         conn.close()
 
 
-def engine_zun_containers() -> dict[str, str]:
-    """{engine id: name without the leading '/'} of every `zun-` container in the engine."""
+def engine_zun_containers(host: str | None = None) -> dict[str, str]:
+    """{engine id: name without the leading '/'} of the `zun-` containers in the
+    engine; with `host`, only those labelled `zun.host=<host>` (other services,
+    a benchmark say, may share the engine)."""
     out = {}
     for c in engine_api("/containers/json?all=1"):
+        if host is not None and (c.get("Labels") or {}).get("zun.host") != host:
+            continue
         for name in c.get("Names") or []:
             name = name.lstrip("/")
             if name.startswith("zun-"):
@@ -293,7 +299,7 @@ class Zun:
         last = None
         while time.monotonic() < deadline:
             for p in self.processes:
-                if not p.alive():
+                if p.proc is not None and not p.alive():
                     pytest.fail(f"zund {p.role} exited with {p.proc.returncode} during start-up; "
                                 f"log {p.log_path}:\n{p.log_tail()}")
             try:
@@ -412,19 +418,20 @@ def log_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine_baseline():
-    """Engine containers that existed before this session; everything newer
-    that carries a `zun-` name is removed from the engine when the session ends."""
+def engine_cleanup():
+    """Checks the prerequisites; when the session ends, removes from the engine
+    whatever `zun-` containers the session's services left (found by their
+    `zun.host` label, so a service sharing the engine keeps its own)."""
     _check_prerequisites()
-    before = set(engine_zun_containers())
-    yield before
-    leftover = [cid for cid in engine_zun_containers() if cid not in before]
+    yield
+    leftover = [cid for host in sorted(_OUR_HOSTS) for cid in engine_zun_containers(host)]
     if leftover:
         docker_cmd("rm", "-f", *leftover, timeout=120)
 
 
 def _make(cls, tmp_path_factory, log_dir, prefix: str, roles: str = "admin"):
     host = f"{prefix}-{uuidlib.uuid4().hex[:8]}"
+    _OUR_HOSTS.add(host)
     return cls(
         port=free_port(),
         data_dir=tmp_path_factory.mktemp(f"data-{host}"),
@@ -437,7 +444,7 @@ def _make(cls, tmp_path_factory, log_dir, prefix: str, roles: str = "admin"):
 
 
 @pytest.fixture(scope="session")
-def zun(engine_baseline, tmp_path_factory, log_dir):
+def zun(engine_cleanup, tmp_path_factory, log_dir):
     """`zund all-in-one` as an admin of one project, for the whole session."""
     z = _make(ZunAllInOne, tmp_path_factory, log_dir, "aio")
     try:
@@ -448,7 +455,7 @@ def zun(engine_baseline, tmp_path_factory, log_dir):
 
 
 @pytest.fixture(scope="session")
-def zun_member(engine_baseline, tmp_path_factory, log_dir):
+def zun_member(engine_cleanup, tmp_path_factory, log_dir):
     """A second all-in-one whose caller has only the `member` role."""
     z = _make(ZunAllInOne, tmp_path_factory, log_dir, "member", roles="member")
     try:
@@ -459,7 +466,7 @@ def zun_member(engine_baseline, tmp_path_factory, log_dir):
 
 
 @pytest.fixture
-def zun_split(engine_baseline, tmp_path_factory, log_dir):
+def zun_split(engine_cleanup, tmp_path_factory, log_dir):
     """`zund api` + `zund compute` on one data dir (fresh for each test)."""
     z = _make(ZunSplit, tmp_path_factory, log_dir, "split")
     try:
@@ -470,7 +477,7 @@ def zun_split(engine_baseline, tmp_path_factory, log_dir):
 
 
 @pytest.fixture
-def make_split(engine_baseline, tmp_path_factory, log_dir):
+def make_split(engine_cleanup, tmp_path_factory, log_dir):
     """A factory of not-yet-started ZunSplit services; all stopped at the end."""
     made = []
 

@@ -4,9 +4,10 @@
 After the restart, within RECOVERY_DEADLINE_S:
   * every container is Running or Error (none left Creating or in another
     transient status), and every Error carries a status_reason;
-  * the store and the engine agree: the engine holds no `zun-` container the
-    API does not list, and every container the API calls Running is running
-    in the engine under `zun-<uuid>` with label zun.uuid.
+  * the store and the engine agree: the engine holds no `zun-` container of
+    this host (label zun.host) the API does not list, and every container the
+    API calls Running is running in the engine under `zun-<uuid>` with labels
+    zun.uuid and zun.host.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ LOOP = ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
 
 def test_agent_sigkill_during_concurrent_creates(zun_split):
     zun = zun_split
-    baseline = set(engine_zun_containers())
+    host = zun.host_name
 
     results: list = [None] * CONCURRENT_CREATES
     barrier = threading.Barrier(CONCURRENT_CREATES)
@@ -50,12 +51,11 @@ def test_agent_sigkill_during_concurrent_creates(zun_split):
     # Kill the agent while it works through the creates.
     started = time.monotonic()
     while time.monotonic() - started < KILL_AFTER_S:
-        new = set(engine_zun_containers()) - baseline
-        if len(new) >= KILL_WHEN_ENGINE_HAS:
+        if len(engine_zun_containers(host)) >= KILL_WHEN_ENGINE_HAS:
             break
         time.sleep(0.01)
     zun.kill_compute()
-    killed_with = len(set(engine_zun_containers()) - baseline)
+    killed_with = len(engine_zun_containers(host))
 
     for t in threads:
         t.join(timeout=60)
@@ -91,8 +91,7 @@ def test_agent_sigkill_during_concurrent_creates(zun_split):
     # Let any cleanup the agent does on its own finish, then compare.
     time.sleep(2)
     views = {c["uuid"]: c for c in zun.list_all()}
-    engine_now = {cid: name for cid, name in engine_zun_containers().items()
-                  if cid not in baseline}
+    engine_now = engine_zun_containers(host)
     engine_uuids = {name[len("zun-"):] for name in engine_now.values()}
     unknown = engine_uuids - set(views)
     assert not unknown, f"engine holds zun- containers the store does not know: {sorted(unknown)}"
@@ -104,6 +103,7 @@ def test_agent_sigkill_during_concurrent_creates(zun_split):
         assert info is not None, f"{uuid} is Running in the API but absent from the engine"
         assert info["State"]["Running"] is True, f"{uuid} Running in the API, engine: {info['State']}"
         assert info["Config"]["Labels"].get("zun.uuid") == uuid
+        assert info["Config"]["Labels"].get("zun.host") == host
     print(f"killed with {killed_with} engine containers; after restart: {len(running)} Running, "
           f"{CONCURRENT_CREATES - len(running)} Error")
 
@@ -113,8 +113,7 @@ def test_agent_sigkill_during_concurrent_creates(zun_split):
         assert r.status_code == 204, f"force delete {uuid}: {r.status_code} {r.text}"
     for uuid in uuids:
         zun.wait_gone(uuid, timeout=60)
-    leftover = {name for cid, name in engine_zun_containers().items()
-                if cid not in baseline and name[len("zun-"):] in uuids}
+    leftover = set(engine_zun_containers(host).values())
     assert not leftover, f"engine still holds deleted containers: {leftover}"
 
 

@@ -29,8 +29,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions,
 };
 use clap::Parser;
 use futures_util::StreamExt;
@@ -111,7 +111,10 @@ async fn run(cli: Cli) -> Result<bool> {
     let docker = connect_engine(&cli.docker_socket).await?;
     let image = engine_image(&cli.image);
     docker.inspect_image(&image).await.with_context(|| {
-        format!("image {image} is not in the engine at {} (nothing is pulled)", cli.docker_socket)
+        format!(
+            "image {image} is not in the engine at {} (nothing is pulled)",
+            cli.docker_socket
+        )
     })?;
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -190,8 +193,8 @@ impl Zund {
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
         let log_path = data_dir.join("zund.log");
-        let log = File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
+        let log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("duplicating the log file")?;
         let child = Command::new(&cli.zund)
             .arg("all-in-one")
@@ -376,7 +379,10 @@ impl Api {
         let code = resp.status();
         let text = resp.text().await.context("reading the show response")?;
         if code != StatusCode::OK {
-            bail!("GET /v1/containers/{uuid} answered {code}: {}", snippet(&text));
+            bail!(
+                "GET /v1/containers/{uuid} answered {code}: {}",
+                snippet(&text)
+            );
         }
         let view: Value = serde_json::from_str(&text).context("show response is not JSON")?;
         let status = view
@@ -403,7 +409,10 @@ impl Api {
             return Ok(());
         }
         let text = resp.text().await.unwrap_or_default();
-        bail!("DELETE /v1/containers/{uuid} answered {code}: {}", snippet(&text))
+        bail!(
+            "DELETE /v1/containers/{uuid} answered {code}: {}",
+            snippet(&text)
+        )
     }
 
     /// `GET /v1/containers`: (uuid, status) of each listed container.
@@ -612,6 +621,14 @@ impl Ctx {
             image: Some(engine_image(&self.cli.image)),
             cmd: Some(vec!["sleep".into(), "3600".into()]),
             labels: Some(HashMap::from([(RAW_LABEL.to_owned(), self.run_id.clone())])),
+            // The limits zund gives a container by default (cpu 1.0, memory
+            // 512 MiB), so both sides ask the engine for the same container.
+            host_config: Some(bollard::models::HostConfig {
+                memory: Some(512 * 1024 * 1024),
+                nano_cpus: Some(1_000_000_000),
+                cpu_shares: Some(1024),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let options = CreateContainerOptions {
@@ -759,7 +776,10 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
 
     // Idle memory: the API has answered; let start-up work settle first.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    memory.push(("zund VmRSS idle after start-up".to_owned(), memory_kib(ctx.pid)?.0));
+    memory.push((
+        "zund VmRSS idle after start-up".to_owned(),
+        memory_kib(ctx.pid)?.0,
+    ));
 
     // Untimed warm-up of both sides.
     if ctx.cli.warmup > 0 {
@@ -827,7 +847,11 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
     Ok(Report {
         rows: vec![
             ("create->Running, sequential".to_owned(), zun_seq, raw_seq),
-            (format!("create->Running, {c} at a time"), zun_conc, raw_conc),
+            (
+                format!("create->Running, {c} at a time"),
+                zun_conc,
+                raw_conc,
+            ),
         ],
         list: (zun_list, raw_list, running),
         memory,
@@ -894,17 +918,32 @@ impl Report {
     fn print(&self, cli: &Cli) {
         println!();
         println!(
-            "Latency: zun = POST ?run=true until GET shows Running (poll {} ms); raw = engine create+start+inspect",
+            "Latency: zun = POST ?run=true until GET shows Running (poll {} ms); raw = engine create+start+inspect, same image, command and limits",
             cli.poll_ms
         );
         let header = [
-            "phase", "zun ok", "zun p50", "zun p95", "raw ok", "raw p50", "raw p95", "p50 ratio",
-            "p95 ratio", "zun wall", "raw wall",
+            "phase",
+            "zun ok",
+            "zun p50",
+            "zun p95",
+            "raw ok",
+            "raw p50",
+            "raw p95",
+            "p50 ratio",
+            "p95 ratio",
+            "zun wall",
+            "raw wall",
         ];
         let mut rows: Vec<Vec<String>> = Vec::new();
         for (name, zun, raw) in &self.rows {
-            let (zp50, zp95) = (percentile(&zun.latencies, 50.0), percentile(&zun.latencies, 95.0));
-            let (rp50, rp95) = (percentile(&raw.latencies, 50.0), percentile(&raw.latencies, 95.0));
+            let (zp50, zp95) = (
+                percentile(&zun.latencies, 50.0),
+                percentile(&zun.latencies, 95.0),
+            );
+            let (rp50, rp95) = (
+                percentile(&raw.latencies, 50.0),
+                percentile(&raw.latencies, 95.0),
+            );
             rows.push(vec![
                 name.clone(),
                 format!("{}/{}", zun.ok(), zun.ok() + zun.failures.len()),
@@ -936,18 +975,16 @@ impl Report {
             String::new(),
         ]);
         print_table(&header, &rows);
-        println!("(list row: raw = engine GET /containers/json?all=1 filtered by label, with the {} baseline containers present)", cli.count);
+        println!(
+            "(list row: raw = engine GET /containers/json?all=1 filtered by label, with the {} baseline containers present)",
+            cli.count
+        );
 
         println!();
         let mem_rows: Vec<Vec<String>> = self
             .memory
             .iter()
-            .map(|(name, kib)| {
-                vec![
-                    name.clone(),
-                    format!("{:.1} MiB", *kib as f64 / 1024.0),
-                ]
-            })
+            .map(|(name, kib)| vec![name.clone(), format!("{:.1} MiB", *kib as f64 / 1024.0)])
             .collect();
         print_table(&["memory", "value"], &mem_rows);
 

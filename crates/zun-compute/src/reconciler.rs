@@ -401,13 +401,18 @@ impl Agent {
         let rt = &self.runtime;
         let name = container.engine_name();
         let policy = pull_policy(container);
+        let began = std::time::Instant::now();
         self.retrying(|| rt.ensure_image(&container.image, policy))
             .await?;
+        let pulled = began.elapsed();
         let engine_id = self.retrying(|| rt.create(container)).await?;
+        let created = began.elapsed();
         if run {
             self.retrying(|| rt.start(&name)).await?;
         }
+        let started = began.elapsed();
         let observed = self.retrying(|| rt.inspect(&name)).await?;
+        let inspected = began.elapsed();
         let mutate = move |c: &mut Container| {
             c.container_id = Some(engine_id.clone());
             match &observed {
@@ -423,6 +428,15 @@ impl Agent {
         self.store
             .update_container(&container.uuid, &mutate, None)
             .await?;
+        tracing::debug!(
+            uuid = %container.uuid,
+            image_ms = pulled.as_millis(),
+            create_ms = (created - pulled).as_millis(),
+            start_ms = (started - created).as_millis(),
+            inspect_ms = (inspected - started).as_millis(),
+            record_ms = (began.elapsed() - inspected).as_millis(),
+            "container created"
+        );
         Ok(())
     }
 

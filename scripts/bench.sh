@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Build release and benchmark zund against raw Docker engine calls:
+#
+#   bash scripts/bench.sh [zun-bench arguments, e.g. --count 50 --concurrency 10]
+#
+# zun-bench starts its own `zund all-in-one` (free port, temporary data dir,
+# its own compute host name), measures create-to-Running latency sequentially
+# and N at a time beside the raw engine's create+start, GET /v1/containers
+# latency, and zund's resident memory, then stops zund and removes every
+# container it made. It prints one table; about two minutes.
+#
+# Engine: $ZUN_BENCH_DOCKER_SOCKET if set; else the project's own dockerd
+# (scripts/dockerd.sh start, stopped again afterwards if this script started
+# it) when that script exists; else /var/run/docker.sock.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+started_dockerd=0
+cleanup() {
+    if ((started_dockerd)); then
+        bash scripts/dockerd.sh stop || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cargo build --release -p zund -p zun-bench
+
+if [[ -n "${ZUN_BENCH_DOCKER_SOCKET:-}" ]]; then
+    SOCKET="$ZUN_BENCH_DOCKER_SOCKET"
+elif [[ -f scripts/dockerd.sh ]]; then
+    if ! bash scripts/dockerd.sh status >/dev/null 2>&1; then
+        started_dockerd=1
+    fi
+    SOCKET="$(bash scripts/dockerd.sh start | tail -n 1)"
+else
+    SOCKET=/var/run/docker.sock
+fi
+[[ -S "$SOCKET" ]] || { echo "bench: no Docker socket at $SOCKET" >&2; exit 1; }
+
+ZUN_BENCH_DOCKER_SOCKET="$SOCKET" ./target/release/zun-bench \
+    --zund ./target/release/zund "$@"
