@@ -7,7 +7,8 @@
 # (scripts/dockerd.sh), builds the release binary, and runs
 #   zund all-in-one --listen 127.0.0.1:9517 --data-dir .data/zun
 # in the foreground. Ctrl-C stops zund, and the dockerd too if this script
-# started it. Environment: ZUN_LISTEN (default 127.0.0.1:9517), RUST_LOG.
+# started it. Environment: ZUN_LISTEN (default 127.0.0.1:9517), RUST_LOG,
+# ZUND_BIN (use this binary instead of building the release one).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,10 +39,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cargo build --release -p zund
+if [[ -n "${ZUND_BIN:-}" ]]; then
+    echo "[run] using ZUND_BIN=$ZUND_BIN (no build)" >&2
+else
+    cargo build --release -p zund
+    ZUND_BIN="$ROOT/target/release/zund"
+fi
 mkdir -p "$DATA_DIR"
 
-./target/release/zund all-in-one --listen "$LISTEN" --data-dir "$DATA_DIR" \
+"$ZUND_BIN" all-in-one --listen "$LISTEN" --data-dir "$DATA_DIR" \
     --docker-socket "$SOCKET" "$@" &
 zund_pid=$!
 
@@ -62,7 +68,7 @@ No Keystone: every request acts as the configured project and user.
   openstack appcontainer run --name web busybox sh -c 'while true; do date; sleep 1; done'
   openstack appcontainer list
   openstack appcontainer logs web
-  openstack appcontainer delete --stop web
+  openstack appcontainer delete --force web     # --stop waits for a clean stop first
 
   curl -s http://$LISTEN/v1/containers -H 'OpenStack-API-Version: container 1.40' | jq .
   docker -H unix://$SOCKET ps        # the engine-side containers are named zun-<uuid>

@@ -45,9 +45,6 @@ STATUS_TIMEOUT_S = 30
 CLI_TIMEOUT_S = 60
 HTTP_TIMEOUT_S = 30
 
-# Statuses no container should stay in once the service is idle.
-TRANSIENT_STATUSES = {"Creating", "Deleting", "Restarting", "Rebuilding"}
-
 _ALL_SERVERS: list["ZundProcess"] = []
 # Host names of the services this session started (each one unique).
 _OUR_HOSTS: set[str] = set()

@@ -27,6 +27,26 @@ use crate::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Runs the migrations, tolerating another process (an API and an agent
+/// started together) migrating the same file at the same moment: each
+/// migration commits atomically with its bookkeeping row, so the loser's
+/// transaction rolls back and its retry finds the work done.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    const ATTEMPTS: u32 = 50;
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < ATTEMPTS => {
+                tracing::debug!(error = %err, attempt, "migration raced another process; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
 /// How many times a write is retried after losing a compare-and-swap or
 /// finding the database busy.
 const MAX_WRITE_ATTEMPTS: u32 = 50;
@@ -105,7 +125,7 @@ impl SqliteStore {
     }
 
     async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        MIGRATOR.run(&pool).await?;
+        migrate(&pool).await?;
         Ok(Self {
             pool,
             work: Arc::new(Notify::new()),

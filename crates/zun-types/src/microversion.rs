@@ -34,12 +34,7 @@ impl Version {
             return Ok(Self::MIN);
         };
         let tokens: Vec<&str> = raw.split_whitespace().collect();
-        if tokens.len() != 2 {
-            return Err(ApiError::not_acceptable(
-                "Invalid value for OpenStack-API-Version header".into(),
-            ));
-        }
-        if tokens[0] != SERVICE_TYPE {
+        if tokens.len() != 2 || tokens[0] != SERVICE_TYPE {
             return Err(ApiError::not_acceptable(
                 "Invalid service type for OpenStack-API-Version header".into(),
             ));
@@ -131,6 +126,19 @@ mod tests {
             let err = Version::negotiate(Some(bad)).expect_err(bad);
             assert_eq!(err.status, 406, "{bad}");
         }
+    }
+
+    #[test]
+    fn malformed_headers_name_the_service_type_as_upstream() {
+        for bad in ["garbage", "container 1.40 extra", "compute 1.2"] {
+            let err = Version::negotiate(Some(bad)).expect_err(bad);
+            assert_eq!(
+                err.detail,
+                "Invalid service type for OpenStack-API-Version header"
+            );
+        }
+        let err = Version::negotiate(Some("container 1.x")).expect_err("bad number");
+        assert_eq!(err.detail, "Invalid value for OpenStack-API-Version header");
     }
 
     #[test]

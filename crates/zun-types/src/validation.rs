@@ -267,7 +267,8 @@ fn string_map(
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
                 other if !strict_values => Ok((k.clone(), value_text(other))),
-                other => Err(type_error(field, other, "'string'")),
+                // Upstream names the innermost key of a nested error.
+                other => Err(type_error(k, other, "'string'")),
             })
             .collect(),
         _ => Err(type_error(field, value, "'object', 'null'")),
@@ -314,8 +315,8 @@ pub fn restart_policy(value: &Value) -> Result<Option<RestartPolicy>, ApiError> 
         }
         Some(other) => {
             return Err(field_error(
-                "restart_policy",
-                value,
+                "Name",
+                other,
                 format!(
                     "{} is not one of ['no', 'always', 'on-failure', 'unless-stopped']",
                     py_repr(other)
@@ -332,29 +333,34 @@ pub fn restart_policy(value: &Value) -> Result<Option<RestartPolicy>, ApiError> 
     };
     let count = match map.get("MaximumRetryCount") {
         None | Some(Value::Null) => 0,
-        Some(Value::Number(n)) => match n.as_i64() {
+        Some(count @ Value::Number(n)) => match n.as_i64() {
             Some(i) if i >= 0 => i,
             _ => {
                 return Err(field_error(
-                    "restart_policy",
-                    value,
-                    "MaximumRetryCount must be a non-negative integer",
+                    "MaximumRetryCount",
+                    count,
+                    format!("{} is less than the minimum of 0", py_repr(count)),
                 ));
             }
         },
-        Some(Value::String(s)) if DIGITS_RE.is_match(s) => s
-            .parse()
-            .map_err(|_| field_error("restart_policy", value, "MaximumRetryCount is too large"))?,
+        Some(count @ Value::String(s)) if DIGITS_RE.is_match(s) => s.parse().map_err(|_| {
+            field_error(
+                "MaximumRetryCount",
+                count,
+                format!("{} is too large", py_repr(count)),
+            )
+        })?,
+        // Upstream names the innermost key of a nested error.
         Some(other) => {
             return Err(field_error(
-                "restart_policy",
-                value,
+                "MaximumRetryCount",
+                other,
                 format!("{} does not match '{DIGITS_PATTERN}'", py_repr(other)),
             ));
         }
     };
     if (name == "always" || name == "unless-stopped") && count != 0 {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::invalid_value(format!(
             "maximum retry count not valid with restart policy of {name}"
         )));
     }
