@@ -12,8 +12,11 @@ After the restart, within RECOVERY_DEADLINE_S:
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+
+from pathlib import Path
 
 from conftest import IMAGE, engine_zun_containers
 
@@ -127,3 +130,47 @@ def test_api_and_agent_start_together(make_split):
         zun.wait_status(view["uuid"], "Running", timeout=15)
         zun.assert_alive()
         zun.stop()
+
+
+ENGINE_RESTART_CREATES = 10
+# Creates have a 120 s deadline in the agent; in practice they settle a few
+# seconds after the engine answers again.
+ENGINE_RESTART_DEADLINE_S = 130
+TRANSIENT = {"Creating", "Deleting", "Restarting", "Rebuilding"}
+
+
+def test_engine_restarted_during_creates_leaves_nothing_transient(zun_split):
+    """The engine (the project's dockerd) is stopped and started again while
+    10 `run=true` creates are in flight: every container ends in a settled
+    status, and the engine and the store agree."""
+    zun = zun_split
+    script = Path(__file__).resolve().parents[2] / "scripts" / "dockerd.sh"
+    uuids = []
+    for i in range(ENGINE_RESTART_CREATES):
+        r = zun.http("POST", "/v1/containers", version="1.40", params={"run": "true"},
+                     json={"image": IMAGE, "name": f"engine-{i}", "command": LOOP})
+        assert r.status_code == 202, r.text
+        uuids.append(r.json()["uuid"])
+    subprocess.run(["bash", str(script), "stop"], check=True, timeout=120)
+    subprocess.run(["bash", str(script), "start"], check=True, timeout=180,
+                   stdout=subprocess.DEVNULL)
+
+    deadline = time.monotonic() + ENGINE_RESTART_DEADLINE_S
+    while True:
+        views = {c["uuid"]: c for c in zun.list_all() if c["uuid"] in uuids}
+        transient = {u: v["status"] for u, v in views.items()
+                     if v["status"] in TRANSIENT or v["task_state"] is not None}
+        if len(views) == len(uuids) and not transient:
+            break
+        assert time.monotonic() < deadline, f"still transient after the engine restart: {transient}"
+        time.sleep(0.5)
+    zun.assert_alive()
+    for uuid, view in views.items():
+        info = zun.inspect(uuid)
+        if view["status"] == "Running":
+            assert info is not None and info["State"]["Running"], (uuid, view, info)
+        if view["status"] == "Error":
+            assert view["status_reason"], view
+    # The agent still works: a new container runs.
+    fresh = zun.create({"command": LOOP}, run=True)
+    zun.wait_status(fresh["uuid"], "Running", timeout=30)
