@@ -11,22 +11,7 @@ use zun_types::microversion::{self, Version};
 
 use crate::ApiState;
 use crate::error::Error;
-
-/// The caller. With `noauth` every request acts as the configured one;
-/// Keystone and token-file identities fill the same fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub project_id: String,
-    pub user_id: String,
-    pub roles: Vec<String>,
-}
-
-impl Identity {
-    /// Zun's `context_is_admin` default: `role:admin`.
-    pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
-    }
-}
+use crate::identity::{AuthError, Identity};
 
 /// Everything a handler needs to know about the request itself.
 #[derive(Debug, Clone)]
@@ -39,8 +24,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Zun's `context_is_admin` default: `role:admin`.
     pub fn is_admin(&self) -> bool {
-        self.identity.is_admin()
+        self.identity.roles.iter().any(|r| r == "admin")
     }
 }
 
@@ -100,13 +86,47 @@ pub async fn negotiate_version(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// keystonemiddleware's 401: its own body, and a challenge naming where
+/// tokens come from.
+fn unauthorized(challenge: &str) -> Response {
+    let body = serde_json::json!({"error": {
+        "code": 401,
+        "title": "Unauthorized",
+        "message": "The request you have made requires authentication.",
+    }});
+    let mut response = (axum::http::StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
 impl FromRequestParts<Arc<ApiState>> for Ctx {
-    type Rejection = Error;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok());
+        let identity = match state.auth.authenticate(token).await {
+            Ok(identity) => identity,
+            Err(AuthError::Missing | AuthError::Invalid) => {
+                return Err(unauthorized(&state.auth.challenge()));
+            }
+            Err(AuthError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "identity service unavailable");
+                return Err(Error(zun_types::ApiError::service_unavailable(
+                    "The identity service is unavailable; try again later.",
+                ))
+                .into_response());
+            }
+        };
         let version = parts
             .extensions
             .get::<Version>()
@@ -119,7 +139,7 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
             .unwrap_or("localhost");
         Ok(Ctx {
             version,
-            identity: state.identity.clone(),
+            identity,
             host_url: format!("http://{host}"),
             request_id: parts
                 .extensions

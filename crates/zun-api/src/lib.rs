@@ -5,6 +5,7 @@
 mod containers;
 mod context;
 mod error;
+pub mod identity;
 mod params;
 
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use zun_store::Store;
 use zun_types::microversion::Version;
 use zun_types::{ApiError, Container};
 
-pub use context::Identity;
 pub use error::Error;
+pub use identity::{Authenticator, Identity};
 
 /// Largest request body accepted; Zun bodies are small, and a cap keeps a
 /// hostile client from making the API buffer without bound.
@@ -47,7 +48,7 @@ pub trait HostLink: Send + Sync + 'static {
 /// What every handler shares.
 pub struct ApiState {
     pub store: Arc<dyn Store>,
-    pub identity: Identity,
+    pub auth: Arc<dyn Authenticator>,
     /// The compute host new containers are placed on.
     pub compute_host: String,
     pub host_link: Arc<dyn HostLink>,

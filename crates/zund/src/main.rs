@@ -2,17 +2,21 @@
 //! wires configuration into the library crates.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use zun_api::{ApiState, Identity};
+use zun_api::identity::{Keystone, NoAuth, TokenFile};
+use zun_api::{ApiState, Authenticator, Identity};
 use zun_compute::{Agent, AgentConfig, DockerRuntime, Runtime};
 use zun_store::{SqliteStore, Store};
 
+mod config;
 mod host_link;
+
+use config::{Config, IdentityMode};
 
 #[derive(Parser)]
 #[command(
@@ -21,13 +25,16 @@ mod host_link;
     about = "OpenStack Zun-compatible container service"
 )]
 struct Cli {
+    /// Configuration file (TOML); flags override it.
+    #[arg(long, global = true, env = "ZUN_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     role: Role,
 }
 
 #[derive(Subcommand)]
 enum Role {
-    /// API server and compute agent in one process, on SQLite.
+    /// API server and compute agent in one process.
     AllInOne {
         #[command(flatten)]
         store: StoreArgs,
@@ -62,43 +69,72 @@ enum Role {
 
 #[derive(Args)]
 struct StoreArgs {
-    /// Directory holding the SQLite store.
-    #[arg(long, env = "ZUN_DATA_DIR", default_value = ".data")]
-    data_dir: PathBuf,
+    /// Directory holding the SQLite store [default: .data].
+    #[arg(long, env = "ZUN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct ApiArgs {
-    #[arg(long, env = "ZUN_LISTEN", default_value = "127.0.0.1:9517")]
-    listen: SocketAddr,
+    /// Address to serve the API on [default: 127.0.0.1:9517].
+    #[arg(long, env = "ZUN_LISTEN")]
+    listen: Option<SocketAddr>,
     /// `noauth` identity: the project every request acts in.
-    #[arg(long, env = "ZUN_PROJECT_ID", default_value = "default")]
-    project_id: String,
+    #[arg(long, env = "ZUN_PROJECT_ID")]
+    project_id: Option<String>,
     /// `noauth` identity: the user every request acts as.
-    #[arg(long, env = "ZUN_USER_ID", default_value = "admin")]
-    user_id: String,
+    #[arg(long, env = "ZUN_USER_ID")]
+    user_id: Option<String>,
     /// `noauth` identity: comma-separated roles (`admin` makes the caller an admin).
-    #[arg(
-        long,
-        env = "ZUN_ROLES",
-        default_value = "admin",
-        value_delimiter = ','
-    )]
-    roles: Vec<String>,
+    #[arg(long, env = "ZUN_ROLES", value_delimiter = ',')]
+    roles: Option<Vec<String>>,
 }
 
 #[derive(Args)]
 struct ComputeArgs {
-    /// The Docker engine's local socket. Never a TCP address.
-    #[arg(
-        long,
-        env = "ZUN_DOCKER_SOCKET",
-        default_value = "/var/run/docker.sock"
-    )]
-    docker_socket: String,
-    /// This compute host's name.
+    /// The Docker engine's local socket [default: /var/run/docker.sock].
+    #[arg(long, env = "ZUN_DOCKER_SOCKET")]
+    docker_socket: Option<String>,
+    /// This compute host's name [default: the machine's hostname].
     #[arg(long, env = "ZUN_HOST_NAME")]
     host_name: Option<String>,
+}
+
+impl StoreArgs {
+    fn apply(self, config: &mut Config) {
+        if let Some(dir) = self.data_dir {
+            config.store.data_dir = dir;
+        }
+    }
+}
+
+impl ApiArgs {
+    fn apply(self, config: &mut Config) {
+        if let Some(listen) = self.listen {
+            config.api.listen = listen;
+        }
+        let noauth = &mut config.identity.noauth;
+        if let Some(project_id) = self.project_id {
+            noauth.project_id = project_id;
+        }
+        if let Some(user_id) = self.user_id {
+            noauth.user_id = user_id;
+        }
+        if let Some(roles) = self.roles {
+            noauth.roles = roles;
+        }
+    }
+}
+
+impl ComputeArgs {
+    fn apply(self, config: &mut Config) {
+        if let Some(socket) = self.docker_socket {
+            config.compute.docker_socket = socket;
+        }
+        if self.host_name.is_some() {
+            config.compute.host_name = self.host_name;
+        }
+    }
 }
 
 fn default_host_name() -> String {
@@ -109,21 +145,52 @@ fn default_host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<SqliteStore>> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let path: &Path = &args.data_dir.join("zun.sqlite");
-    let store = SqliteStore::open(path)
+async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let dir = &config.store.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join("zun.sqlite");
+    let store = SqliteStore::open(&path)
         .await
         .with_context(|| format!("opening store {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
-async fn connect_runtime(args: &ComputeArgs, host: &str) -> anyhow::Result<Arc<dyn Runtime>> {
-    let runtime = DockerRuntime::connect(&args.docker_socket, host)
+async fn connect_runtime(config: &Config, host: &str) -> anyhow::Result<Arc<dyn Runtime>> {
+    let socket = &config.compute.docker_socket;
+    let runtime = DockerRuntime::connect(socket, host)
         .await
-        .with_context(|| format!("connecting to the Docker engine at {}", args.docker_socket))?;
+        .with_context(|| format!("connecting to the Docker engine at {socket}"))?;
     Ok(Arc::new(runtime))
+}
+
+fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {
+    let identity = &config.identity;
+    Ok(match identity.mode {
+        IdentityMode::Noauth => {
+            let n = &identity.noauth;
+            Arc::new(NoAuth(Identity::new(
+                n.project_id.clone(),
+                n.user_id.clone(),
+                n.roles.clone(),
+            )))
+        }
+        IdentityMode::Tokens => {
+            let path = identity
+                .tokens
+                .file
+                .as_ref()
+                .context("identity mode `tokens` needs [identity.tokens] file")?;
+            Arc::new(TokenFile::open(path).context("loading the token file")?)
+        }
+        IdentityMode::Keystone => {
+            let keystone = identity
+                .keystone
+                .clone()
+                .context("identity mode `keystone` needs an [identity.keystone] section")?;
+            Arc::new(Keystone::new(keystone).context("building the Keystone client")?)
+        }
+    })
 }
 
 async fn serve_api(state: ApiState, listen: SocketAddr) -> anyhow::Result<()> {
@@ -151,12 +218,12 @@ async fn shutdown_signal() {
     }
 }
 
-fn identity(api: &ApiArgs) -> Identity {
-    Identity {
-        project_id: api.project_id.clone(),
-        user_id: api.user_id.clone(),
-        roles: api.roles.clone(),
-    }
+fn host_name(config: &Config) -> String {
+    config
+        .compute
+        .host_name
+        .clone()
+        .unwrap_or_else(default_host_name)
 }
 
 #[tokio::main]
@@ -167,15 +234,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref())?;
     match cli.role {
         Role::AllInOne {
             store,
             api,
             compute,
         } => {
-            let store = open_store(&store).await?;
-            let host = compute.host_name.clone().unwrap_or_else(default_host_name);
-            let runtime = connect_runtime(&compute, &host).await?;
+            store.apply(&mut config);
+            api.apply(&mut config);
+            compute.apply(&mut config);
+            let store = open_store(&config).await?;
+            let host = host_name(&config);
+            let runtime = connect_runtime(&config, &host).await?;
             let agent = Agent::new(
                 store.clone(),
                 runtime.clone(),
@@ -184,11 +255,11 @@ async fn main() -> anyhow::Result<()> {
             let agent_task = tokio::spawn(agent.run());
             let state = ApiState {
                 store,
-                identity: identity(&api),
+                auth: authenticator(&config)?,
                 compute_host: host,
                 host_link: Arc::new(host_link::LocalHost::new(runtime)),
             };
-            let result = serve_api(state, api.listen).await;
+            let result = serve_api(state, config.api.listen).await;
             agent_task.abort();
             result
         }
@@ -197,26 +268,38 @@ async fn main() -> anyhow::Result<()> {
             api,
             compute_host,
         } => {
-            let store: Arc<dyn Store> = open_store(&store).await?;
+            store.apply(&mut config);
+            api.apply(&mut config);
+            if compute_host.is_some() {
+                config.api.compute_host = compute_host;
+            }
+            let store: Arc<dyn Store> = open_store(&config).await?;
             let state = ApiState {
                 store,
-                identity: identity(&api),
-                compute_host: compute_host.unwrap_or_else(default_host_name),
+                auth: authenticator(&config)?,
+                compute_host: config
+                    .api
+                    .compute_host
+                    .clone()
+                    .unwrap_or_else(default_host_name),
                 host_link: Arc::new(host_link::Unreachable),
             };
-            serve_api(state, api.listen).await
+            serve_api(state, config.api.listen).await
         }
         Role::Compute { store, compute } => {
-            let store = open_store(&store).await?;
-            let host = compute.host_name.clone().unwrap_or_else(default_host_name);
-            let runtime = connect_runtime(&compute, &host).await?;
+            store.apply(&mut config);
+            compute.apply(&mut config);
+            let store = open_store(&config).await?;
+            let host = host_name(&config);
+            let runtime = connect_runtime(&config, &host).await?;
             Agent::new(store, runtime, AgentConfig::new(host))
                 .run()
                 .await;
             Ok(())
         }
         Role::Migrate { store } => {
-            open_store(&store).await?;
+            store.apply(&mut config);
+            open_store(&config).await?;
             tracing::info!("store schema is up to date");
             Ok(())
         }

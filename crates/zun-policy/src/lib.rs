@@ -1,0 +1,1 @@
+//! The oslo.policy rule language and Zun default rules (being written).
