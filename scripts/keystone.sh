@@ -312,6 +312,8 @@ start_server() {
     rm -f "$PIDFILE"
     log "starting uwsgi on $HOST:$PORT (log: $LOGFILE)"
     # One process, one thread, no master: SQLite takes one writer at a time.
+    # uwsgi's own output before it daemonizes goes to the same log.
+    # shellcheck disable=SC2094
     "$VENV/bin/uwsgi" \
         --http-socket "$HOST:$PORT" \
         --module "keystone.wsgi.api:application" \
@@ -465,7 +467,7 @@ cmd_start() {
     local t0=$SECONDS
     load_settings no
     ensure_installed
-    command -v jq >/dev/null && command -v curl >/dev/null || ensure_debs
+    if ! command -v jq >/dev/null || ! command -v curl >/dev/null; then ensure_debs; fi
     mkdir -p "$DATA_DIR"
     if pid_alive; then
         if [[ -f "$RUNTIME_FILE" && "$(cat "$RUNTIME_FILE")" == "$(runtime_line)" ]] && answers; then
@@ -476,6 +478,9 @@ cmd_start() {
         fi
         log "settings changed (or server not answering): restarting"
         stop_server
+    fi
+    if port_in_use; then
+        die "$HOST:$PORT is already in use by another process (set KEYSTONE_PORT)"
     fi
     write_config
     prepare_state
@@ -503,11 +508,11 @@ cmd_status() {
 cmd_env() {
     local user="${1:-admin}" pass project
     case "$user" in
-        admin) pass="$ADMIN_PASSWORD"; project=admin ;;
+        admin) pass="$ADMIN_PASSWORD"; project="admin" ;;
         *)
-            local entry u p pr r found=""
+            local entry u p pr found=""
             for entry in "${SEED_USERS[@]}"; do
-                IFS=: read -r u p pr r <<<"$entry"
+                IFS=: read -r u p pr _ <<<"$entry"
                 if [[ "$u" == "$user" ]]; then pass="$p"; project="$pr"; found=1; fi
             done
             [[ -n "$found" ]] || die "unknown user '$user' (admin, demo, alt_demo or zun)"

@@ -126,7 +126,7 @@ class KeystoneError(AssertionError):
     pass
 
 
-def _scope_body(scope: str, project: str | None, domain: str) -> dict[str, Any] | None:
+def _scope_body(scope: str, project: str | None, domain: str) -> dict[str, Any] | str | None:
     if scope == "project":
         return {"project": {"name": project, "domain": {"name": domain}}}
     if scope == "system":
@@ -134,8 +134,12 @@ def _scope_body(scope: str, project: str | None, domain: str) -> dict[str, Any] 
     if scope == "domain":
         return {"domain": {"name": domain}}
     if scope == "unscoped":
+        # Without a scope Keystone scopes to the user's default project (every
+        # seeded user has one); the string "unscoped" really asks for none.
+        return "unscoped"
+    if scope == "default":
         return None
-    raise ValueError(f"unknown scope {scope!r} (project, system, domain, unscoped)")
+    raise ValueError(f"unknown scope {scope!r} (project, system, domain, unscoped, default)")
 
 
 def issue_token(
@@ -278,8 +282,15 @@ class KeystoneServer:
     def start(self) -> "KeystoneServer":
         """Install if needed, start (or keep) the server with these settings, seed it.
         Idempotent; a running server with other settings (port, token lifetime) is
-        restarted."""
-        self._run("start")
+        restarted. A failed start stops what it may have left running."""
+        try:
+            self._run("start")
+        except BaseException:
+            try:
+                self._run("stop")
+            except Exception:
+                pass
+            raise
         self.started = True
         return self
 
@@ -344,7 +355,8 @@ class KeystoneServer:
 
     def issue_token(self, user: str, *, scope: str = "project", project: str | None = None) -> Token:
         """A new token for a seeded user: scoped to its own project by default;
-        scope="system" (admin only), "domain" or "unscoped" for the others."""
+        scope="system" (admin only), "domain", "unscoped" (really none), or
+        "default" (no scope in the request: Keystone uses the default project)."""
         creds = self.credentials(user)
         return issue_token(
             self.auth_url, creds.username, creds.password, project or creds.project_name, scope=scope

@@ -8,15 +8,17 @@
 //! * a string that does not reduce to a single expression (unbalanced
 //!   parentheses, dangling operators, only whitespace, a bare quoted string)
 //!   becomes `!` as a whole;
-//! * an atom without a `:` (e.g. `foo`) or of an unknown/external kind
-//!   (`http:`/`https:`) becomes `!` in place, the rest of the expression
-//!   still counts (so `foo or role:admin` admits admins, as upstream does).
+//! * an atom without a `:` (e.g. `foo`) becomes `!` in place, the rest of
+//!   the expression still counts (so `foo or role:admin` admits admins, as
+//!   upstream does); so do `role:` and `rule:` with nothing after the colon
+//!   (upstream: a check that cannot pass).
 //!
 //! Unlike oslo.policy, which only logs, every such problem is also returned
 //! as a [`ParseError`] so the caller can report it. A few inputs that Python
 //! would only reject with an exception at enforcement time (a broken
 //! `%`-format, a left-hand side that is not valid Python) make the whole rule
-//! `!` here, and so do expressions nested deeper than [`MAX_NESTING`].
+//! `!` here, and so do external `http:`/`https:` checks (unsupported) and
+//! expressions nested deeper than [`MAX_NESTING`].
 
 use std::fmt;
 
@@ -59,7 +61,7 @@ pub enum ParseError {
         kind: String,
     },
     /// `http:`/`https:` checks call out to a remote server; not supported.
-    /// That atom is `!`.
+    /// The whole rule is denied (so `not http:...` cannot grant anything).
     #[error("unsupported external check {atom:?} in rule {rule:?}")]
     External {
         /// The complete check string.
@@ -95,7 +97,10 @@ impl ParseError {
     pub fn denies_whole_rule(&self) -> bool {
         matches!(
             self,
-            Self::Syntax { .. } | Self::InvalidCheck { .. } | Self::TooDeep { .. }
+            Self::Syntax { .. }
+                | Self::InvalidCheck { .. }
+                | Self::External { .. }
+                | Self::TooDeep { .. }
         )
     }
 }
@@ -405,7 +410,7 @@ fn parse_atom(rule: &str, atom: &str) -> Result<(Check, Option<ParseError>), Par
         reason,
     };
     match kind {
-        "http" | "https" => local(ParseError::External {
+        "http" | "https" => Err(ParseError::External {
             rule: rule.to_owned(),
             atom: atom.to_owned(),
         }),
@@ -742,6 +747,9 @@ mod tests {
             "project_id:%(project_id)d",
             ":x",
             "007:x",
+            "!x:y",
+            "http://example.com/check",
+            "not https://example.com/check",
         ] {
             let rule = Rule::parse(text);
             assert_eq!(rule.check(), &Check::Never, "{text:?}");
@@ -754,7 +762,6 @@ mod tests {
             ("foo", "!"),
             ("role:", "!"),
             ("rule:", "!"),
-            ("http://example.com/check", "!"),
             ("foo or role:admin", "(! or role:admin)"),
         ] {
             let rule = Rule::parse(text);

@@ -265,7 +265,39 @@ pub(crate) fn literal_eval(kind: &str) -> Result<KindEval, String> {
     {
         return number_literal(sign, unsigned).map(KindEval::Literal);
     }
-    Ok(KindEval::NotLiteral)
+    if is_name_expression(kind) {
+        Ok(KindEval::NotLiteral)
+    } else {
+        Err(format!(
+            "{kind:?} is neither a Python literal nor a (dotted) name"
+        ))
+    }
+}
+
+const PY_KEYWORDS: &[&str] = &[
+    "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif",
+    "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda",
+    "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+];
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// Text Python parses as a non-literal expression made of names: dotted
+/// names whose parts may be joined by `-` (`token.project.id`, `os-roles`).
+/// `literal_eval` rejects those with `ValueError`, which oslo.policy takes to
+/// mean "look the path up in the credentials". Anything else would be a
+/// `SyntaxError` (or an expression this port does not model), so it is
+/// refused.
+fn is_name_expression(kind: &str) -> bool {
+    kind.split('.').all(|segment| {
+        segment
+            .split('-')
+            .all(|p| is_identifier(p) && !PY_KEYWORDS.contains(&p))
+    })
 }
 
 fn number_literal(sign: &str, text: &str) -> Result<String, String> {
@@ -515,10 +547,21 @@ mod tests {
         assert_eq!(lit("1.50"), KindEval::Literal("1.5".into()));
         assert_eq!(lit("1e3"), KindEval::Literal("1000.0".into()));
         assert_eq!(lit(".5"), KindEval::Literal("0.5".into()));
-        for path in ["is_admin", "token.project.id", "zun-service", "inf", "-foo", "true"] {
+        for path in [
+            "is_admin",
+            "token.project.id",
+            "zun-service",
+            "os-roles.x-y",
+            "inf",
+            "true",
+            "True.x",
+        ] {
             assert_eq!(lit(path), KindEval::NotLiteral, "{path}");
         }
-        for bad in ["", "'open", "'a'b", "007", "1abc", "1__0", "'''x'''", "b'x'", "1e"] {
+        for bad in [
+            "", "'open", "'a'b", "007", "1abc", "1__0", "'''x'''", "b'x'", "1e", "!x", "a..b",
+            "a.", "not", "x.class", "a[0]", "-foo", "a b",
+        ] {
             assert!(literal_eval(bad).is_err(), "{bad}");
         }
     }
