@@ -45,22 +45,20 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/v1/containers/{ident}/{action}", get(action).post(action))
 }
 
-fn policy_denied(rule: &str) -> ApiError {
-    ApiError::new(
-        403,
-        "policy-not-authorized",
-        format!("Policy doesn't allow {rule} to be performed."),
-    )
+/// Upstream's target for checks on one container: its owner.
+fn target(c: &Container) -> Value {
+    json!({"project_id": c.project_id, "user_id": c.user_id})
 }
 
-/// Admin-only rules of Zun's defaults that this service checks. The full
-/// policy engine replaces this when multi-tenancy lands.
-fn require_admin(ctx: &Ctx, rule: &str) -> std::result::Result<(), ApiError> {
-    if ctx.is_admin() {
-        Ok(())
-    } else {
-        Err(policy_denied(rule))
-    }
+/// The admin-only view fields the caller may see on `c`
+/// (`container:get_one:<field>`).
+fn shown_fields(ctx: &Ctx, c: &Container) -> Vec<&'static str> {
+    let target = target(c);
+    view::ADMIN_FIELDS
+        .iter()
+        .copied()
+        .filter(|field| ctx.can(&format!("container:get_one:{field}"), &target))
+        .collect()
 }
 
 fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
@@ -116,7 +114,7 @@ fn new_action(ctx: &Ctx, container: &Container, action: &str, params: Value) -> 
 }
 
 fn view_one(ctx: &Ctx, c: &Container) -> Value {
-    view::container(c, Some(&ctx.host_url), ctx.is_admin())
+    view::container(c, Some(&ctx.host_url), &shown_fields(ctx, c))
 }
 
 const GREEK: &[&str] = &[
@@ -136,18 +134,19 @@ fn generated_name() -> String {
 /// Rejects create options this deployment cannot honour yet with a clear
 /// 4xx instead of silently ignoring them.
 fn check_unsupported(req: &CreateRequest, state: &ApiState, ctx: &Ctx) -> Result<()> {
+    let own = ctx.own_target();
     if req.privileged == Some(true) {
         // `container:create:privileged` defaults to deny_everybody.
-        return Err(Error(policy_denied("container:create:privileged")));
+        ctx.authorize("container:create:privileged", &own)?;
     }
     if req.runtime.is_some() {
-        require_admin(ctx, "container:create:runtime")?;
+        ctx.authorize("container:create:runtime", &own)?;
     }
     if req.image_pull_policy.is_some() {
-        require_admin(ctx, "container:create:image_pull_policy")?;
+        ctx.authorize("container:create:image_pull_policy", &own)?;
     }
     if let Some(host) = &req.host {
-        require_admin(ctx, "container:create:requested_destination")?;
+        ctx.authorize("container:create:requested_destination", &own)?;
         if *host != state.compute_host {
             return Err(Error(ApiError::new(
                 404,
@@ -259,6 +258,7 @@ async fn create(
     let run = query.bool("run", false)?;
     let value = params::json_body(&headers, &body)?;
     let req = validation::create_request(&value, ctx.version)?;
+    ctx.authorize("container:create", &ctx.own_target())?;
     check_unsupported(&req, &state, &ctx)?;
     let container = build_container(req, &state, &ctx, run);
     let action = new_action(&ctx, &container, "create", json!({ "run": run }));
@@ -321,14 +321,15 @@ async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Resu
         }
     };
     let all_projects = params.bool("all_projects", false)?;
+    ctx.authorize("container:get_all", &ctx.own_target())?;
     if all_projects {
-        require_admin(&ctx, "container:get_all_all_projects")?;
+        ctx.authorize("container:get_all_all_projects", &ctx.own_target())?;
     }
     let mut filters = Vec::new();
     for key in zun_store::FILTER_KEYS {
         if let Some(value) = params.get(key) {
             if view::ADMIN_FIELDS.contains(key) {
-                require_admin(&ctx, &format!("container:get_one:{key}"))?;
+                ctx.authorize(&format!("container:get_one:{key}"), &ctx.own_target())?;
             }
             filters.push(((*key).to_string(), value.to_string()));
         }
@@ -356,16 +357,25 @@ async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Resu
         )),
         _ => Value::Null,
     };
-    let admin = ctx.is_admin();
     let items: Vec<Value> = rows
         .iter()
-        .map(|c| view::container(c, None, admin))
+        .map(|c| view::container(c, None, &shown_fields(&ctx, c)))
         .collect();
     Ok(Json(json!({ "containers": items, "next": next })).into_response())
 }
 
-async fn show(State(state): Shared, ctx: Ctx, Path(ident): Path<String>) -> Result<Response> {
+async fn show(
+    State(state): Shared,
+    ctx: Ctx,
+    Path(ident): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = Params::from_query(query.as_deref());
+    if params.bool("all_projects", false)? {
+        ctx.authorize("container:get_one_all_projects", &ctx.own_target())?;
+    }
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    ctx.authorize("container:get_one", &target(&container))?;
     Ok(Json(view_one(&ctx, &container)).into_response())
 }
 
@@ -380,6 +390,7 @@ async fn update(
     let value = params::json_body(&headers, &body)?;
     let req = validation::update_request(&value)?;
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    ctx.authorize("container:update", &target(&container))?;
     let resources_change = req.cpu.is_some() || req.memory.is_some();
     let action = resources_change.then(|| {
         new_action(
@@ -438,13 +449,18 @@ async fn delete(
         )));
     }
     if all_projects {
-        require_admin(&ctx, "container:delete_all_projects")?;
+        ctx.authorize("container:delete_all_projects", &ctx.own_target())?;
     }
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    let owner = target(&container);
+    ctx.authorize("container:delete", &owner)?;
     let check = if stop {
+        if container.status == ContainerStatus::Running {
+            ctx.authorize("container:stop", &owner)?;
+        }
         Action::DeleteAfterStop
     } else if force {
-        require_admin(&ctx, "container:delete_force")?;
+        ctx.authorize("container:delete_force", &owner)?;
         Action::DeleteForce
     } else {
         Action::Delete
@@ -525,6 +541,7 @@ async fn action(
     let mut params = Params::from_query(query.as_deref());
     params.merge_body(&headers, &body)?;
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    ctx.authorize(&format!("container:{action}"), &target(&container))?;
     let store = state.store.as_ref();
     match action.as_str() {
         "start" => {
@@ -700,6 +717,7 @@ async fn list_actions(
     Path(ident): Path<String>,
 ) -> Result<Response> {
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    ctx.authorize("container:actions", &target(&container))?;
     let actions = state.store.list_actions(&container.uuid).await?;
     let items: Vec<Value> = actions.iter().map(action_view).collect();
     Ok(Json(json!({ "containerActions": items })).into_response())
@@ -711,6 +729,7 @@ async fn show_action(
     Path((ident, request_id)): Path<(String, String)>,
 ) -> Result<Response> {
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
+    ctx.authorize("container:actions", &target(&container))?;
     let Some((action, events)) = state.store.get_action(&container.uuid, &request_id).await? else {
         return Err(Error(ApiError::new(
             404,
@@ -718,7 +737,7 @@ async fn show_action(
             format!("The Action resource {request_id} could not be found."),
         )));
     };
-    let admin = ctx.is_admin();
+    let show_traceback = ctx.can("container:action:events", &target(&container));
     let mut body = action_view(&action);
     body["events"] = events
         .iter()
@@ -728,7 +747,7 @@ async fn show_action(
                 "start_time": view::action_time(&e.start_time),
                 "finish_time": e.finish_time.as_ref().map(view::action_time),
                 "result": e.result,
-                "traceback": if admin { e.traceback.clone() } else { None },
+                "traceback": if show_traceback { e.traceback.clone() } else { None },
             })
         })
         .collect();

@@ -12,21 +12,45 @@ use zun_types::microversion::{self, Version};
 use crate::ApiState;
 use crate::error::Error;
 use crate::identity::{AuthError, Identity};
+use serde_json::{Value, json};
+use zun_policy::{Credentials, Policy};
+use zun_types::ApiError;
 
 /// Everything a handler needs to know about the request itself.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub version: Version,
     pub identity: Identity,
+    /// The caller as the policy engine sees it (`is_admin` from
+    /// `context_is_admin`).
+    pub creds: Credentials,
+    /// The policy in force for this request.
+    pub policy: Arc<Policy>,
     /// Scheme, host and port the client used, for links.
     pub host_url: String,
     pub request_id: String,
 }
 
 impl Ctx {
-    /// Zun's `context_is_admin` default: `role:admin`.
+    /// The `context_is_admin` rule (default `role:admin`) holds for the caller.
     pub fn is_admin(&self) -> bool {
-        self.identity.roles.iter().any(|r| r == "admin")
+        self.creds.is_admin
+    }
+
+    /// Upstream's target for collection-level checks: the caller's own ids.
+    pub fn own_target(&self) -> Value {
+        json!({"project_id": self.identity.project_id, "user_id": self.identity.user_id})
+    }
+
+    pub fn can(&self, rule: &str, target: &Value) -> bool {
+        self.policy.enforce(rule, target, &self.creds)
+    }
+
+    /// 403 `policy-not-authorized` unless `rule` allows the caller on `target`.
+    pub fn authorize(&self, rule: &str, target: &Value) -> Result<(), ApiError> {
+        self.policy
+            .authorize(rule, target, &self.creds)
+            .map_err(|denied| ApiError::new(403, "policy-not-authorized", denied.to_string()))
     }
 }
 
@@ -121,7 +145,7 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
             }
             Err(AuthError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "identity service unavailable");
-                return Err(Error(zun_types::ApiError::service_unavailable(
+                return Err(Error(ApiError::service_unavailable(
                     "The identity service is unavailable; try again later.",
                 ))
                 .into_response());
@@ -137,9 +161,21 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
+        let policy = state.policy.current();
+        let mut creds = Credentials {
+            user_id: identity.user_id.clone(),
+            project_id: identity.project_id.clone(),
+            roles: identity.roles.clone(),
+            is_admin: false,
+            is_admin_project: identity.is_admin_project,
+            domain_id: identity.domain_id.clone(),
+        };
+        creds.is_admin = policy.is_admin(&creds);
         Ok(Ctx {
             version,
             identity,
+            creds,
+            policy,
             host_url: format!("http://{host}"),
             request_id: parts
                 .extensions

@@ -49,6 +49,8 @@ pub trait HostLink: Send + Sync + 'static {
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<dyn Authenticator>,
+    /// Zun's default rules, overridden by the operator's `policy.yaml`.
+    pub policy: zun_policy::PolicyFile,
     /// The compute host new containers are placed on.
     pub compute_host: String,
     pub host_link: Arc<dyn HostLink>,

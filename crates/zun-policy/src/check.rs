@@ -43,7 +43,9 @@ pub enum ParseError {
     },
     /// An atom with no `kind:match` form, e.g. `foo` (oslo: "Failed to
     /// understand rule"). That atom is `!`.
-    #[error("failed to understand check {atom:?} in rule {rule:?}: expected kind:match, '@' or '!'")]
+    #[error(
+        "failed to understand check {atom:?} in rule {rule:?}: expected kind:match, '@' or '!'"
+    )]
     NotACheck {
         /// The complete check string.
         rule: String,
@@ -373,8 +375,8 @@ fn tokenize(rule: &str) -> Vec<RawTok<'_>> {
         } else if !clean.is_empty() {
             // oslo tests the token *with* its trailing parentheses here.
             let b = tok.as_bytes();
-            let quoted = b.len() >= 2
-                && matches!((b[0], b[b.len() - 1]), (b'"', b'"') | (b'\'', b'\''));
+            let quoted =
+                b.len() >= 2 && matches!((b[0], b[b.len() - 1]), (b'"', b'"') | (b'\'', b'\''));
             out.push(if quoted {
                 RawTok::Str
             } else {
@@ -578,10 +580,12 @@ fn reduce(stack: &mut Vec<Tok>) -> Result<(), TooDeep> {
                             _ => None,
                         };
                         let and = match last {
-                            Some(mut last @ Node {
-                                kind: NodeKind::And(_),
-                                ..
-                            }) => {
+                            Some(
+                                mut last @ Node {
+                                    kind: NodeKind::And(_),
+                                    ..
+                                },
+                            ) => {
                                 last.push(y);
                                 last
                             }
@@ -691,7 +695,10 @@ mod tests {
             shape("((a:1 or (b:2)) and ((c:3)))"),
             "((a:1 or b:2) and c:3)"
         );
-        assert_eq!(shape("a:1 OR b:2 And NOT c:3"), "(a:1 or (b:2 and not c:3))");
+        assert_eq!(
+            shape("a:1 OR b:2 And NOT c:3"),
+            "(a:1 or (b:2 and not c:3))"
+        );
         assert_eq!(shape("@"), "@");
         assert_eq!(shape("!"), "!");
         assert_eq!(shape(""), "@");
@@ -774,7 +781,10 @@ mod tests {
     #[test]
     fn nesting_is_bounded() {
         let ok = format!("{}role:a{}", "(".repeat(1000), ")".repeat(1000));
-        assert!(Rule::parse(&ok).is_valid(), "parentheses alone add no depth");
+        assert!(
+            Rule::parse(&ok).is_valid(),
+            "parentheses alone add no depth"
+        );
         let deep = format!("{}role:a", "not ".repeat(MAX_NESTING));
         let rule = Rule::parse(&deep);
         assert_eq!(rule.check(), &Check::Never);
@@ -797,11 +807,17 @@ mod tests {
     fn legacy_list_syntax() {
         let r = Rule::from_list(
             "list".into(),
-            &[vec!["role:a".into(), "role:b".into()], vec!["role:c".into()]],
+            &[
+                vec!["role:a".into(), "role:b".into()],
+                vec!["role:c".into()],
+            ],
         );
         assert_eq!(r.check().to_string(), "((role:a and role:b) or role:c)");
         assert_eq!(Rule::from_list("x".into(), &[]).check(), &Check::Always);
-        assert_eq!(Rule::from_list("x".into(), &[vec![]]).check(), &Check::Never);
+        assert_eq!(
+            Rule::from_list("x".into(), &[vec![]]).check(),
+            &Check::Never
+        );
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub mod names {
     /// `container:create:privileged`
     pub const CONTAINER_CREATE_PRIVILEGED: &str = "container:create:privileged";
     /// `container:create:requested_destination`
-    pub const CONTAINER_CREATE_REQUESTED_DESTINATION: &str = "container:create:requested_destination";
+    pub const CONTAINER_CREATE_REQUESTED_DESTINATION: &str =
+        "container:create:requested_destination";
     /// `container:create:image_pull_policy`
     pub const CONTAINER_CREATE_IMAGE_PULL_POLICY: &str = "container:create:image_pull_policy";
     /// `container:delete`
@@ -208,7 +209,10 @@ pub const DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule::new(names::CONTAINER_CREATE, RULE_ADMIN_OR_OWNER),
     DefaultRule::new(names::CONTAINER_CREATE_RUNTIME, RULE_ADMIN_API),
     DefaultRule::new(names::CONTAINER_CREATE_PRIVILEGED, RULE_DENY_EVERYBODY),
-    DefaultRule::new(names::CONTAINER_CREATE_REQUESTED_DESTINATION, RULE_ADMIN_API),
+    DefaultRule::new(
+        names::CONTAINER_CREATE_REQUESTED_DESTINATION,
+        RULE_ADMIN_API,
+    ),
     DefaultRule::new(names::CONTAINER_CREATE_IMAGE_PULL_POLICY, RULE_ADMIN_API),
     DefaultRule::new(names::CONTAINER_DELETE, RULE_ADMIN_OR_OWNER),
     DefaultRule::new(names::CONTAINER_DELETE_ALL_PROJECTS, RULE_ADMIN_API),

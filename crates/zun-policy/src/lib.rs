@@ -22,7 +22,27 @@
 //! evaluation deeper than [`MAX_EVAL_DEPTH`] deny; parse trees deeper than
 //! [`MAX_NESTING`] deny; `http:`/`https:` external checks are unsupported
 //! (never pass); oslo's `default_rule` fallback is not applied (an unknown
-//! policy name is denied even if the file defines `default`).
+//! policy name is denied even if the file defines `default`); a YAML null
+//! value (`name:` or an unquoted `!`) denies instead of allowing everyone.
+//!
+//! ```
+//! use serde_json::json;
+//! use zun_policy::{Credentials, Policy, names};
+//!
+//! let policy = Policy::from_defaults();
+//! let caller = policy.resolve_is_admin(Credentials {
+//!     user_id: "u1".into(),
+//!     project_id: "p1".into(),
+//!     roles: vec!["member".into()],
+//!     ..Credentials::default()
+//! });
+//! let container = json!({"project_id": "p1", "user_id": "u1"});
+//! assert!(policy.enforce(names::CONTAINER_DELETE, &container, &caller));
+//! let err = policy
+//!     .authorize(names::CONTAINER_DELETE_FORCE, &container, &caller)
+//!     .unwrap_err();
+//! assert_eq!(err.to_string(), "Policy doesn't allow container:delete_force to be performed.");
+//! ```
 
 mod check;
 mod defaults;
@@ -36,6 +56,4 @@ pub use defaults::{
     RULE_DENY_EVERYBODY, names,
 };
 pub use file::{PolicyFile, Refresh};
-pub use policy::{
-    Credentials, Denied, Diagnostic, EvalError, LoadError, MAX_EVAL_DEPTH, Policy,
-};
+pub use policy::{Credentials, Denied, Diagnostic, EvalError, LoadError, MAX_EVAL_DEPTH, Policy};

@@ -59,7 +59,10 @@ impl Credentials {
             Value::Array(self.roles.iter().cloned().map(Value::String).collect()),
         );
         map.insert("is_admin".into(), Value::Bool(self.is_admin));
-        map.insert("is_admin_project".into(), Value::Bool(self.is_admin_project));
+        map.insert(
+            "is_admin_project".into(),
+            Value::Bool(self.is_admin_project),
+        );
         map.insert(
             "domain_id".into(),
             self.domain_id.clone().map_or(Value::Null, Value::String),
@@ -445,7 +448,12 @@ impl Policy {
     /// [`Policy::evaluate`] with raw JSON credentials, for generic checks on
     /// values [`Credentials`] does not carry (dotted paths walk objects; a
     /// list on the way matches if any element does, as in oslo.policy).
-    pub fn evaluate_json(&self, name: &str, target: &Value, creds: &Value) -> Result<bool, EvalError> {
+    pub fn evaluate_json(
+        &self,
+        name: &str,
+        target: &Value,
+        creds: &Value,
+    ) -> Result<bool, EvalError> {
         let rule = self
             .rules
             .get(name)
@@ -462,7 +470,12 @@ impl Policy {
     }
 
     /// Evaluates an ad-hoc check tree against this rule set.
-    pub fn evaluate_check(&self, check: &Check, target: &Value, creds: &Value) -> Result<bool, EvalError> {
+    pub fn evaluate_check(
+        &self,
+        check: &Check,
+        target: &Value,
+        creds: &Value,
+    ) -> Result<bool, EvalError> {
         let empty = Map::new();
         let mut ev = Evaluator {
             rules: &self.rules,
@@ -499,11 +512,7 @@ impl Policy {
     /// Upstream's `check_is_admin`: `context_is_admin` against an empty
     /// target (use it to fill [`Credentials::is_admin`]).
     pub fn is_admin(&self, creds: &Credentials) -> bool {
-        self.enforce(
-            names::CONTEXT_IS_ADMIN,
-            &Value::Object(Map::new()),
-            creds,
-        )
+        self.enforce(names::CONTEXT_IS_ADMIN, &Value::Object(Map::new()), creds)
     }
 
     /// `creds` with `is_admin` set from [`Policy::is_admin`].
@@ -521,16 +530,19 @@ fn parse_document(text: &str) -> Result<Vec<(String, serde_norway::Value)>, Load
     };
     // JSON is (almost) YAML, but JSON allows tabs YAML may not; try JSON
     // first when the text looks like a JSON object.
-    if text.trim_start().starts_with('{') {
-        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) {
-            return Ok(map
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = serde_norway::to_value(&v).unwrap_or(serde_norway::Value::Null);
-                    (k, v)
-                })
-                .collect());
-        }
+    let json = if text.trim_start().starts_with('{') {
+        serde_json::from_str::<Value>(text).ok()
+    } else {
+        None
+    };
+    if let Some(Value::Object(map)) = json {
+        return Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                let v = serde_norway::to_value(&v).unwrap_or(serde_norway::Value::Null);
+                (k, v)
+            })
+            .collect());
     }
     let doc: serde_norway::Value =
         serde_norway::from_str(text).map_err(|e| syntax(e.to_string()))?;
@@ -564,9 +576,11 @@ fn value_to_rule(value: &serde_norway::Value) -> Result<Rule, String> {
         // oslo.policy's `parse_rule(None)` is "always" — and an unquoted
         // `!` is a YAML tag on an empty value, i.e. null, so upstream turns a
         // "never" someone forgot to quote into "everybody". Fail closed.
-        Y::Null => Err("empty value (null) is not a check string; oslo.policy would allow \
+        Y::Null => Err(
+            "empty value (null) is not a check string; oslo.policy would allow \
              everyone, this port denies everyone: write \"\" for always, \"!\" for never"
-            .to_owned()),
+                .to_owned(),
+        ),
         Y::Tagged(t) if t.tag == "!" && matches!(t.value, Y::Null) => Err(
             "unquoted `!` is a YAML tag, not the never-rule (oslo.policy would allow \
              everyone); the policy denies everyone: quote it as \"!\""
@@ -582,7 +596,9 @@ fn value_to_rule(value: &serde_norway::Value) -> Result<Rule, String> {
                         for atom in atoms {
                             match atom {
                                 Y::String(s) => ands.push(s.clone()),
-                                _ => return Err("legacy list rule contains a non-string".to_owned()),
+                                _ => {
+                                    return Err("legacy list rule contains a non-string".to_owned());
+                                }
                             }
                         }
                         alternatives.push(ands);

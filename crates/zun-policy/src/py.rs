@@ -118,7 +118,10 @@ pub(crate) fn float_repr(x: f64) -> String {
 enum Piece {
     Text(String),
     /// `%(key)s` (`repr == false`) or `%(key)r` (`repr == true`).
-    Key { key: String, repr: bool },
+    Key {
+        key: String,
+        repr: bool,
+    },
 }
 
 /// A match string compiled as Python's `match % target` would read it.
@@ -170,9 +173,7 @@ impl Template {
                         Some((_, 's')) => false,
                         Some((_, 'r')) => true,
                         Some((_, other)) => {
-                            return Err(format!(
-                                "unsupported format conversion '%({key}){other}'"
-                            ));
+                            return Err(format!("unsupported format conversion '%({key}){other}'"));
                         }
                         None => return Err("incomplete format".to_owned()),
                     };

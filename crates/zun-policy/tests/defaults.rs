@@ -156,7 +156,11 @@ fn default_table_matches_upstream_names_and_count() {
     }
     let policy = Policy::from_defaults();
     assert_eq!(policy.len(), 82);
-    assert!(policy.diagnostics().is_empty(), "{:?}", policy.diagnostics());
+    assert!(
+        policy.diagnostics().is_empty(),
+        "{:?}",
+        policy.diagnostics()
+    );
     for d in DEFAULT_RULES {
         let rule = policy.rule(d.name).expect("present");
         assert!(rule.is_valid(), "{}: {:?}", d.name, rule.errors());
@@ -204,8 +208,16 @@ fn admin_and_role_admin_classes_differ_when_context_is_admin_changes() {
             RoleAdmin => (false, true),
             Nobody => (false, false),
         };
-        assert_eq!(policy.enforce(name, &target, &cloud), want_cloud, "{name} cloud_admin");
-        assert_eq!(policy.enforce(name, &target, &plain), want_plain, "{name} admin");
+        assert_eq!(
+            policy.enforce(name, &target, &cloud),
+            want_cloud,
+            "{name} cloud_admin"
+        );
+        assert_eq!(
+            policy.enforce(name, &target, &plain),
+            want_plain,
+            "{name} admin"
+        );
     }
 }
 
@@ -244,7 +256,12 @@ fn denied_message_matches_upstream() {
         err.to_string(),
         "Policy doesn't allow container:delete to be performed."
     );
-    assert_eq!(err, Denied { action: "container:delete".into() });
+    assert_eq!(
+        err,
+        Denied {
+            action: "container:delete".into()
+        }
+    );
     assert_eq!(Denied::HTTP_STATUS, 403);
     assert_eq!(Denied::CODE, "policy-not-authorized");
 }
@@ -280,4 +297,12 @@ fn credentials_json_shape() {
     );
     assert_eq!(Value::from(&c), c.to_value());
     assert!(Credentials::default().is_admin_project);
+}
+
+#[test]
+fn shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<zun_policy::PolicyFile>();
+    assert_send_sync::<Denied>();
 }

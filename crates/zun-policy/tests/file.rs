@@ -37,7 +37,10 @@ impl Drop for Scratch {
 /// every write is visible to the mtime cache whatever the clock granularity.
 fn write(path: &Path, text: &str, tick: u64) {
     std::fs::write(path, text).expect("write");
-    let f = std::fs::File::options().write(true).open(path).expect("open");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open");
     f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + tick))
         .expect("set mtime");
 }
@@ -102,7 +105,11 @@ fn yaml_override_then_removal_restores_default() {
 
     // And it comes back when the file does.
     write(&path, "{\"container:delete\": \"role:admin\"}", 3);
-    assert!(!file.current().enforce("container:delete", &target(), &owner()));
+    assert!(
+        !file
+            .current()
+            .enforce("container:delete", &target(), &owner())
+    );
 }
 
 #[test]
@@ -124,7 +131,11 @@ fn broken_file_keeps_previous_policy_until_fixed() {
     assert!(file.last_error().is_some());
     // Not retried (nor reported again) until the file changes.
     assert!(matches!(file.refresh(), Refresh::Unchanged(_)));
-    assert!(!file.current().enforce("container:delete", &target(), &owner()));
+    assert!(
+        !file
+            .current()
+            .enforce("container:delete", &target(), &owner())
+    );
 
     write(&path, "\"container:delete\": \"\"\n", 3);
     assert!(matches!(file.refresh(), Refresh::Reloaded(_)));
@@ -133,7 +144,10 @@ fn broken_file_keeps_previous_policy_until_fixed() {
         project_id: "elsewhere".into(),
         ..owner()
     };
-    assert!(file.current().enforce("container:delete", &target(), &stranger));
+    assert!(
+        file.current()
+            .enforce("container:delete", &target(), &stranger)
+    );
 }
 
 #[test]
@@ -148,7 +162,10 @@ fn startup_errors_and_missing_files() {
     assert_eq!(p.len(), 82);
     assert_eq!(Policy::load(None).expect("defaults").len(), 82);
     let file = PolicyFile::new(Some(missing)).expect("defaults");
-    assert!(file.current().enforce("container:delete", &target(), &owner()));
+    assert!(
+        file.current()
+            .enforce("container:delete", &target(), &owner())
+    );
     assert_eq!(PolicyFile::defaults().current().len(), 82);
 
     let bad = dir.path("bad.yaml");
@@ -172,8 +189,8 @@ fn startup_errors_and_missing_files() {
 #[test]
 fn document_formats_and_odd_values() {
     // JSON (tabs allowed), as in the old policy.json.
-    let p = Policy::from_overrides_str("{\n\t\"container:delete\":\t\"role:admin\"\n}")
-        .expect("json");
+    let p =
+        Policy::from_overrides_str("{\n\t\"container:delete\":\t\"role:admin\"\n}").expect("json");
     assert!(!p.enforce("container:delete", &target(), &owner()));
 
     let p = Policy::from_overrides_str(
@@ -220,9 +237,11 @@ fn document_formats_and_odd_values() {
     assert!(p.enforce("container:logs", &t, &other));
     // Malformed string: denied and reported.
     assert!(!p.enforce("container:top", &t, &admin(&p)));
-    assert!(p.diagnostics().iter().any(
-        |d| matches!(d, Diagnostic::Parse { policy, .. } if policy == "container:top")
-    ));
+    assert!(
+        p.diagnostics()
+            .iter()
+            .any(|d| matches!(d, Diagnostic::Parse { policy, .. } if policy == "container:top"))
+    );
     // Custom helper rules can be referenced.
     let auditor = Credentials {
         roles: vec!["Auditor".into()],
@@ -241,13 +260,19 @@ fn forced_reload_sees_same_stamp_edits() {
     // Same size, same mtime: invisible to the cache...
     write(&path, "\"container:delete\": \"role:bbbbb\"\n", 1);
     assert_eq!(
-        file.current().rule("container:delete").expect("rule").text(),
+        file.current()
+            .rule("container:delete")
+            .expect("rule")
+            .text(),
         "role:aaaaa"
     );
     // ...until a forced reload.
     assert!(matches!(file.reload(), Refresh::Reloaded(_)));
     assert_eq!(
-        file.current().rule("container:delete").expect("rule").text(),
+        file.current()
+            .rule("container:delete")
+            .expect("rule")
+            .text(),
         "role:bbbbb"
     );
 }

@@ -1,7 +1,9 @@
 //! The check-string language, evaluated through a `Policy`.
 
 use serde_json::{Value, json};
-use zun_policy::{Check, Credentials, Diagnostic, EvalError, ParseError, Policy, Rule, parse_strict};
+use zun_policy::{
+    Check, Credentials, Diagnostic, EvalError, ParseError, Policy, Rule, parse_strict,
+};
 
 fn policy_with(rules: &[(&str, &str)]) -> Policy {
     Policy::from_defaults().with_rules(rules.iter().copied())
@@ -30,6 +32,8 @@ fn truth_table(text: &str, model: impl Fn(bool, bool, bool) -> bool) {
 }
 
 #[test]
+// The models spell out the grammar on purpose, not the minimal formula.
+#[allow(clippy::nonminimal_bool)]
 fn operator_precedence() {
     truth_table("role:a or role:b and role:c", |a, b, c| a || (b && c));
     truth_table("role:a and role:b or role:c", |a, b, c| (a && b) || c);
@@ -38,12 +42,18 @@ fn operator_precedence() {
     truth_table("not role:a or role:b", |a, b, _| !a || b);
     truth_table("role:a and not role:b or role:c", |a, b, c| (a && !b) || c);
     truth_table("role:a or not role:b and role:c", |a, b, c| a || (!b && c));
-    truth_table("not (role:a or role:b) and role:c", |a, b, c| !(a || b) && c);
+    truth_table("not (role:a or role:b) and role:c", |a, b, c| {
+        !(a || b) && c
+    });
     truth_table("not not role:a", |a, _, _| a);
     truth_table("(role:a or role:b) and role:c", |a, b, c| (a || b) && c);
     truth_table("role:a and (role:b or role:c)", |a, b, c| a && (b || c));
-    truth_table("((role:a) or ((role:b and (role:c))))", |a, b, c| a || (b && c));
-    truth_table("(((role:a or role:b)) and not ((role:c)))", |a, b, c| (a || b) && !c);
+    truth_table("((role:a) or ((role:b and (role:c))))", |a, b, c| {
+        a || (b && c)
+    });
+    truth_table("(((role:a or role:b)) and not ((role:c)))", |a, b, c| {
+        (a || b) && !c
+    });
     truth_table("role:a or role:b and role:c and not role:a", |a, b, c| {
         a || (b && c && !a)
     });
@@ -53,7 +63,12 @@ fn operator_precedence() {
 
 #[test]
 fn always_never_and_empty() {
-    let p = policy_with(&[("at", "@"), ("bang", "!"), ("empty", ""), ("not_bang", "not !")]);
+    let p = policy_with(&[
+        ("at", "@"),
+        ("bang", "!"),
+        ("empty", ""),
+        ("not_bang", "not !"),
+    ]);
     let nobody = json!({});
     assert!(p.enforce_json("at", &json!({}), &nobody));
     assert!(!p.enforce_json("bang", &json!({}), &nobody));
@@ -100,7 +115,10 @@ fn cycles_deny_without_overflowing() {
     for name in ["a", "b", "self", "neg", "or_at", "into_cycle"] {
         assert!(!p.enforce_json(name, &json!({}), &anyone), "{name}");
         assert!(
-            matches!(p.evaluate_json(name, &json!({}), &anyone), Err(EvalError::Cycle(_))),
+            matches!(
+                p.evaluate_json(name, &json!({}), &anyone),
+                Err(EvalError::Cycle(_))
+            ),
             "{name}"
         );
     }
@@ -114,7 +132,10 @@ fn cycles_deny_without_overflowing() {
             _ => None,
         })
         .collect();
-    assert_eq!(cyclic, ["a", "b", "fine", "into_cycle", "neg", "or_at", "self"]);
+    assert_eq!(
+        cyclic,
+        ["a", "b", "fine", "into_cycle", "neg", "or_at", "self"]
+    );
 }
 
 #[test]
@@ -132,7 +153,11 @@ fn long_rule_chains_are_bounded() {
     assert!(!p.enforce_json("r0", &json!({}), &json!({})));
     // A short chain near the end is fine.
     assert!(p.enforce_json(&format!("r{}", n - 10), &json!({}), &json!({})));
-    assert!(!p.diagnostics().iter().any(|d| matches!(d, Diagnostic::Cycle { .. })));
+    assert!(
+        !p.diagnostics()
+            .iter()
+            .any(|d| matches!(d, Diagnostic::Cycle { .. }))
+    );
 }
 
 #[test]
@@ -150,17 +175,31 @@ fn substitution_from_target() {
     assert!(!p.enforce_json("owner", &json!({"project_id": "p2"}), &c));
     assert!(p.enforce_json("user", &json!({"user_id": "u1"}), &c));
     assert!(p.enforce_json("role_from_target", &json!({"role": "admin"}), &c));
-    assert!(p.enforce_json("mixed", &json!({"suffix": "1"}), &json!({"project_id": "p-1"})));
+    assert!(p.enforce_json(
+        "mixed",
+        &json!({"suffix": "1"}),
+        &json!({"project_id": "p-1"})
+    ));
     // Missing attributes: a failed check, not a panic (so `not` passes, as
     // in oslo.policy).
-    for target in [json!({}), json!({"user_id": "u1"}), json!(null), json!("x"), json!([1])] {
+    for target in [
+        json!({}),
+        json!({"user_id": "u1"}),
+        json!(null),
+        json!("x"),
+        json!([1]),
+    ] {
         assert!(!p.enforce_json("owner", &target, &c), "{target}");
         assert!(!p.enforce_json("role_from_target", &target, &c), "{target}");
         assert!(p.enforce_json("not_owner", &target, &c), "{target}");
     }
     // Keys are looked up verbatim: oslo targets are flat.
     assert!(p.enforce_json("flat_dotted", &json!({"target.project.id": "p1"}), &c));
-    assert!(!p.enforce_json("flat_dotted", &json!({"target": {"project": {"id": "p1"}}}), &c));
+    assert!(!p.enforce_json(
+        "flat_dotted",
+        &json!({"target": {"project": {"id": "p1"}}}),
+        &c
+    ));
     // Non-string target values are compared as Python's str() of them.
     let p2 = policy_with(&[("n", "count:%(n)s"), ("b", "flag:%(b)s")]);
     assert!(p2.enforce_json("n", &json!({"n": 5}), &json!({"count": 5})));
@@ -194,7 +233,11 @@ fn literals_on_either_side() {
     assert!(!p.enforce("not_admin_flag", &t, &admin));
     assert!(p.enforce("quoted_kind", &json!({"role.name": "Member"}), &member));
     assert!(!p.enforce("quoted_kind", &json!({"role.name": "member"}), &member));
-    assert!(p.enforce("double_quoted_kind", &json!({"role.name": "Member"}), &member));
+    assert!(p.enforce(
+        "double_quoted_kind",
+        &json!({"role.name": "Member"}),
+        &member
+    ));
     assert!(p.enforce("true_kind", &json!({"user.enabled": true}), &member));
     assert!(!p.enforce("true_kind", &json!({"user.enabled": false}), &member));
     assert!(p.enforce("int_kind", &json!({"n": 5}), &member));
@@ -318,7 +361,10 @@ fn local_atom_failures_keep_oslo_semantics() {
     assert!(p.enforce_json("t", &json!({}), &roles(&["admin"])));
     assert!(!p.enforce_json("t", &json!({}), &roles(&["member"])));
     assert!(p.enforce_json("n", &json!({}), &roles(&[])));
-    assert_eq!(p.rule("t").expect("rule").check().to_string(), "(! or role:admin)");
+    assert_eq!(
+        p.rule("t").expect("rule").check().to_string(),
+        "(! or role:admin)"
+    );
     assert!(!p.rule("t").expect("rule").is_valid());
 }
 
@@ -331,17 +377,24 @@ fn python_exceptions_deny_the_whole_rule() {
         "role:admin or 50%:x",
     ] {
         let p = policy_with(&[("t", text)]);
-        assert!(!p.enforce_json("t", &json!({}), &roles(&["admin"])), "{text}");
+        assert!(
+            !p.enforce_json("t", &json!({}), &roles(&["admin"])),
+            "{text}"
+        );
         assert_eq!(p.rule("t").expect("rule").check(), &Check::Never, "{text}");
     }
 }
 
 #[test]
 fn overrides_replace_defaults_and_add_rules() {
-    let p = Policy::from_defaults().with_rules([("container:delete", "role:admin"), ("extra", "@")]);
+    let p =
+        Policy::from_defaults().with_rules([("container:delete", "role:admin"), ("extra", "@")]);
     assert!(p.is_overridden("container:delete"));
     assert!(p.is_overridden("extra"));
     assert!(!p.is_overridden("container:create"));
     assert_eq!(p.len(), 83);
-    assert_eq!(p.rule("container:delete").expect("rule").text(), "role:admin");
+    assert_eq!(
+        p.rule("container:delete").expect("rule").text(),
+        "role:admin"
+    );
 }

@@ -100,11 +100,27 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool).await
+        // Two processes opening a new file at once (an API and an agent
+        // started together) contend for the lock that switching to WAL
+        // needs, which the busy timeout does not cover: retry the open.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let opened = async {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .connect_with(options.clone())
+                    .await?;
+                Self::with_pool(pool).await
+            };
+            match opened.await {
+                Err(StoreError::Database(err)) if is_busy(&err) && attempt < MAX_WRITE_ATTEMPTS => {
+                    tracing::debug!(error = %err, attempt, "store busy while opening; retrying");
+                    backoff(attempt).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A private in-memory database, for tests. It lives on a single pooled

@@ -33,8 +33,8 @@ pub fn links(host_url: &str, resource: &str, id: &str) -> Value {
 }
 
 /// Renders a container. `host_url` adds `links` (single-resource responses);
-/// `admin` adds the admin-only fields.
-pub fn container(c: &Container, host_url: Option<&str>, admin: bool) -> Value {
+/// `shown_admin_fields` are the [`ADMIN_FIELDS`] the caller may see.
+pub fn container(c: &Container, host_url: Option<&str>, shown_admin_fields: &[&str]) -> Value {
     let mut m = Map::new();
     m.insert("uuid".into(), json!(c.uuid));
     if let Some(url) = host_url {
@@ -77,11 +77,15 @@ pub fn container(c: &Container, host_url: Option<&str>, admin: bool) -> Value {
         "updated_at".into(),
         json!(c.updated_at.as_ref().map(resource_time)),
     );
-    if admin {
-        m.insert("host".into(), json!(c.host));
-        m.insert("image_pull_policy".into(), json!(c.image_pull_policy));
-        m.insert("privileged".into(), json!(c.privileged));
-        m.insert("runtime".into(), json!(c.runtime));
+    for field in shown_admin_fields {
+        let value = match *field {
+            "host" => json!(c.host),
+            "image_pull_policy" => json!(c.image_pull_policy),
+            "privileged" => json!(c.privileged),
+            "runtime" => json!(c.runtime),
+            _ => continue,
+        };
+        m.insert((*field).into(), value);
     }
     Value::Object(m)
 }

@@ -164,6 +164,15 @@ async fn connect_runtime(config: &Config, host: &str) -> anyhow::Result<Arc<dyn 
     Ok(Arc::new(runtime))
 }
 
+fn policy(config: &Config) -> anyhow::Result<zun_policy::PolicyFile> {
+    let file = zun_policy::PolicyFile::new(config.policy.file.clone())
+        .context("loading the policy file")?;
+    for diagnostic in file.current().diagnostics() {
+        tracing::warn!(%diagnostic, "policy rule problem; the rule denies");
+    }
+    Ok(file)
+}
+
 fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {
     let identity = &config.identity;
     Ok(match identity.mode {
@@ -256,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
             let state = ApiState {
                 store,
                 auth: authenticator(&config)?,
+                policy: policy(&config)?,
                 compute_host: host,
                 host_link: Arc::new(host_link::LocalHost::new(runtime)),
             };
@@ -277,6 +287,7 @@ async fn main() -> anyhow::Result<()> {
             let state = ApiState {
                 store,
                 auth: authenticator(&config)?,
+                policy: policy(&config)?,
                 compute_host: config
                     .api
                     .compute_host
