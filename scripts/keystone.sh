@@ -174,6 +174,10 @@ ensure_installed() {
         "$python" -m venv "$VENV"
     fi
     log "installing keystone==$KEYSTONE_VERSION uwsgi==$UWSGI_VERSION into $VENV (compiles uwsgi; about a minute)"
+    # Packages built from source (testresources, uwsgi) need these in the venv
+    # first; a fresh venv may not have them.
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${pip_c[@]}" \
+        packaging wheel setuptools </dev/null
     # uwsgi is not in the constraints file: it is pinned here. Its setup.py uses
     # CPUCOUNT parallel compiler jobs.
     CPUCOUNT="$(nproc)" "$VENV/bin/pip" install -q --disable-pip-version-check \

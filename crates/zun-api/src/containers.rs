@@ -262,7 +262,11 @@ async fn create(
     check_unsupported(&req, &state, &ctx)?;
     let container = build_container(req, &state, &ctx, run);
     let action = new_action(&ctx, &container, "create", json!({ "run": run }));
-    state.store.insert_container(&container, &action).await?;
+    let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
+    state
+        .store
+        .insert_container(&container, &action, Some(&limits))
+        .await?;
     tracing::info!(uuid = %container.uuid, name = %container.name, run, "container create accepted");
     let location = format!("{}/v1/containers/{}", ctx.host_url, container.uuid);
     let mut response = (StatusCode::ACCEPTED, Json(view_one(&ctx, &container))).into_response();
@@ -417,9 +421,16 @@ async fn update(
         }
         Ok(())
     };
+    // A cpu/memory change is checked against the project's quota in the
+    // same transaction as the write.
+    let limits = if resources_change {
+        Some(crate::quotas::project_limits(&state, &container.project_id).await?)
+    } else {
+        None
+    };
     let (updated, _) = state
         .store
-        .update_container(&uuid, &mutate, action.as_ref())
+        .update_container_checked(&uuid, &mutate, action.as_ref(), limits.as_ref())
         .await?;
     Ok(Json(view_one(&ctx, &updated)).into_response())
 }
@@ -541,7 +552,10 @@ async fn action(
     let mut params = Params::from_query(query.as_deref());
     params.merge_body(&headers, &body)?;
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
-    ctx.authorize(&format!("container:{action}"), &target(&container))?;
+    // Upstream checks no policy on network_list (reference §8).
+    if action != "network_list" {
+        ctx.authorize(&format!("container:{action}"), &target(&container))?;
+    }
     let store = state.store.as_ref();
     match action.as_str() {
         "start" => {

@@ -127,6 +127,43 @@ fn unauthorized(challenge: &str) -> Response {
     response
 }
 
+/// Paths anyone may read without a token, as upstream's
+/// `acl_public_routes` (after path normalisation).
+fn is_public(path: &str) -> bool {
+    path == "/" || path == "/v1"
+}
+
+/// Authenticates every request except the public discovery documents,
+/// before routing, as keystonemiddleware sits in front of upstream's app: an
+/// unknown path without a token is a 401, not a 404.
+pub async fn authenticate(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok());
+    match state.auth.authenticate(token).await {
+        Ok(identity) => {
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        Err(AuthError::Missing | AuthError::Invalid) => unauthorized(&state.auth.challenge()),
+        Err(AuthError::Unavailable(reason)) => {
+            tracing::warn!(%reason, "identity service unavailable");
+            Error(ApiError::service_unavailable(
+                "The identity service is unavailable; try again later.",
+            ))
+            .into_response()
+        }
+    }
+}
+
 impl FromRequestParts<Arc<ApiState>> for Ctx {
     type Rejection = Response;
 
@@ -134,23 +171,6 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
         parts: &mut Parts,
         state: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok());
-        let identity = match state.auth.authenticate(token).await {
-            Ok(identity) => identity,
-            Err(AuthError::Missing | AuthError::Invalid) => {
-                return Err(unauthorized(&state.auth.challenge()));
-            }
-            Err(AuthError::Unavailable(reason)) => {
-                tracing::warn!(%reason, "identity service unavailable");
-                return Err(Error(ApiError::service_unavailable(
-                    "The identity service is unavailable; try again later.",
-                ))
-                .into_response());
-            }
-        };
         let version = parts
             .extensions
             .get::<Version>()
@@ -161,6 +181,10 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
+        let Some(identity) = parts.extensions.get::<Identity>().cloned() else {
+            // Only reachable if a route escaped `authenticate`; refuse.
+            return Err(unauthorized(&state.auth.challenge()));
+        };
         let policy = state.policy.current();
         let mut creds = Credentials {
             user_id: identity.user_id.clone(),

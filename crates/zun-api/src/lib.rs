@@ -7,6 +7,7 @@ mod context;
 mod error;
 pub mod identity;
 mod params;
+mod quotas;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
-use zun_store::Store;
+use zun_store::{QuotaLimits, Store};
 use zun_types::microversion::Version;
 use zun_types::{ApiError, Container};
 
@@ -54,12 +55,16 @@ pub struct ApiState {
     /// The compute host new containers are placed on.
     pub compute_host: String,
     pub host_link: Arc<dyn HostLink>,
+    /// The configured `[quota]` defaults; the quota class `default` and
+    /// per-project rows override them.
+    pub quota_defaults: QuotaLimits,
 }
 
 /// The whole HTTP application, including path normalisation (trailing
 /// slashes, the unversioned alias of `/v1`).
 pub fn app(state: Arc<ApiState>) -> Router {
     let v1 = containers::routes()
+        .merge(quotas::routes())
         .route("/v1", get(v1_root))
         .layer(axum::middleware::from_fn(context::negotiate_version));
     Router::new()
@@ -67,6 +72,10 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .merge(v1)
         .fallback(|| async { Error(ApiError::not_found_route()) })
         .method_not_allowed_fallback(|| async { Error(ApiError::method_not_allowed()) })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            context::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

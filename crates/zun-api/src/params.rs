@@ -44,6 +44,11 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every (key, value), in order; repeated keys appear repeatedly.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.pairs.iter().map(|(k, _)| k.as_str())
     }

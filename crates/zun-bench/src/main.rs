@@ -152,6 +152,7 @@ async fn run(cli: Cli) -> Result<bool> {
     let outcome = tokio::select! {
         r = async {
             zund.wait_ready(&ctx.api, Duration::from_secs(30)).await?;
+            ctx.api.lift_quotas().await?;
             bench(&ctx).await
         } => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
@@ -395,6 +396,27 @@ impl Api {
             .and_then(Value::as_str)
             .map(str::to_owned);
         Ok((status, reason))
+    }
+
+    /// `PUT /v1/quota_classes/default` with every limit -1: the run holds
+    /// more containers than the default quota (20 vCPUs) allows.
+    async fn lift_quotas(&self) -> Result<()> {
+        let unlimited = serde_json::json!({"containers": -1, "cpu": -1, "memory": -1, "disk": -1});
+        let resp = self
+            .request(Method::PUT, "/v1/quota_classes/default")
+            .json(&unlimited)
+            .send()
+            .await
+            .context("PUT /v1/quota_classes/default")?;
+        let code = resp.status();
+        if code == StatusCode::OK {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        bail!(
+            "PUT /v1/quota_classes/default answered {code}: {}",
+            snippet(&text)
+        )
     }
 
     /// `DELETE /v1/containers/{uuid}?force=true`; a 404 counts as done.

@@ -832,7 +832,7 @@ mod tests {
         let (agent, store, engine) = setup(FakeEngine::default()).await;
         let c = record("web");
         let action = store
-            .insert_container(&c, &create_action(true))
+            .insert_container(&c, &create_action(true), None)
             .await
             .expect("insert");
         drain(&agent, &store).await;
@@ -869,7 +869,7 @@ mod tests {
         .await;
         let c = record("bad");
         let action = store
-            .insert_container(&c, &create_action(true))
+            .insert_container(&c, &create_action(true), None)
             .await
             .expect("insert");
         drain(&agent, &store).await;
@@ -901,7 +901,7 @@ mod tests {
         .await;
         let c = record("slow");
         store
-            .insert_container(&c, &create_action(true))
+            .insert_container(&c, &create_action(true), None)
             .await
             .expect("insert");
         drain(&agent, &store).await;
@@ -922,7 +922,7 @@ mod tests {
         let (agent, store, engine) = setup(FakeEngine::default()).await;
         let c = record("again");
         store
-            .insert_container(&c, &create_action(true))
+            .insert_container(&c, &create_action(true), None)
             .await
             .expect("insert");
         // The previous agent created it and died before starting it.
@@ -950,7 +950,7 @@ mod tests {
         };
         for c in [&kept, &vanished, &auto, &restarting] {
             store
-                .insert_container(c, &create_action(true))
+                .insert_container(c, &create_action(true), None)
                 .await
                 .expect("insert");
         }
@@ -997,7 +997,7 @@ mod tests {
         let (agent, store, _) = setup(FakeEngine::default()).await;
         let c = record("busy");
         store
-            .insert_container(&c, &create_action(true))
+            .insert_container(&c, &create_action(true), None)
             .await
             .expect("insert");
         drain(&agent, &store).await;
@@ -1026,7 +1026,7 @@ mod tests {
         let (agent, store, engine) = setup(FakeEngine::default()).await;
         let c = record("gone");
         store
-            .insert_container(&c, &create_action(true))
+            .insert_container(&c, &create_action(true), None)
             .await
             .expect("insert");
         drain(&agent, &store).await;

@@ -4,6 +4,7 @@
 
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -123,17 +124,151 @@ pub struct EventRecord {
     pub traceback: Option<String>,
 }
 
+/// The quota class whose rows override the configured defaults for every
+/// project (reference §7.6).
+pub const DEFAULT_QUOTA_CLASS: &str = "default";
+
+/// Hard limits of one project (reference §10): containers (count), cpu
+/// (vCPUs), memory (MiB), disk (GiB). A negative limit (-1) is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaLimits {
+    pub containers: i64,
+    pub cpu: i64,
+    pub memory: i64,
+    pub disk: i64,
+}
+
+impl QuotaLimits {
+    /// No limit on anything.
+    pub const UNLIMITED: Self = Self {
+        containers: -1,
+        cpu: -1,
+        memory: -1,
+        disk: -1,
+    };
+
+    /// Upstream's `[quota]` defaults.
+    pub const UPSTREAM_DEFAULTS: Self = Self {
+        containers: 40,
+        cpu: 20,
+        memory: 50 * 1024,
+        disk: 100,
+    };
+
+    /// The limit of `resource` (`containers`, `cpu`, `memory`, `disk`).
+    pub fn get(&self, resource: &str) -> Option<i64> {
+        match resource {
+            "containers" => Some(self.containers),
+            "cpu" => Some(self.cpu),
+            "memory" => Some(self.memory),
+            "disk" => Some(self.disk),
+            _ => None,
+        }
+    }
+
+    /// `self` with each row (resource → limit) replacing its resource's
+    /// limit; rows naming no known resource are ignored. This is how limits
+    /// resolve: project rows over class `default` rows over the configured
+    /// defaults.
+    pub fn overridden_by(mut self, rows: &BTreeMap<String, i64>) -> Self {
+        for (resource, &limit) in rows {
+            match resource.as_str() {
+                "containers" => self.containers = limit,
+                "cpu" => self.cpu = limit,
+                "memory" => self.memory = limit,
+                "disk" => self.disk = limit,
+                _ => {}
+            }
+        }
+        self
+    }
+
+    /// The resources `usage` exceeds, sorted by name as upstream lists
+    /// them (containers, cpu, disk, memory). Negative limits never are.
+    pub fn exceeded_by(&self, usage: &QuotaUsage) -> Vec<&'static str> {
+        let mut over = Vec::new();
+        if self.containers >= 0 && usage.containers > self.containers {
+            over.push("containers");
+        }
+        if self.cpu >= 0 && cpu_exceeds(usage.cpu, self.cpu) {
+            over.push("cpu");
+        }
+        if self.disk >= 0 && usage.disk > self.disk {
+            over.push("disk");
+        }
+        if self.memory >= 0 && usage.memory > self.memory {
+            over.push("memory");
+        }
+        over
+    }
+
+    /// 403 `over-quota` naming every resource `usage` exceeds.
+    pub fn check(&self, usage: &QuotaUsage) -> Result<(), ApiError> {
+        let over = self.exceeded_by(usage);
+        if over.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::over_quota(&over))
+        }
+    }
+}
+
+/// Whether a (fractional) cpu total is over an integer limit, ignoring
+/// floating-point noise as upstream's `is_less_than` does.
+fn cpu_exceeds(total: f64, limit: i64) -> bool {
+    let limit = limit as f64;
+    total > limit && (total - limit) > 1e-9 * total.abs().max(limit.abs())
+}
+
+/// Rounds a cpu total to 3 decimal places, as upstream counts it.
+pub fn round_cpu(total: f64) -> f64 {
+    (total * 1000.0).round() / 1000.0
+}
+
+/// What a project's containers hold: their number and the sums of their
+/// cpu (rounded to 3 dp), memory (MiB) and disk (GiB).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct QuotaUsage {
+    pub containers: i64,
+    pub cpu: f64,
+    pub memory: i64,
+    pub disk: i64,
+}
+
+impl QuotaUsage {
+    /// This usage with `container` counted too.
+    pub fn with(self, container: &Container) -> Self {
+        let memory = container
+            .memory
+            .as_deref()
+            .and_then(|m| m.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        Self {
+            containers: self.containers.saturating_add(1),
+            cpu: round_cpu(self.cpu + container.cpu.unwrap_or(0.0)),
+            memory: self.memory.saturating_add(memory),
+            disk: self.disk.saturating_add(container.disk),
+        }
+    }
+}
+
 /// A change to one container, applied atomically. It may run more than once
 /// when a concurrent writer wins, so it must only look at its argument.
 pub type Mutation<'a> = &'a (dyn Fn(&mut Container) -> Result<(), ApiError> + Send + Sync);
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Inserts the container and its first action in one transaction.
+    /// Inserts the container and its first action in one transaction. With
+    /// `limits`, the same transaction first counts the project's usage and
+    /// refuses ([`StoreError::Rejected`] with a 403 `over-quota`, nothing
+    /// written) when that usage plus this container exceeds any limit; the
+    /// check and the insert are atomic, so concurrent creates cannot
+    /// overshoot a quota together.
     async fn insert_container(
         &self,
         container: &Container,
         action: &NewAction,
+        limits: Option<&QuotaLimits>,
     ) -> Result<ActionRecord, StoreError>;
 
     async fn get_container(&self, uuid: &str) -> Result<Option<Container>, StoreError>;
@@ -158,6 +293,21 @@ pub trait Store: Send + Sync + 'static {
         uuid: &str,
         mutate: Mutation<'_>,
         action: Option<&NewAction>,
+    ) -> Result<(Container, Option<ActionRecord>), StoreError> {
+        self.update_container_checked(uuid, mutate, action, None)
+            .await
+    }
+
+    /// [`Store::update_container`] that, with `limits`, also checks in the
+    /// same transaction that the project's usage with the mutated container
+    /// (its new cpu, memory, disk) stays within every limit; otherwise
+    /// [`StoreError::Rejected`] with a 403 `over-quota` and nothing written.
+    async fn update_container_checked(
+        &self,
+        uuid: &str,
+        mutate: Mutation<'_>,
+        action: Option<&NewAction>,
+        limits: Option<&QuotaLimits>,
     ) -> Result<(Container, Option<ActionRecord>), StoreError>;
 
     /// Removes the row; its action log is kept. Returns whether it existed.
@@ -186,6 +336,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks the action done; `message` is `None` on success or `"Error"`.
     async fn finish_action(&self, action_id: i64, message: Option<&str>) -> Result<(), StoreError>;
+
+    /// The quota rows of `project_id` (resource → limit); resources without
+    /// a row are absent.
+    async fn project_quotas(&self, project_id: &str) -> Result<BTreeMap<String, i64>, StoreError>;
+
+    /// Sets (creating or replacing) one quota row of `project_id`.
+    async fn set_project_quota(
+        &self,
+        project_id: &str,
+        resource: &str,
+        limit: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Removes every quota row of `project_id`, so it reverts to the
+    /// defaults.
+    async fn delete_project_quotas(&self, project_id: &str) -> Result<(), StoreError>;
+
+    /// The rows of quota class `class` (resource → limit).
+    async fn quota_class(&self, class: &str) -> Result<BTreeMap<String, i64>, StoreError>;
+
+    /// Sets (creating or replacing) one row of quota class `class`.
+    async fn set_quota_class(
+        &self,
+        class: &str,
+        resource: &str,
+        limit: i64,
+    ) -> Result<(), StoreError>;
+
+    /// What the containers of `project_id` hold now.
+    async fn usage(&self, project_id: &str) -> Result<QuotaUsage, StoreError>;
 
     /// Resolves when new actions may be pending for some host, or after
     /// `timeout`. Wakes every waiter; a spurious wake-up is harmless.

@@ -8,6 +8,7 @@
 //! times. Times are stored as fixed-width RFC 3339 text in UTC with
 //! microseconds, so text order is time order.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,13 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::Notify;
 use zun_types::{ApiError, Container};
 
 use crate::{
-    ActionRecord, EventRecord, ListQuery, Mutation, NewAction, SortDir, Store, StoreError,
+    ActionRecord, EventRecord, ListQuery, Mutation, NewAction, QuotaLimits, QuotaUsage, SortDir,
+    Store, StoreError, round_cpu,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -162,6 +164,7 @@ impl SqliteStore {
         uuid: &str,
         mutate: Mutation<'_>,
         action: Option<&NewAction>,
+        limits: Option<&QuotaLimits>,
     ) -> Result<Option<(Container, Option<ActionRecord>)>, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let row: Option<(String, i64)> =
@@ -177,6 +180,13 @@ impl SqliteStore {
         mutate(&mut container).map_err(StoreError::Rejected)?;
         container.uuid = uuid.to_owned();
         container.updated_at = Some(now());
+        if let Some(limits) = limits {
+            // The project's other containers plus this one as mutated.
+            let others = usage_in(&mut tx, &container.project_id, Some(uuid)).await?;
+            limits
+                .check(&others.with(&container))
+                .map_err(StoreError::Rejected)?;
+        }
         let body = serde_json::to_string(&container)?;
         let expected = self.expected_revision(revision);
         let updated = bind_columns(sqlx::query(UPDATE_CONTAINER), &container, body)
@@ -214,9 +224,18 @@ impl SqliteStore {
         &self,
         container: &Container,
         action: &NewAction,
+        limits: Option<&QuotaLimits>,
     ) -> Result<ActionRecord, StoreError> {
         let body = serde_json::to_string(container)?;
+        // The write lock is held from here, so no other insert can count
+        // the same usage before this one commits.
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        if let Some(limits) = limits {
+            let usage = usage_in(&mut tx, &container.project_id, None).await?;
+            limits
+                .check(&usage.with(container))
+                .map_err(StoreError::Rejected)?;
+        }
         bind_columns(
             sqlx::query(INSERT_CONTAINER).bind(&container.uuid),
             container,
@@ -244,11 +263,12 @@ impl Store for SqliteStore {
         &self,
         container: &Container,
         action: &NewAction,
+        limits: Option<&QuotaLimits>,
     ) -> Result<ActionRecord, StoreError> {
         let mut attempt = 0;
         let record = loop {
             attempt += 1;
-            match self.try_insert(container, action).await {
+            match self.try_insert(container, action, limits).await {
                 Err(StoreError::Database(err)) if is_busy(&err) && attempt < MAX_WRITE_ATTEMPTS => {
                     let uuid = &container.uuid;
                     tracing::debug!(%uuid, error = %err, "database busy, retrying insert");
@@ -381,14 +401,15 @@ impl Store for SqliteStore {
         self.fetch_containers(query).await
     }
 
-    async fn update_container(
+    async fn update_container_checked(
         &self,
         uuid: &str,
         mutate: Mutation<'_>,
         action: Option<&NewAction>,
+        limits: Option<&QuotaLimits>,
     ) -> Result<(Container, Option<ActionRecord>), StoreError> {
         for attempt in 1..=MAX_WRITE_ATTEMPTS {
-            match self.try_update(uuid, mutate, action).await {
+            match self.try_update(uuid, mutate, action, limits).await {
                 Ok(Some(result)) => {
                     if result.1.is_some() {
                         self.wake_workers();
@@ -558,6 +579,73 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn project_quotas(&self, project_id: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT resource, hard_limit FROM quotas WHERE project_id = ?")
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn set_project_quota(
+        &self,
+        project_id: &str,
+        resource: &str,
+        limit: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO quotas (project_id, resource, hard_limit) VALUES (?, ?, ?) \
+             ON CONFLICT (project_id, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
+        )
+        .bind(project_id)
+        .bind(resource)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_project_quotas(&self, project_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM quotas WHERE project_id = ?")
+            .bind(project_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn quota_class(&self, class: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT resource, hard_limit FROM quota_classes WHERE class_name = ?")
+                .bind(class)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn set_quota_class(
+        &self,
+        class: &str,
+        resource: &str,
+        limit: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO quota_classes (class_name, resource, hard_limit) VALUES (?, ?, ?) \
+             ON CONFLICT (class_name, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
+        )
+        .bind(class)
+        .bind(resource)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn usage(&self, project_id: &str) -> Result<QuotaUsage, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        usage_in(&mut conn, project_id, None).await
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         let notified = self.work.notified();
         // Timing out is the normal idle path; the caller re-polls either way.
@@ -585,6 +673,33 @@ fn bind_columns<'q>(query: SqliteQuery<'q>, c: &'q Container, body: String) -> S
         .bind(c.auto_remove)
         .bind(format_time(&c.created_at))
         .bind(c.updated_at.as_ref().map(format_time))
+}
+
+/// The usage of `project_id` on `conn` (inside the caller's transaction
+/// when it has one), leaving out the container `except` when given. Memory
+/// is stored as a decimal string of MiB.
+async fn usage_in(
+    conn: &mut SqliteConnection,
+    project_id: &str,
+    except: Option<&str>,
+) -> Result<QuotaUsage, StoreError> {
+    let mut query = QueryBuilder::new(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(cpu), 0) AS DOUBLE PRECISION), \
+         COALESCE(SUM(CAST(memory AS BIGINT)), 0), COALESCE(SUM(disk), 0) \
+         FROM containers WHERE project_id = ",
+    );
+    query.push_bind(project_id);
+    if let Some(uuid) = except {
+        query.push(" AND uuid <> ").push_bind(uuid);
+    }
+    let (containers, cpu, memory, disk): (i64, f64, i64, i64) =
+        query.build_query_as().fetch_one(&mut *conn).await?;
+    Ok(QuotaUsage {
+        containers,
+        cpu: round_cpu(cpu),
+        memory,
+        disk,
+    })
 }
 
 async fn insert_action(
@@ -910,7 +1025,7 @@ mod tests {
             let project = if i < n { "p1" } else { "p2" };
             let c = container(i, project);
             store
-                .insert_container(&c, &new_action("create", c.host.as_deref()))
+                .insert_container(&c, &new_action("create", c.host.as_deref()), None)
                 .await
                 .unwrap();
             all.push(c);
@@ -974,7 +1089,7 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let c = container(1, "p1");
         let action = new_action("create", Some("host1"));
-        let record = store.insert_container(&c, &action).await.unwrap();
+        let record = store.insert_container(&c, &action, None).await.unwrap();
         assert_eq!(record.container_uuid, c.uuid);
         assert_eq!(record.request_id, action.request_id);
         assert_eq!(record.params, action.params);
@@ -1016,7 +1131,7 @@ mod tests {
 
         // Duplicate uuid: a database error, and no stray action is recorded.
         let dup = store
-            .insert_container(&c, &new_action("create", None))
+            .insert_container(&c, &new_action("create", None), None)
             .await;
         assert!(matches!(dup, Err(StoreError::Database(_))), "{dup:?}");
         assert_eq!(store.list_actions(&c.uuid).await.unwrap().len(), 1);
@@ -1046,7 +1161,7 @@ mod tests {
                 .unwrap();
             assert_eq!(fk, 1);
             store
-                .insert_container(&c, &new_action("create", None))
+                .insert_container(&c, &new_action("create", None), None)
                 .await
                 .unwrap();
             store.close().await;
@@ -1233,7 +1348,7 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let c = container(3, "p1");
         store
-            .insert_container(&c, &new_action("create", Some("host0")))
+            .insert_container(&c, &new_action("create", Some("host0")), None)
             .await
             .unwrap();
         assert_eq!(revision(&store, &c.uuid).await, 1);
@@ -1309,7 +1424,7 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let c = container(4, "p1");
         store
-            .insert_container(&c, &new_action("create", Some("h")))
+            .insert_container(&c, &new_action("create", Some("h")), None)
             .await
             .unwrap();
         let err = store
@@ -1349,7 +1464,7 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let c = container(5, "p1");
         store
-            .insert_container(&c, &new_action("create", Some("h")))
+            .insert_container(&c, &new_action("create", Some("h")), None)
             .await
             .unwrap();
         let push = |c: &mut Container| {
@@ -1388,7 +1503,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let c = container(i, "p1");
                 store
-                    .insert_container(&c, &new_action("create", Some("h")))
+                    .insert_container(&c, &new_action("create", Some("h")), None)
                     .await
                     .map(|_| c.uuid)
             }));
@@ -1450,17 +1565,292 @@ mod tests {
         concurrent_writers(SqliteStore::open_in_memory().await.unwrap()).await;
     }
 
+    /// A container of `project` holding exactly these resources.
+    fn sized(project: &str, cpu: Option<f64>, memory: Option<&str>, disk: i64) -> Container {
+        let mut c = container(1, project);
+        c.cpu = cpu;
+        c.memory = memory.map(str::to_owned);
+        c.disk = disk;
+        c
+    }
+
+    fn limits(containers: i64, cpu: i64, memory: i64, disk: i64) -> QuotaLimits {
+        QuotaLimits {
+            containers,
+            cpu,
+            memory,
+            disk,
+        }
+    }
+
+    async fn count_rows(store: &SqliteStore, project: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM containers WHERE project_id = ?")
+            .bind(project)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn quota_rows_and_limit_resolution() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        assert!(store.project_quotas("p1").await.unwrap().is_empty());
+        assert!(store.quota_class("default").await.unwrap().is_empty());
+        let defaults = QuotaLimits::UPSTREAM_DEFAULTS;
+        let resolve = async |project: &str| {
+            defaults
+                .overridden_by(&store.quota_class(crate::DEFAULT_QUOTA_CLASS).await.unwrap())
+                .overridden_by(&store.project_quotas(project).await.unwrap())
+        };
+        assert_eq!(resolve("p1").await, limits(40, 20, 51200, 100));
+
+        // The class `default` overrides the configured defaults for all.
+        store.set_quota_class("default", "cpu", 8).await.unwrap();
+        store.set_quota_class("gold", "cpu", 64).await.unwrap();
+        assert_eq!(resolve("p1").await, limits(40, 8, 51200, 100));
+        assert_eq!(resolve("p2").await, limits(40, 8, 51200, 100));
+        assert_eq!(
+            store.quota_class("gold").await.unwrap(),
+            BTreeMap::from([("cpu".to_owned(), 64)])
+        );
+
+        // A project row overrides both; setting again replaces it.
+        store.set_project_quota("p1", "cpu", 2).await.unwrap();
+        store
+            .set_project_quota("p1", "containers", 5)
+            .await
+            .unwrap();
+        store
+            .set_project_quota("p1", "containers", -1)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.project_quotas("p1").await.unwrap(),
+            BTreeMap::from([("containers".to_owned(), -1), ("cpu".to_owned(), 2)])
+        );
+        assert_eq!(resolve("p1").await, limits(-1, 2, 51200, 100));
+        assert_eq!(resolve("p2").await, limits(40, 8, 51200, 100));
+
+        // Deleting reverts the project to the defaults, and only it.
+        store.set_project_quota("p2", "disk", 7).await.unwrap();
+        store.delete_project_quotas("p1").await.unwrap();
+        store.delete_project_quotas("nobody").await.unwrap();
+        assert!(store.project_quotas("p1").await.unwrap().is_empty());
+        assert_eq!(resolve("p1").await, limits(40, 8, 51200, 100));
+        assert_eq!(resolve("p2").await, limits(40, 8, 51200, 7));
+        store.set_quota_class("default", "cpu", 30).await.unwrap();
+        assert_eq!(resolve("p1").await.cpu, 30);
+    }
+
+    #[tokio::test]
+    async fn usage_sums_the_project() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        assert_eq!(store.usage("p1").await.unwrap(), QuotaUsage::default());
+        for c in [
+            sized("p1", Some(0.1), Some("512"), 10),
+            sized("p1", Some(0.2), Some("64"), 0),
+            sized("p1", None, None, 5),
+            sized("p2", Some(4.0), Some("4096"), 100),
+        ] {
+            store
+                .insert_container(&c, &new_action("create", None), None)
+                .await
+                .unwrap();
+        }
+        let usage = store.usage("p1").await.unwrap();
+        assert_eq!(
+            usage,
+            QuotaUsage {
+                containers: 3,
+                cpu: 0.3,
+                memory: 576,
+                disk: 15
+            }
+        );
+        assert_eq!(store.usage("p2").await.unwrap().memory, 4096);
+    }
+
+    #[tokio::test]
+    async fn insert_over_quota_is_refused_and_writes_nothing() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let quota = limits(2, 3, 1024, -1);
+        for _ in 0..2 {
+            let c = sized("p1", Some(1.0), Some("256"), 50);
+            store
+                .insert_container(&c, &new_action("create", Some("h")), Some(&quota))
+                .await
+                .unwrap();
+        }
+        let third = sized("p1", Some(1.0), Some("256"), 50);
+        let err = store
+            .insert_container(&third, &new_action("create", Some("h")), Some(&quota))
+            .await;
+        match err {
+            Err(StoreError::Rejected(e)) => {
+                assert_eq!(e.status, 403);
+                assert_eq!(e.code, "over-quota");
+                assert_eq!(e.detail, "Quota exceeded for resources: ['containers']");
+            }
+            other => panic!("expected over-quota, got {other:?}"),
+        }
+        assert_eq!(store.get_container(&third.uuid).await.unwrap(), None);
+        assert!(store.list_actions(&third.uuid).await.unwrap().is_empty());
+        assert_eq!(store.pending_actions("h").await.unwrap().len(), 2);
+
+        // Every exceeded resource is named, sorted as upstream sorts them.
+        let quota = limits(2, 2, 600, 120);
+        let big = sized("p1", Some(0.5), Some("100"), 30);
+        let err = store
+            .insert_container(&big, &new_action("create", None), Some(&quota))
+            .await;
+        match err {
+            Err(StoreError::Rejected(e)) => assert_eq!(
+                e.detail,
+                "Quota exceeded for resources: ['containers', 'cpu', 'disk', 'memory']"
+            ),
+            other => panic!("expected over-quota, got {other:?}"),
+        }
+        // Exactly at a limit is allowed; other projects do not count.
+        let fits = sized("p1", Some(1.0), Some("512"), 0);
+        store
+            .insert_container(
+                &fits,
+                &new_action("create", None),
+                Some(&limits(3, 3, 1024, 100)),
+            )
+            .await
+            .unwrap();
+        let zero = limits(0, 0, 0, 0);
+        let err = store
+            .insert_container(
+                &sized("p2", None, None, 0),
+                &new_action("create", None),
+                Some(&zero),
+            )
+            .await;
+        assert!(
+            matches!(err, Err(StoreError::Rejected(ref e)) if e.detail.ends_with("['containers']")),
+            "{err:?}"
+        );
+        store
+            .insert_container(
+                &sized("p2", Some(16.0), Some("8192"), 160),
+                &new_action("create", None),
+                Some(&QuotaLimits::UNLIMITED),
+            )
+            .await
+            .unwrap();
+        assert_eq!(count_rows(&store, "p1").await, 3);
+        assert_eq!(count_rows(&store, "p2").await, 1);
+    }
+
+    #[tokio::test]
+    async fn checked_update_counts_the_new_resources() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let quota = limits(10, 4, 2048, -1);
+        let a = sized("p1", Some(1.0), Some("512"), 0);
+        let b = sized("p1", Some(2.0), Some("512"), 0);
+        for c in [&a, &b] {
+            store
+                .insert_container(c, &new_action("create", None), Some(&quota))
+                .await
+                .unwrap();
+        }
+        let set = |cpu: f64, memory: &'static str| {
+            move |c: &mut Container| {
+                c.cpu = Some(cpu);
+                c.memory = Some(memory.to_owned());
+                Ok(())
+            }
+        };
+        // 2 + 1.5 = 3.5 cpus and 512 + 1536 MiB: within.
+        let (grown, _) = store
+            .update_container_checked(&a.uuid, &set(1.5, "1536"), None, Some(&quota))
+            .await
+            .unwrap();
+        assert_eq!(grown.cpu, Some(1.5));
+        // 2 + 2.5 = 4.5 cpus: over; the row keeps its values.
+        let err = store
+            .update_container_checked(
+                &a.uuid,
+                &set(2.5, "1536"),
+                Some(&new_action("update", None)),
+                Some(&quota),
+            )
+            .await;
+        match err {
+            Err(StoreError::Rejected(e)) => {
+                assert_eq!(e.status, 403);
+                assert_eq!(e.detail, "Quota exceeded for resources: ['cpu']");
+            }
+            other => panic!("expected over-quota, got {other:?}"),
+        }
+        let stored = store.get_container(&a.uuid).await.unwrap().unwrap();
+        assert_eq!(stored, grown);
+        assert_eq!(store.list_actions(&a.uuid).await.unwrap().len(), 1);
+        let err = store
+            .update_container_checked(&a.uuid, &set(1.0, "1537"), None, Some(&quota))
+            .await;
+        assert!(
+            matches!(err, Err(StoreError::Rejected(ref e)) if e.detail.ends_with("['memory']")),
+            "{err:?}"
+        );
+        // Without limits nothing is checked.
+        store
+            .update_container(&a.uuid, &set(8.0, "4096"), None)
+            .await
+            .unwrap();
+        assert_eq!(store.usage("p1").await.unwrap().cpu, 10.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_creates_never_overshoot_a_quota() {
+        let dir = TempDir::new();
+        let store = SqliteStore::open(&dir.0.join("zun.db")).await.unwrap();
+        let quota = limits(3, -1, -1, -1);
+        let barrier = Arc::new(tokio::sync::Barrier::new(20));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = container(i, "p1");
+                barrier.wait().await;
+                store
+                    .insert_container(&c, &new_action("create", Some("h")), Some(&quota))
+                    .await
+            }));
+        }
+        let (mut accepted, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => accepted += 1,
+                Err(StoreError::Rejected(e)) => {
+                    assert_eq!(e.code, "over-quota");
+                    assert_eq!(e.detail, "Quota exceeded for resources: ['containers']");
+                    refused += 1;
+                }
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+        assert_eq!((accepted, refused), (3, 17));
+        assert_eq!(count_rows(&store, "p1").await, 3);
+        assert_eq!(store.pending_actions("h").await.unwrap().len(), 3);
+        assert_eq!(store.usage("p1").await.unwrap().containers, 3);
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn pending_actions_lifecycle() {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let a = container(1, "p1");
         let b = container(2, "p1");
         let create_a = store
-            .insert_container(&a, &new_action("create", Some("h1")))
+            .insert_container(&a, &new_action("create", Some("h1")), None)
             .await
             .unwrap();
         let create_b = store
-            .insert_container(&b, &new_action("create", Some("h2")))
+            .insert_container(&b, &new_action("create", Some("h2")), None)
             .await
             .unwrap();
         let (_, stop_a) = store
@@ -1508,7 +1898,7 @@ mod tests {
         let store = SqliteStore::open_in_memory().await.unwrap();
         let c = container(1, "p1");
         let action = new_action("create", Some("h"));
-        let record = store.insert_container(&c, &action).await.unwrap();
+        let record = store.insert_container(&c, &action, None).await.unwrap();
 
         let (got, events) = store
             .get_action(&c.uuid, &action.request_id)
@@ -1617,7 +2007,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let c = container(1, "p1");
         store
-            .insert_container(&c, &new_action("create", Some("h")))
+            .insert_container(&c, &new_action("create", Some("h")), None)
             .await
             .unwrap();
         let waited = tokio::time::timeout(Duration::from_secs(10), waiter)

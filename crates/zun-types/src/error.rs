@@ -67,6 +67,17 @@ impl ApiError {
         )
     }
 
+    /// Upstream's `OverQuota`: 403 naming the exceeded resources as a
+    /// Python list, e.g. `Quota exceeded for resources: ['containers']`.
+    pub fn over_quota(resources: &[&str]) -> Self {
+        let list: Vec<String> = resources.iter().map(|r| format!("'{r}'")).collect();
+        Self::new(
+            403,
+            "over-quota",
+            format!("Quota exceeded for resources: [{}]", list.join(", ")),
+        )
+    }
+
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(409, "conflict", message)
     }
@@ -159,6 +170,18 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_quota_lists_resources_as_python() {
+        let err = ApiError::over_quota(&["containers", "cpu"]);
+        assert_eq!(err.status, 403);
+        assert_eq!(err.code, "over-quota");
+        assert_eq!(
+            err.detail,
+            "Quota exceeded for resources: ['containers', 'cpu']"
+        );
+        assert_eq!(err.title, err.detail);
+    }
 
     #[test]
     fn body_has_upstream_shape() {

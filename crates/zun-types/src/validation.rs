@@ -812,6 +812,145 @@ pub fn timeout(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// The quota resources, in upstream's schema order (reference §7.5, §10).
+pub const QUOTA_RESOURCES: [&str; 4] = ["containers", "memory", "cpu", "disk"];
+const QUOTA_PATTERN: &str = "^-?[0-9]+$";
+static QUOTA_RE: LazyLock<Regex> = LazyLock::new(|| compile(QUOTA_PATTERN));
+
+/// Upstream's `common_quota`: an integer or a string matching `^-?[0-9]+$`,
+/// at least -1 (-1 = unlimited). `fail` words the error for where the value
+/// came from (body field or query parameter).
+fn quota_number(value: &Value, fail: &dyn Fn(String) -> ApiError) -> Result<i64, ApiError> {
+    let number = match value {
+        Value::Number(n) => match (n.as_i64(), n.is_u64()) {
+            (Some(i), _) => i,
+            (None, true) => {
+                return Err(fail(format!(
+                    "{n} is greater than the maximum of {}",
+                    i64::MAX
+                )));
+            }
+            (None, false) => {
+                return Err(fail(format!(
+                    "{} is not of type 'integer', 'string'",
+                    py_repr(value)
+                )));
+            }
+        },
+        Value::String(s) => {
+            if !QUOTA_RE.is_match(s) {
+                return Err(fail(format!(
+                    "{} does not match '{QUOTA_PATTERN}'",
+                    py_repr(value)
+                )));
+            }
+            match s.parse::<i64>() {
+                Ok(i) => i,
+                Err(_) if s.starts_with('-') => {
+                    return Err(fail(format!("{s} is less than the minimum of -1")));
+                }
+                Err(_) => {
+                    return Err(fail(format!(
+                        "{s} is greater than the maximum of {}",
+                        i64::MAX
+                    )));
+                }
+            }
+        }
+        other => {
+            return Err(fail(format!(
+                "{} is not of type 'integer', 'string'",
+                py_repr(other)
+            )));
+        }
+    };
+    if number < -1 {
+        // Upstream's `minimum` coerces numeric strings first, so the
+        // message shows the number.
+        return Err(fail(format!("{number} is less than the minimum of -1")));
+    }
+    Ok(number)
+}
+
+/// One quota limit from a JSON body field.
+pub fn quota_value(field: &str, value: &Value) -> Result<i64, ApiError> {
+    quota_number(value, &|message| field_error(field, value, message))
+}
+
+/// One quota limit from a query parameter.
+pub fn quota_query_value(field: &str, raw: &str) -> Result<i64, ApiError> {
+    quota_number(&Value::String(raw.to_string()), &|message| {
+        query_error(field, raw, message)
+    })
+}
+
+fn additional_properties<'a>(keys: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
+    let mut extra: Vec<&str> = keys.filter(|k| !QUOTA_RESOURCES.contains(k)).collect();
+    extra.dedup();
+    match extra.as_slice() {
+        [] => Ok(()),
+        [one] => Err(additional_property(one)),
+        many => {
+            let listed: Vec<String> = many.iter().map(|k| format!("'{k}'")).collect();
+            Err(ApiError::schema(format!(
+                "Additional properties are not allowed ({} were unexpected)",
+                listed.join(", ")
+            )))
+        }
+    }
+}
+
+/// A quota update body (`PUT /v1/quotas/{project_id}`,
+/// `PUT /v1/quota_classes/{class_name}`): a subset of
+/// [`QUOTA_RESOURCES`], nothing else. Returns (resource, limit) pairs in
+/// schema order; errors come in the order upstream's jsonschema finds them
+/// (the resources in schema order, then unknown keys).
+pub fn quota_update(body: &Value) -> Result<Vec<(&'static str, i64)>, ApiError> {
+    let map = object(body)?;
+    let mut values = Vec::new();
+    for resource in QUOTA_RESOURCES {
+        if let Some(value) = map.get(resource) {
+            values.push((resource, quota_value(resource, value)?));
+        }
+    }
+    additional_properties(map.keys().map(String::as_str))?;
+    Ok(values)
+}
+
+/// The query-string flavour of [`quota_update`] (upstream validates the
+/// query against the same schema, and merges it into the update).
+pub fn quota_update_query<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<(&'static str, i64)>, ApiError> {
+    let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    let mut values = Vec::new();
+    for resource in QUOTA_RESOURCES {
+        let given: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, _)| *k == resource)
+            .map(|(_, v)| *v)
+            .collect();
+        match given.as_slice() {
+            [] => {}
+            [one] => values.push((resource, quota_query_value(resource, one)?)),
+            // A repeated key reaches upstream's schema as a list.
+            many => {
+                let list: Vec<String> = many.iter().map(|v| format!("'{v}'")).collect();
+                let shown = format!("[{}]", list.join(", "));
+                return Err(query_error(
+                    resource,
+                    &shown,
+                    format!("{shown} is not of type 'integer', 'string'"),
+                ));
+            }
+        }
+    }
+    let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    additional_properties(keys.into_iter())?;
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -826,7 +965,13 @@ mod tests {
 
     #[test]
     fn built_in_patterns_compile() {
-        for p in [NAME_PATTERN, HOSTNAME_PATTERN, DIGITS_PATTERN, CPU_PATTERN] {
+        for p in [
+            NAME_PATTERN,
+            HOSTNAME_PATTERN,
+            DIGITS_PATTERN,
+            CPU_PATTERN,
+            QUOTA_PATTERN,
+        ] {
             assert!(Regex::new(p).is_ok(), "{p}");
         }
     }
@@ -1047,5 +1192,89 @@ mod tests {
             .status,
             400
         );
+    }
+
+    #[test]
+    fn quota_values() {
+        assert_eq!(quota_value("containers", &json!(3)), Ok(3));
+        assert_eq!(quota_value("containers", &json!("-1")), Ok(-1));
+        assert_eq!(quota_value("cpu", &json!("007")), Ok(7));
+        assert_eq!(quota_value("cpu", &json!(-1)), Ok(-1));
+        let detail = |v: Value| quota_value("memory", &v).expect_err("rejected").detail;
+        assert_eq!(
+            detail(json!(-2)),
+            "Invalid input for field 'memory'.Value: '-2'. -2 is less than the minimum of -1"
+        );
+        assert_eq!(
+            detail(json!("-5")),
+            "Invalid input for field 'memory'.Value: '-5'. -5 is less than the minimum of -1"
+        );
+        assert_eq!(
+            detail(json!("abc")),
+            "Invalid input for field 'memory'.Value: 'abc'. 'abc' does not match '^-?[0-9]+$'"
+        );
+        assert_eq!(
+            detail(json!("1.5")),
+            "Invalid input for field 'memory'.Value: '1.5'. '1.5' does not match '^-?[0-9]+$'"
+        );
+        assert_eq!(
+            detail(json!(1.5)),
+            "Invalid input for field 'memory'.Value: '1.5'. 1.5 is not of type 'integer', 'string'"
+        );
+        assert_eq!(
+            detail(json!(true)),
+            "Invalid input for field 'memory'.Value: 'True'. True is not of type 'integer', 'string'"
+        );
+        assert_eq!(
+            detail(json!(null)),
+            "Invalid input for field 'memory'.Value: 'None'. None is not of type 'integer', 'string'"
+        );
+        assert!(detail(json!("99999999999999999999")).contains("greater than the maximum"));
+        assert!(detail(json!(u64::MAX)).contains("greater than the maximum"));
+        assert_eq!(
+            quota_query_value("disk", "x").expect_err("rejected").detail,
+            "Invalid input for query parameters 'disk'. Value: 'x'. 'x' does not match '^-?[0-9]+$'"
+        );
+    }
+
+    #[test]
+    fn quota_update_bodies() {
+        assert_eq!(
+            quota_update(&json!({"disk": "5", "containers": 3})),
+            Ok(vec![("containers", 3), ("disk", 5)])
+        );
+        assert_eq!(quota_update(&json!({})), Ok(vec![]));
+        let err = quota_update(&json!({"containers": 1, "volumes": 2})).expect_err("extra");
+        assert_eq!(err.status, 400);
+        assert_eq!(err.code, "schema-validation-error");
+        assert_eq!(
+            err.detail,
+            "Additional properties are not allowed ('volumes' was unexpected)"
+        );
+        let err = quota_update(&json!({"b": 1, "a": 2})).expect_err("extras");
+        assert_eq!(
+            err.detail,
+            "Additional properties are not allowed ('a', 'b' were unexpected)"
+        );
+        // Resource errors come before unknown keys.
+        let err = quota_update(&json!({"a": 1, "cpu": "x"})).expect_err("bad cpu");
+        assert!(err.detail.starts_with("Invalid input for field 'cpu'"));
+        let err = quota_update(&json!([1])).expect_err("not an object");
+        assert_eq!(err.detail, "[1] is not of type 'object'");
+    }
+
+    #[test]
+    fn quota_update_queries() {
+        assert_eq!(
+            quota_update_query([("cpu", "4"), ("memory", "-1")]),
+            Ok(vec![("memory", -1), ("cpu", 4)])
+        );
+        let err = quota_update_query([("x", "1")]).expect_err("extra");
+        assert_eq!(
+            err.detail,
+            "Additional properties are not allowed ('x' was unexpected)"
+        );
+        let err = quota_update_query([("cpu", "1"), ("cpu", "2")]).expect_err("repeated");
+        assert!(err.detail.contains("is not of type 'integer', 'string'"));
     }
 }

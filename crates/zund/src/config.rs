@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use zun_api::identity::KeystoneConfig;
+use zun_store::QuotaLimits;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -15,6 +16,7 @@ pub struct Config {
     pub compute: ComputeSection,
     pub identity: IdentitySection,
     pub policy: PolicySection,
+    pub quota: QuotaSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +119,59 @@ pub struct PolicySection {
     pub file: Option<PathBuf>,
 }
 
+/// Upstream's `[quota]` defaults per project (reference §10): what a
+/// project gets when neither it nor the quota class `default` has a row.
+/// -1 is unlimited.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSection {
+    /// Containers per project.
+    pub containers: i64,
+    /// MiB of container memory per project.
+    pub memory: i64,
+    /// vCPUs per project.
+    pub cpu: i64,
+    /// GiB of container disk per project.
+    pub disk: i64,
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        let d = QuotaLimits::UPSTREAM_DEFAULTS;
+        Self {
+            containers: d.containers,
+            memory: d.memory,
+            cpu: d.cpu,
+            disk: d.disk,
+        }
+    }
+}
+
+impl QuotaSection {
+    pub fn limits(&self) -> QuotaLimits {
+        QuotaLimits {
+            containers: self.containers,
+            cpu: self.cpu,
+            memory: self.memory,
+            disk: self.disk,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for (name, value) in [
+            ("containers", self.containers),
+            ("memory", self.memory),
+            ("cpu", self.cpu),
+            ("disk", self.disk),
+        ] {
+            if value < -1 {
+                anyhow::bail!("[quota] {name} = {value}: must be -1 (unlimited) or more");
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {
@@ -124,7 +179,13 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading configuration {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing configuration {}", path.display()))
+        Self::parse(&text).with_context(|| format!("parsing configuration {}", path.display()))
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.quota.validate()?;
+        Ok(config)
     }
 }
 
@@ -158,6 +219,27 @@ mod tests {
         let keystone = config.identity.keystone.expect("keystone section");
         assert_eq!(keystone.token_cache_seconds, 300);
         assert_eq!(keystone.user_domain_name, "Default");
+    }
+
+    #[test]
+    fn quota_defaults() {
+        let config = Config::parse("").expect("empty file");
+        assert_eq!(config.quota.limits(), QuotaLimits::UPSTREAM_DEFAULTS);
+        assert_eq!(
+            config.quota.limits(),
+            QuotaLimits {
+                containers: 40,
+                cpu: 20,
+                memory: 51200,
+                disk: 100
+            }
+        );
+        let config = Config::parse("[quota]\ncpu = -1\ncontainers = 3").expect("valid");
+        assert_eq!(config.quota.limits().cpu, -1);
+        assert_eq!(config.quota.limits().containers, 3);
+        assert_eq!(config.quota.limits().memory, 51200);
+        assert!(Config::parse("[quota]\ndisk = -2").is_err());
+        assert!(Config::parse("[quota]\nvolumes = 1").is_err());
     }
 
     #[test]

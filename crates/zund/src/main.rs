@@ -268,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
                 policy: policy(&config)?,
                 compute_host: host,
                 host_link: Arc::new(host_link::LocalHost::new(runtime)),
+                quota_defaults: config.quota.limits(),
             };
             let result = serve_api(state, config.api.listen).await;
             agent_task.abort();
@@ -294,6 +295,7 @@ async fn main() -> anyhow::Result<()> {
                     .clone()
                     .unwrap_or_else(default_host_name),
                 host_link: Arc::new(host_link::Unreachable),
+                quota_defaults: config.quota.limits(),
             };
             serve_api(state, config.api.listen).await
         }
