@@ -557,81 +557,65 @@ async fn action(
         ctx.authorize(&format!("container:{action}"), &target(&container))?;
     }
     let store = state.store.as_ref();
-    match action.as_str() {
-        "start" => {
-            transition(store, &ctx, &container, Action::Start, json!({}), |c| {
-                c.task_state = Some(TaskState::ContainerStarting);
-                c.desired_state = DesiredState::Running;
-            })
-            .await
+    // Asynchronous actions: the state check, the task state (and desired
+    // state) the API records, and the arguments the agent needs.
+    let (check, args, task, desired) = match action.as_str() {
+        "start" => (
+            Action::Start,
+            json!({}),
+            TaskState::ContainerStarting,
+            Some(DesiredState::Running),
+        ),
+        "stop" => (
+            Action::Stop,
+            json!({ "timeout": validation::timeout(params.get("timeout"))? }),
+            TaskState::ContainerStopping,
+            Some(DesiredState::Stopped),
+        ),
+        "reboot" => (
+            Action::Reboot,
+            json!({ "timeout": validation::timeout(params.get("timeout"))? }),
+            TaskState::ContainerRebooting,
+            Some(DesiredState::Running),
+        ),
+        "pause" => (
+            Action::Pause,
+            json!({}),
+            TaskState::ContainerPausing,
+            Some(DesiredState::Paused),
+        ),
+        "unpause" => (
+            Action::Unpause,
+            json!({}),
+            TaskState::ContainerUnpausing,
+            Some(DesiredState::Running),
+        ),
+        "kill" => (
+            Action::Kill,
+            json!({ "signal": validation::signal(params.get("signal"))? }),
+            TaskState::ContainerKilling,
+            None,
+        ),
+        "rename" => return rename(store, &ctx, &container, &params).await,
+        "logs" => return logs(&state, &container, &params).await,
+        other => {
+            return Err(Error(ApiError::new(
+                501,
+                "",
+                format!("The {other} action is not available in this deployment yet."),
+            )));
         }
-        "stop" => {
-            let timeout = validation::timeout(params.get("timeout"))?;
-            transition(
-                store,
-                &ctx,
-                &container,
-                Action::Stop,
-                json!({ "timeout": timeout }),
-                |c| {
-                    c.task_state = Some(TaskState::ContainerStopping);
-                    c.desired_state = DesiredState::Stopped;
-                },
-            )
-            .await
+    };
+    transition(store, &ctx, &container, check, args, move |c| {
+        if check == Action::Reboot {
+            c.status = ContainerStatus::Restarting;
         }
-        "reboot" => {
-            let timeout = validation::timeout(params.get("timeout"))?;
-            transition(
-                store,
-                &ctx,
-                &container,
-                Action::Reboot,
-                json!({ "timeout": timeout }),
-                |c| {
-                    c.status = ContainerStatus::Restarting;
-                    c.task_state = Some(TaskState::ContainerRebooting);
-                    c.desired_state = DesiredState::Running;
-                },
-            )
-            .await
+        c.task_state = Some(task);
+        if let Some(desired) = desired {
+            c.desired_state = desired;
         }
-        "pause" => {
-            transition(store, &ctx, &container, Action::Pause, json!({}), |c| {
-                c.task_state = Some(TaskState::ContainerPausing);
-                c.desired_state = DesiredState::Paused;
-            })
-            .await
-        }
-        "unpause" => {
-            transition(store, &ctx, &container, Action::Unpause, json!({}), |c| {
-                c.task_state = Some(TaskState::ContainerUnpausing);
-                c.desired_state = DesiredState::Running;
-            })
-            .await
-        }
-        "kill" => {
-            let signal = validation::signal(params.get("signal"))?;
-            transition(
-                store,
-                &ctx,
-                &container,
-                Action::Kill,
-                json!({ "signal": signal }),
-                |c| {
-                    c.task_state = Some(TaskState::ContainerKilling);
-                },
-            )
-            .await
-        }
-        "rename" => rename(store, &ctx, &container, &params).await,
-        "logs" => logs(&state, &container, &params).await,
-        other => Err(Error(ApiError::new(
-            501,
-            "",
-            format!("The {other} action is not available in this deployment yet."),
-        ))),
-    }
+    })
+    .await
 }
 
 /// Checks the state, applies the API-side status change and records the
