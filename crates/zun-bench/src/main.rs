@@ -773,6 +773,41 @@ impl Ctx {
         Phase::from_samples(samples, start.elapsed())
     }
 
+    /// Sequential phases of both sides, alternating one raw container and
+    /// one zund container, so both meet the same machine conditions (on a
+    /// shared host, the engine's speed drifts between back-to-back phases).
+    async fn paired_sequential(&self, n: usize) -> (Phase, Phase) {
+        let body = self.zun_body();
+        let board = StatusBoard::new();
+        let poller = board.poll(&self.api, Duration::from_millis(self.cli.poll_ms));
+        let work = async {
+            let (mut zun, mut raw) = (Vec::new(), Vec::new());
+            let (mut zun_wall, mut raw_wall) = (Duration::ZERO, Duration::ZERO);
+            for i in 0..n {
+                let began = Instant::now();
+                raw.push(
+                    self.raw_one(format!("zunbench-raw-{}-seq-{i}", self.run_id))
+                        .await,
+                );
+                raw_wall += began.elapsed();
+                let began = Instant::now();
+                zun.push(self.zun_one(&body, &board).await);
+                zun_wall += began.elapsed();
+            }
+            (
+                Phase::from_samples(zun, zun_wall),
+                Phase::from_samples(raw, raw_wall),
+            )
+        };
+        tokio::select! {
+            phases = work => phases,
+            () = poller => (
+                Phase::from_samples(Vec::new(), Duration::ZERO),
+                Phase::from_samples(Vec::new(), Duration::ZERO),
+            ),
+        }
+    }
+
     async fn raw_phase(&self, tag: &str, n: usize, concurrency: usize) -> Phase {
         let start = Instant::now();
         let samples: Vec<Sample> = futures_util::stream::iter(0..n)
@@ -891,13 +926,11 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
         }
     }
 
-    // A-B-B-A: raw, zun sequential; zun, raw concurrent.
-    println!("phase 1/4: raw engine, sequential ({n})");
-    let raw_seq = ctx.raw_phase("seq", n, 1).await;
+    // Sequential: raw and zund alternate container by container.
+    // Concurrent: zund then raw.
+    println!("phases 1-2/4: raw engine and zund alternating, sequential ({n} each)");
+    let (zun_seq, raw_seq) = ctx.paired_sequential(n).await;
     ctx.raw_clear().await?;
-
-    println!("phase 2/4: zund, sequential ({n})");
-    let zun_seq = ctx.zun_phase(n, 1).await;
     ctx.zun_clear(&zun_seq.ids).await?;
 
     println!("phase 3/4: zund, {c} at a time ({n})");
