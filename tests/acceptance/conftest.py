@@ -176,7 +176,48 @@ class ZundProcess:
             return "(no log)"
 
 
-class Zun:
+class ContainerWaits:
+    """Polling helpers for any client class with `get(ident)` returning the
+    `GET /v1/containers/<ident>` response."""
+
+    def wait_status(self, ident: str, statuses, timeout: float = STATUS_TIMEOUT_S) -> dict:
+        """Polls GET /v1/containers/<ident> until its status is one of `statuses`.
+        Fails early when it lands in Error and Error was not asked for."""
+        if isinstance(statuses, str):
+            statuses = {statuses}
+        statuses = set(statuses)
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            r = self.get(ident)
+            if r.status_code == 200:
+                last = r.json()
+                if last.get("status") in statuses:
+                    return last
+                if last.get("status") == "Error" and "Error" not in statuses:
+                    pytest.fail(f"container {ident} went to Error while waiting for "
+                                f"{sorted(statuses)}: {last.get('status_reason')!r}; view: {last}")
+            else:
+                last = f"{r.status_code} {r.text}"
+            if time.monotonic() > deadline:
+                pytest.fail(f"container {ident} not in {sorted(statuses)} after {timeout}s; "
+                            f"last: {last}")
+            time.sleep(0.2)
+
+    def wait_gone(self, ident: str, timeout: float = STATUS_TIMEOUT_S) -> None:
+        """Polls until GET answers 404."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.get(ident)
+            if r.status_code == 404:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"container {ident} still there after {timeout}s: "
+                            f"{r.status_code} {r.text}")
+            time.sleep(0.2)
+
+
+class Zun(ContainerWaits):
     """What a test gets: one running service (all-in-one, or api + compute)."""
 
     def __init__(self, port: int, data_dir: Path, log_dir: Path, host_name: str,
@@ -224,42 +265,6 @@ class Zun:
         r = self.http("GET", "/v1/containers", version=version, params=params or None)
         assert r.status_code == 200, f"list -> {r.status_code} {r.text}"
         return r.json()["containers"]
-
-    def wait_status(self, ident: str, statuses, timeout: float = STATUS_TIMEOUT_S) -> dict:
-        """Polls GET /v1/containers/<ident> until its status is one of `statuses`.
-        Fails early when it lands in Error and Error was not asked for."""
-        if isinstance(statuses, str):
-            statuses = {statuses}
-        statuses = set(statuses)
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            r = self.get(ident)
-            if r.status_code == 200:
-                last = r.json()
-                if last.get("status") in statuses:
-                    return last
-                if last.get("status") == "Error" and "Error" not in statuses:
-                    pytest.fail(f"container {ident} went to Error while waiting for "
-                                f"{sorted(statuses)}: {last.get('status_reason')!r}; view: {last}")
-            else:
-                last = f"{r.status_code} {r.text}"
-            if time.monotonic() > deadline:
-                pytest.fail(f"container {ident} not in {sorted(statuses)} after {timeout}s; "
-                            f"last: {last}")
-            time.sleep(0.2)
-
-    def wait_gone(self, ident: str, timeout: float = STATUS_TIMEOUT_S) -> None:
-        """Polls until GET answers 404."""
-        deadline = time.monotonic() + timeout
-        while True:
-            r = self.get(ident)
-            if r.status_code == 404:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(f"container {ident} still there after {timeout}s: "
-                            f"{r.status_code} {r.text}")
-            time.sleep(0.2)
 
     # ------------------------------------------------------------------ CLIs
     def openstack(self, *args: str, timeout: float = CLI_TIMEOUT_S) -> tuple[int, str, str]:

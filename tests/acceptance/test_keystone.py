@@ -47,6 +47,7 @@ from conftest import (
     ROOT,
     STATUS_TIMEOUT_S,
     _OUR_HOSTS,
+    ContainerWaits,
     Zun,
     ZundProcess,
     free_port,
@@ -214,7 +215,7 @@ def make_configured(tmp_path_factory, log_dir, prefix: str, config_text: str,
                          log_dir=log_dir, host_name=host, config_text=config_text)
 
 
-class Caller:
+class Caller(ContainerWaits):
     """Requests to one zund carrying one X-Auth-Token (None: no header)."""
 
     def __init__(self, zun: Zun, token: str | None, label: str = ""):
@@ -253,34 +254,6 @@ class Caller:
         assert r.status_code == 200, f"{self.label} list: {describe(r)}"
         return r.json()["containers"]
 
-    def wait_status(self, ident: str, statuses, timeout: float = STATUS_TIMEOUT_S) -> dict:
-        statuses = {statuses} if isinstance(statuses, str) else set(statuses)
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            r = self.get(ident)
-            if r.status_code == 200:
-                last = r.json()
-                if last.get("status") in statuses:
-                    return last
-                if last.get("status") == "Error" and "Error" not in statuses:
-                    pytest.fail(f"container {ident} went to Error waiting for {sorted(statuses)}: "
-                                f"{last.get('status_reason')!r}")
-            else:
-                last = describe(r)
-            if time.monotonic() > deadline:
-                pytest.fail(f"container {ident} not in {sorted(statuses)} after {timeout}s; last: {last}")
-            time.sleep(0.2)
-
-    def wait_gone(self, ident: str, timeout: float = STATUS_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            r = self.get(ident)
-            if r.status_code == 404:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(f"container {ident} still there after {timeout}s: {describe(r)}")
-            time.sleep(0.2)
 
     def delete_all(self) -> None:
         """Deletes every container of this caller's project (stopping running ones)."""

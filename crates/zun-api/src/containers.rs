@@ -446,14 +446,14 @@ async fn delete(
     let stop = params.bool("stop", false)?;
     let all_projects = params.bool("all_projects", false)?;
     if force && ctx.version < Version::new(1, 7) {
-        return Err(Error(invalid_param_in_version(
+        return Err(Error(validation::invalid_param_in_version(
             "force",
             ctx.version,
             Version::new(1, 7),
         )));
     }
     if stop && ctx.version < Version::new(1, 12) {
-        return Err(Error(invalid_param_in_version(
+        return Err(Error(validation::invalid_param_in_version(
             "stop",
             ctx.version,
             Version::new(1, 12),
@@ -494,15 +494,6 @@ async fn delete(
         .update_container(&container.uuid, &mutate, Some(&action))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn invalid_param_in_version(param: &str, version: Version, min: Version) -> ApiError {
-    ApiError::bad_request(
-        "invalid-param-in-version",
-        format!(
-            "Invalid param {param} because current request version is {version}. {param} is only supported from version {min}"
-        ),
-    )
 }
 
 /// Range of microversions a container sub-route exists in.

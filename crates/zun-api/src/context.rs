@@ -176,11 +176,6 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
             .get::<Version>()
             .copied()
             .unwrap_or(Version::MIN);
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
         let Some(identity) = parts.extensions.get::<Identity>().cloned() else {
             // Only reachable if a route escaped `authenticate`; refuse.
             return Err(unauthorized(&state.auth.challenge()));
@@ -200,7 +195,7 @@ impl FromRequestParts<Arc<ApiState>> for Ctx {
             identity,
             creds,
             policy,
-            host_url: format!("http://{host}"),
+            host_url: crate::host_url(&parts.headers),
             request_id: parts
                 .extensions
                 .get::<RequestId>()

@@ -103,6 +103,7 @@ pub fn normalize_path(mut request: Request) -> Request {
     request
 }
 
+/// Scheme, host and port the client used, for links.
 fn host_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)

@@ -251,10 +251,6 @@ impl Agent {
     /// Performs one action to completion or failure, and records the outcome.
     async fn perform(&self, action: ActionRecord) {
         let event = format!("compute__do_container_{}", action.action);
-        let event = match action.action.as_str() {
-            "delete" => "compute__do_container_delete".to_string(),
-            _ => event,
-        };
         let deadline = self.deadline_of(&action);
         let elapsed = (Utc::now() - action.start_time)
             .to_std()
@@ -811,6 +807,14 @@ mod tests {
         (agent, store, engine)
     }
 
+    /// Records a `run=true` create, as the API does.
+    async fn submit_create(store: &SqliteStore, c: &Container) -> ActionRecord {
+        store
+            .insert_container(c, &create_action(true), None)
+            .await
+            .expect("insert")
+    }
+
     /// Runs every pending action to completion, as the dispatcher would.
     async fn drain(agent: &Agent, store: &SqliteStore) {
         for action in store.pending_actions(HOST).await.expect("pending") {
@@ -831,10 +835,7 @@ mod tests {
     async fn create_with_run_ends_running_and_records_success() {
         let (agent, store, engine) = setup(FakeEngine::default()).await;
         let c = record("web");
-        let action = store
-            .insert_container(&c, &create_action(true), None)
-            .await
-            .expect("insert");
+        let action = submit_create(&store, &c).await;
         drain(&agent, &store).await;
         assert_eq!(status_of(&store, &c.uuid).await.0, ContainerStatus::Running);
         assert_eq!(
@@ -868,10 +869,7 @@ mod tests {
         })
         .await;
         let c = record("bad");
-        let action = store
-            .insert_container(&c, &create_action(true), None)
-            .await
-            .expect("insert");
+        let action = submit_create(&store, &c).await;
         drain(&agent, &store).await;
         let (status, reason) = status_of(&store, &c.uuid).await;
         assert_eq!(status, ContainerStatus::Error);
@@ -900,10 +898,7 @@ mod tests {
         })
         .await;
         let c = record("slow");
-        store
-            .insert_container(&c, &create_action(true), None)
-            .await
-            .expect("insert");
+        submit_create(&store, &c).await;
         drain(&agent, &store).await;
         let (status, reason) = status_of(&store, &c.uuid).await;
         assert_eq!(status, ContainerStatus::Error);
@@ -921,10 +916,7 @@ mod tests {
     async fn redoing_a_create_after_a_crash_reuses_the_engine_container() {
         let (agent, store, engine) = setup(FakeEngine::default()).await;
         let c = record("again");
-        store
-            .insert_container(&c, &create_action(true), None)
-            .await
-            .expect("insert");
+        submit_create(&store, &c).await;
         // The previous agent created it and died before starting it.
         engine.state().insert(c.engine_name(), EngineState::Created);
         drain(&agent, &store).await;
@@ -949,10 +941,7 @@ mod tests {
             ..record("phoenix")
         };
         for c in [&kept, &vanished, &auto, &restarting] {
-            store
-                .insert_container(c, &create_action(true), None)
-                .await
-                .expect("insert");
+            submit_create(&store, c).await;
         }
         drain(&agent, &store).await;
         engine
@@ -996,10 +985,7 @@ mod tests {
     async fn observations_do_not_overwrite_an_action_in_flight() {
         let (agent, store, _) = setup(FakeEngine::default()).await;
         let c = record("busy");
-        store
-            .insert_container(&c, &create_action(true), None)
-            .await
-            .expect("insert");
+        submit_create(&store, &c).await;
         drain(&agent, &store).await;
         let reboot = |c: &mut Container| {
             c.status = ContainerStatus::Restarting;
@@ -1025,10 +1011,7 @@ mod tests {
     async fn delete_removes_engine_container_then_row() {
         let (agent, store, engine) = setup(FakeEngine::default()).await;
         let c = record("gone");
-        store
-            .insert_container(&c, &create_action(true), None)
-            .await
-            .expect("insert");
+        submit_create(&store, &c).await;
         drain(&agent, &store).await;
         let delete = NewAction {
             action: "delete".into(),

@@ -451,7 +451,8 @@ const VERSIONED_FIELDS: &[(&str, Version)] = &[
     ("registry", Version::new(1, 31)),
 ];
 
-fn invalid_param_in_version(param: &str, version: Version, min: Version) -> ApiError {
+/// Upstream's `version_check` error: `param` needs microversion `min`.
+pub fn invalid_param_in_version(param: &str, version: Version, min: Version) -> ApiError {
     ApiError::bad_request(
         "invalid-param-in-version",
         format!(
