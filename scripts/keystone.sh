@@ -2,24 +2,26 @@
 # A real OpenStack Keystone for the project's tests, on loopback.
 #
 #   bash scripts/keystone.sh start          # install (if needed), configure, start, seed
-#   bash scripts/keystone.sh stop           # stop the uwsgi server started by `start`
+#   bash scripts/keystone.sh stop           # stop the server started by `start`
 #   bash scripts/keystone.sh status         # exit 0 (and print the URL) when it answers
 #   bash scripts/keystone.sh env [USER]     # shell exports for USER (default admin)
 #   bash scripts/keystone.sh url            # the identity URL, http://127.0.0.1:PORT/v3
 #
 #   eval "$(bash scripts/keystone.sh env demo)"; .venv/bin/openstack token issue
 #
-# Keystone 29.1.0 is served by uwsgi 2.0.31 (built from PyPI, so it compiles C)
-# from its own venv, .venv-keystone, installed under the OpenStack 2026.1 upper
-# constraints (../shared/constraints/upper-constraints-2026.1.txt). Re-running is
+# Keystone 29.1.0 is served by gunicorn 25.2.0 (pure Python, so nothing is
+# compiled) from its own venv, .venv-keystone, installed under the OpenStack
+# 2026.1 upper constraints (../shared/constraints/upper-constraints-2026.1.txt). Re-running is
 # cheap: nothing is reinstalled while the venv has the right versions, and a
 # running server with the same settings is left alone (only the seed is re-checked).
 #
-# It runs with ONE uwsgi process and ONE thread (SQLite makes concurrent writers
-# fail with "database is locked"), answers with `Connection: close` (uwsgi's
-# --http-socket closes the connection after each response anyway), and caches in
-# memory (dogpile.cache.memory), which takes a token validation from ~400 ms to
-# a few ms.
+# It runs ONE synchronous gunicorn worker (SQLite makes concurrent writers fail
+# with "database is locked"; the sync worker also closes the connection after
+# each response), and caches in memory (dogpile.cache.memory), which takes a
+# token validation from ~400 ms to a few ms. An exception that escapes Keystone
+# becomes a 500 with its traceback in the log (uwsgi, used before, dropped the
+# connection instead and left nothing to read), and the gunicorn arbiter
+# replaces a worker that dies.
 #
 # Seeded (idempotently; all in domain Default, region RegionOne). These are
 # test-only credentials on 127.0.0.1:
@@ -52,11 +54,12 @@
 # `stop`, `status`, `env` and `url` read the port of the running server from the
 # data dir, so only KEYSTONE_DATA_DIR (when not the default) must be repeated.
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 KEYSTONE_VERSION="29.1.0"
-UWSGI_VERSION="2.0.31"
+GUNICORN_VERSION="25.2.0"
 
 HOST="127.0.0.1"
 DATA_DIR="${KEYSTONE_DATA_DIR:-$ROOT/.data/keystone}"
@@ -70,7 +73,7 @@ CONF_FILE="$DATA_DIR/keystone.conf"
 DB_FILE="$DATA_DIR/keystone.db"
 FERNET_DIR="$DATA_DIR/fernet-keys"
 CREDENTIAL_DIR="$DATA_DIR/credential-keys"
-PIDFILE="$DATA_DIR/uwsgi.pid"
+PIDFILE="$DATA_DIR/gunicorn.pid"
 LOGFILE="$DATA_DIR/keystone.log"
 MANAGE_LOG="$DATA_DIR/keystone-manage.log"
 RUNTIME_FILE="$DATA_DIR/runtime.env"   # settings of the running server
@@ -87,7 +90,7 @@ SEED_USERS=(
 SEED_PROJECTS=(demo alt_demo service)
 SEED_ROLES=(admin member reader service)
 
-DEB_PACKAGES=(build-essential python3-dev python3-venv curl jq)
+DEB_PACKAGES=(python3-venv curl jq)
 
 log() { printf '[keystone] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -148,11 +151,10 @@ python_for_venv() {
 }
 
 venv_ok() {
-    [[ -x "$VENV/bin/python" && -x "$VENV/bin/uwsgi" && -x "$VENV/bin/keystone-manage" ]] || return 1
+    [[ -x "$VENV/bin/python" && -x "$VENV/bin/gunicorn" && -x "$VENV/bin/keystone-manage" ]] || return 1
     [[ -f "$VENV/.keystone-stamp" && "$(cat "$VENV/.keystone-stamp")" == "$1" ]] || return 1
-    [[ "$("$VENV/bin/uwsgi" --version 2>/dev/null)" == "$UWSGI_VERSION" ]] || return 1
-    [[ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("keystone"))' 2>/dev/null)" \
-        == "$KEYSTONE_VERSION" ]] || return 1
+    [[ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("keystone"), m.version("gunicorn"))' 2>/dev/null)" \
+        == "$KEYSTONE_VERSION $GUNICORN_VERSION" ]] || return 1
 }
 
 ensure_installed() {
@@ -164,7 +166,7 @@ ensure_installed() {
     else
         log "warning: constraints file $CONSTRAINTS not found; installing with the pins only"
     fi
-    stamp="$("$python" --version 2>&1) | keystone==$KEYSTONE_VERSION uwsgi==$UWSGI_VERSION | $constraints_sha"
+    stamp="$("$python" --version 2>&1) | keystone==$KEYSTONE_VERSION gunicorn==$GUNICORN_VERSION | $constraints_sha"
     if venv_ok "$stamp"; then
         return 0
     fi
@@ -173,18 +175,16 @@ ensure_installed() {
         log "creating venv $VENV with $python"
         "$python" -m venv "$VENV"
     fi
-    log "installing keystone==$KEYSTONE_VERSION uwsgi==$UWSGI_VERSION into $VENV (compiles uwsgi; about a minute)"
-    # Packages built from source (testresources, uwsgi) need these in the venv
-    # first; a fresh venv may not have them.
+    log "installing keystone==$KEYSTONE_VERSION gunicorn==$GUNICORN_VERSION into $VENV"
+    # Packages built from source (testresources) need these in the venv first;
+    # a fresh venv may not have them.
     "$VENV/bin/pip" install -q --disable-pip-version-check "${pip_c[@]}" \
         packaging wheel setuptools </dev/null
-    # uwsgi is not in the constraints file: it is pinned here. Its setup.py uses
-    # CPUCOUNT parallel compiler jobs.
-    CPUCOUNT="$(nproc)" "$VENV/bin/pip" install -q --disable-pip-version-check \
-        "${pip_c[@]}" "keystone==$KEYSTONE_VERSION" "uwsgi==$UWSGI_VERSION" </dev/null
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+        "${pip_c[@]}" "keystone==$KEYSTONE_VERSION" "gunicorn==$GUNICORN_VERSION" </dev/null
     rm -f "$VENV/.keystone-stamp"
     printf '%s' "$stamp" >"$VENV/.keystone-stamp"
-    venv_ok "$stamp" || die "install into $VENV did not give keystone $KEYSTONE_VERSION and uwsgi $UWSGI_VERSION"
+    venv_ok "$stamp" || die "install into $VENV did not give keystone $KEYSTONE_VERSION and gunicorn $GUNICORN_VERSION"
 }
 
 # ------------------------------------------------------------------ configure
@@ -295,14 +295,14 @@ stop_server() {
         return 0
     fi
     pid="$(tr -d ' \n' <"$PIDFILE")"
-    log "stopping uwsgi (pid $pid)"
+    log "stopping gunicorn (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
-        log "uwsgi did not stop in ${STOP_TIMEOUT}s; killing it"
+        log "gunicorn did not stop in ${STOP_TIMEOUT}s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.2
     fi
@@ -314,27 +314,23 @@ start_server() {
         die "$HOST:$PORT is already in use by another process (set KEYSTONE_PORT)"
     fi
     rm -f "$PIDFILE"
-    log "starting uwsgi on $HOST:$PORT (log: $LOGFILE)"
-    # One process, one thread, no master: SQLite takes one writer at a time.
-    # uwsgi's own output before it daemonizes goes to the same log.
-    # shellcheck disable=SC2094
-    "$VENV/bin/uwsgi" \
-        --http-socket "$HOST:$PORT" \
-        --module "keystone.wsgi.api:application" \
-        --home "$VENV" \
-        --env "OS_KEYSTONE_CONFIG_DIR=$DATA_DIR" \
-        --env "OS_KEYSTONE_CONFIG_FILES=keystone.conf" \
-        --processes 1 --threads 1 \
-        --add-header "Connection: close" \
-        --buffer-size 65535 \
-        --need-app \
-        --single-interpreter \
-        --enable-threads \
+    log "starting gunicorn on $HOST:$PORT (log: $LOGFILE)"
+    # One synchronous worker: SQLite takes one writer at a time. The worker
+    # timeout is generous because a slow shared machine must not get a worker
+    # killed in the middle of a request.
+    OS_KEYSTONE_CONFIG_DIR="$DATA_DIR" OS_KEYSTONE_CONFIG_FILES=keystone.conf \
+        "$VENV/bin/gunicorn" \
+        --bind "$HOST:$PORT" \
+        --workers 1 --worker-class sync \
+        --timeout 120 --graceful-timeout 10 \
         --chdir "$DATA_DIR" \
-        --pidfile "$PIDFILE" \
-        --daemonize "$LOGFILE" \
+        --pid "$PIDFILE" --no-control-socket \
+        --pythonpath "$ROOT/scripts" \
+        --error-logfile "$LOGFILE" --access-logfile "$LOGFILE" --capture-output \
+        --daemon \
+        "keystone_wsgi:application" \
         </dev/null >>"$LOGFILE" 2>&1 \
-        || die "uwsgi failed to start (log: $LOGFILE)"
+        || die "gunicorn failed to start (log: $LOGFILE)"
     local deadline=$((SECONDS + START_TIMEOUT))
     while ((SECONDS < deadline)); do
         if answers; then
@@ -344,7 +340,7 @@ start_server() {
         # the pidfile appears right after the daemon forks; give it a moment
         if [[ -f "$PIDFILE" ]] && ! pid_alive; then
             tail -n 40 "$LOGFILE" >&2 || true
-            die "uwsgi exited during startup (log: $LOGFILE)"
+            die "gunicorn exited during startup (log: $LOGFILE)"
         fi
         sleep 0.2
     done
@@ -379,10 +375,20 @@ issue_token() {
 api() {
     local method="$1" path="$2" data="${3:-}" code args=()
     [[ -z "$data" ]] || args=(-H 'Content-Type: application/json' --data "$data")
-    code="$(curl -sS -o "$TMP_DIR/api.body" -w '%{http_code}' --max-time 30 -X "$method" \
-        -H "X-Auth-Token: $ADMIN_TOKEN" "${args[@]}" "$AUTH_URL$path")"
+    local attempt
+    for attempt in 1 2 3; do
+        code="$(curl -sS -o "$TMP_DIR/api.body" -w '%{http_code}' --max-time 30 -X "$method" \
+            -H "X-Auth-Token: $ADMIN_TOKEN" "${args[@]}" "$AUTH_URL$path")" || true
+        # 000: no answer at all (connection refused or dropped, e.g. while
+        # gunicorn replaces a dead worker); anything else is Keystone's answer.
+        [[ "$code" == 000 ]] || break
+        log "$method $path got no answer (attempt $attempt); retrying"
+        sleep "$attempt"
+    done
     if [[ "$code" != 2* ]]; then
         cat "$TMP_DIR/api.body" >&2 || true
+        log "last lines of the server log ($LOGFILE):"
+        tail -n 40 "$LOGFILE" >&2 || true
         die "$method $path answered $code"
     fi
     cat "$TMP_DIR/api.body"

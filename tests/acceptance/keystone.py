@@ -18,7 +18,7 @@ directory on sys.path), for example
 
 `KeystoneServer(...).start()` runs `scripts/keystone.sh start` with the chosen port,
 Zun endpoint and token lifetime: the first run on a machine installs Keystone and
-uwsgi into .venv-keystone (about a minute); later runs start in a few seconds.
+gunicorn into .venv-keystone (about a minute); later runs start in a few seconds.
 The server keeps its state (SQLite db, fernet keys, logs) under `data_dir`
 (default `.data/keystone-test`); one server per data dir. `stop()` stops it.
 
@@ -60,7 +60,7 @@ USERS: dict[str, tuple[str, str]] = {
 }
 
 HTTP_TIMEOUT_S = 30
-# The first start on a machine installs Keystone and compiles uwsgi.
+# The first start on a machine installs Keystone.
 SCRIPT_TIMEOUT_S = 900
 
 
@@ -242,7 +242,7 @@ class KeystoneServer:
 
     @property
     def server_log(self) -> Path:
-        """uwsgi's and Keystone's log."""
+        """gunicorn's and Keystone's log."""
         return self.data_dir / "keystone.log"
 
     # ------------------------------------------------------------ process
