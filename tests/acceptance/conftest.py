@@ -147,6 +147,15 @@ class ZundProcess:
                 start_new_session=True,
             )
 
+    def rss_kib(self) -> int:
+        """Resident memory of the process (VmRSS), in KiB."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for pid {self.proc.pid}")
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -231,6 +240,8 @@ class Zun(ContainerWaits):
         self.user_id = user_id
         self.roles = roles
         self.docker_socket = DOCKER_SOCKET
+        # A zund TOML configuration file, passed as --config when set.
+        self.config_file: Path | None = None
         self.session = requests.Session()
         self.processes: list[ZundProcess] = []
 
@@ -323,7 +334,8 @@ class Zun(ContainerWaits):
 
 class ZunAllInOne(Zun):
     def start(self) -> "ZunAllInOne":
-        args = [
+        args = ["--config", str(self.config_file)] if self.config_file else []
+        args += [
             "all-in-one",
             "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", str(self.data_dir),

@@ -22,7 +22,7 @@ use zun_types::{ApiError, Container, ContainerStatus, TaskState, view};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::params::{self, Params};
-use crate::{ApiState, LogRequest, null_response};
+use crate::{ApiState, LogRequest, null_response, streams};
 
 type Shared = State<Arc<ApiState>>;
 type Result<T> = std::result::Result<T, Error>;
@@ -68,6 +68,21 @@ fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes>
         } else {
             Error(ApiError::invalid(format!(
                 "Could not read the request body: {rejection}"
+            )))
+        }
+    })
+}
+
+/// Reads a streamed body of at most `limit` bytes (413 beyond).
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            Error(ApiError::payload_too_large())
+        } else {
+            Error(ApiError::invalid(format!(
+                "Could not read the request body: {error}"
             )))
         }
     })
@@ -528,7 +543,7 @@ async fn action(
     Path((ident, action)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response> {
     let Some((min, max)) = route_versions(&action) else {
         return Err(Error(ApiError::not_found_route()));
@@ -539,13 +554,22 @@ async fn action(
     if ctx.version < min || ctx.version > max {
         return Err(Error(ctx.version.unsupported_route()));
     }
-    let body = body_bytes(body)?;
+    // Only put_archive carries a file; every other action gets the usual cap.
+    let limit = if action == "put_archive" {
+        streams::MAX_PUT_ARCHIVE_BODY_BYTES
+    } else {
+        crate::MAX_BODY_BYTES
+    };
+    let body = read_body(body, limit).await?;
     let mut params = Params::from_query(query.as_deref());
     params.merge_body(&headers, &body)?;
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
     // Upstream checks no policy on network_list (reference §8).
     if action != "network_list" {
         ctx.authorize(&format!("container:{action}"), &target(&container))?;
+    }
+    if let Some(response) = streams::handle(&state, &ctx, &action, &container, &params).await {
+        return response;
     }
     let store = state.store.as_ref();
     // Asynchronous actions: the state check, the task state (and desired

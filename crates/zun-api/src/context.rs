@@ -129,8 +129,11 @@ fn unauthorized(challenge: &str) -> Response {
 
 /// Paths anyone may read without a token, as upstream's
 /// `acl_public_routes` (after path normalisation).
+/// The discovery documents, and the websocket endpoint (which checks its
+/// own single-use token instead: the reference client sends no X-Auth-Token
+/// there).
 fn is_public(path: &str) -> bool {
-    path == "/" || path == "/v1"
+    path == "/" || path == "/v1" || path == crate::streams::WEBSOCKET_PATH
 }
 
 /// Authenticates every request except the public discovery documents,

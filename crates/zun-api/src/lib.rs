@@ -8,17 +8,24 @@ mod error;
 pub mod identity;
 mod params;
 mod quotas;
+pub mod streams;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
+use tokio::io::AsyncWrite;
 use zun_store::{QuotaLimits, Store};
+use zun_types::host::{PathStat, Processes, Usage};
 use zun_types::microversion::Version;
 use zun_types::{ApiError, Container};
 
@@ -39,11 +46,91 @@ pub struct LogRequest {
     pub since: Option<i64>,
 }
 
+/// The result of `execute` with `run=true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub output: String,
+    pub exit_code: i64,
+}
+
+/// A live byte stream to a process in a container (an exec instance or the
+/// container's main process), relayed over a websocket. Dropping it ends
+/// the stream.
+pub struct Terminal {
+    pub output: BoxStream<'static, std::io::Result<Bytes>>,
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
 /// Synchronous requests the API forwards to the agent that runs a container
-/// (DESIGN decision 4). In the all-in-one this is a call into the agent.
+/// (DESIGN decision 4). In the all-in-one this is a call into the agent;
+/// the agent reaches the engine on its local socket. Errors are already
+/// what the user should see.
 #[async_trait]
 pub trait HostLink: Send + Sync + 'static {
     async fn logs(&self, container: &Container, request: &LogRequest) -> Result<String, ApiError>;
+
+    /// Runs `command` to completion; `None` when it outlived `timeout`.
+    async fn exec_run(
+        &self,
+        container: &Container,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<Option<ExecOutput>, ApiError>;
+    /// Creates an exec instance to be started over a websocket; returns its id.
+    async fn exec_create(
+        &self,
+        container: &Container,
+        command: &[String],
+        interactive: bool,
+    ) -> Result<String, ApiError>;
+    async fn exec_resize(
+        &self,
+        container: &Container,
+        exec_id: &str,
+        height: u16,
+        width: u16,
+    ) -> Result<(), ApiError>;
+    /// Starts exec instance `exec_id` (made by [`HostLink::exec_create`]) and
+    /// connects to it.
+    async fn exec_connect(
+        &self,
+        container: &Container,
+        exec_id: &str,
+    ) -> Result<Terminal, ApiError>;
+
+    /// Connects to the container's main process.
+    async fn attach(&self, container: &Container) -> Result<Terminal, ApiError>;
+    async fn resize(&self, container: &Container, height: u16, width: u16) -> Result<(), ApiError>;
+
+    async fn top(
+        &self,
+        container: &Container,
+        ps_args: Option<&str>,
+    ) -> Result<Processes, ApiError>;
+    async fn stats(&self, container: &Container) -> Result<Usage, ApiError>;
+
+    /// A tar of `path` of at most `max_bytes`.
+    async fn get_archive(
+        &self,
+        container: &Container,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<(PathStat, Bytes), ApiError>;
+    async fn put_archive(
+        &self,
+        container: &Container,
+        path: &str,
+        tar: Bytes,
+    ) -> Result<(), ApiError>;
+
+    /// Commits the container as image `repository:tag` on its host; returns
+    /// the image id.
+    async fn commit(
+        &self,
+        container: &Container,
+        repository: &str,
+        tag: &str,
+    ) -> Result<String, ApiError>;
 }
 
 /// What every handler shares.
@@ -58,6 +145,8 @@ pub struct ApiState {
     /// The configured `[quota]` defaults; the quota class `default` and
     /// per-project rows override them.
     pub quota_defaults: QuotaLimits,
+    /// execute, attach and websocket settings.
+    pub streams: streams::StreamSettings,
 }
 
 /// The whole HTTP application, including path normalisation (trailing
@@ -69,6 +158,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn(context::negotiate_version));
     Router::new()
         .route("/", get(root))
+        .route(streams::WEBSOCKET_PATH, get(streams::websocket))
         .merge(v1)
         .fallback(|| async { Error(ApiError::not_found_route()) })
         .method_not_allowed_fallback(|| async { Error(ApiError::method_not_allowed()) })
@@ -89,7 +179,8 @@ pub fn normalize_path(mut request: Request) -> Request {
     let trimmed = trimmed.strip_suffix(".json").unwrap_or(trimmed);
     let new_path = if trimmed.is_empty() {
         "/".to_string()
-    } else if trimmed == "/v1" || trimmed.starts_with("/v1/") {
+    } else if trimmed == "/v1" || trimmed.starts_with("/v1/") || trimmed == streams::WEBSOCKET_PATH
+    {
         trimmed.to_string()
     } else {
         format!("/v1{trimmed}")

@@ -10,12 +10,17 @@ use zun_types::ApiError;
 #[derive(Debug, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    /// How many of `pairs` came from the query string (they come first).
+    from_query: usize,
 }
 
 impl Params {
     pub fn from_query(query: Option<&str>) -> Self {
         let pairs = query.map(url_pairs).unwrap_or_default();
-        Params { pairs }
+        Params {
+            from_query: pairs.len(),
+            pairs,
+        }
     }
 
     /// Adds the keys of a JSON object body (scalars only), after the query.
@@ -39,6 +44,15 @@ impl Params {
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A parameter that must be in the query string (a body key of that name
+    /// does not count, as upstream's query schemas require).
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.pairs[..self.from_query]
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())

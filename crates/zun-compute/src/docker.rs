@@ -132,7 +132,7 @@ impl DockerRuntime {
     async fn pull_reporting(&self, image: &str) -> Result<(), RuntimeError> {
         self.pull(image).await.map_err(|e| match map_err(e) {
             RuntimeError::Unavailable(m) => RuntimeError::Unavailable(m),
-            RuntimeError::NotFound(m) | RuntimeError::Rejected(m) => {
+            RuntimeError::NotFound(m) | RuntimeError::Rejected(m) | RuntimeError::Invalid(m) => {
                 RuntimeError::Rejected(format!("Failed to pull image {image}: {m}"))
             }
         })
@@ -508,7 +508,7 @@ impl Runtime for DockerRuntime {
 // ---- errors ---------------------------------------------------------------
 
 /// The HTTP status of an engine error response, if it is one.
-fn status_of(err: &EngineError) -> Option<u16> {
+pub(crate) fn status_of(err: &EngineError) -> Option<u16> {
     match err {
         EngineError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -518,7 +518,7 @@ fn status_of(err: &EngineError) -> Option<u16> {
 /// An engine refusal whose message contains `needle`. The status is not
 /// checked: Docker 20.10 answers some of these conflicts with a 500 (unpause
 /// of a container that is not paused).
-fn refused_with(err: &EngineError, needle: &str) -> bool {
+pub(crate) fn refused_with(err: &EngineError, needle: &str) -> bool {
     matches!(
         err,
         EngineError::DockerResponseServerError { status_code, message }
@@ -528,7 +528,7 @@ fn refused_with(err: &EngineError, needle: &str) -> bool {
 
 /// 404 → NotFound; any engine answer with a message → Rejected with it (it
 /// is what the user sees as status_reason); no answer → Unavailable.
-fn map_err(err: EngineError) -> RuntimeError {
+pub(crate) fn map_err(err: EngineError) -> RuntimeError {
     match err {
         EngineError::DockerResponseServerError {
             status_code: 404,

@@ -2,9 +2,11 @@
 //! toward the desired state the store holds, and writes back what is true.
 
 pub mod docker;
+mod docker_io;
+pub mod exec;
 pub mod reconciler;
 pub mod runtime;
 
 pub use docker::DockerRuntime;
 pub use reconciler::{Agent, AgentConfig};
-pub use runtime::{Runtime, RuntimeError};
+pub use runtime::{ContainerIo, Runtime, RuntimeError};

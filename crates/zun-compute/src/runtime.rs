@@ -1,10 +1,15 @@
 //! The container runtime a compute agent drives. One trait per backend kind
 //! (DESIGN decision 6); Docker is the reference implementation.
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
+use tokio::io::AsyncWrite;
 use zun_types::Container;
+pub use zun_types::host::{PathStat, Processes, Usage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -15,6 +20,10 @@ pub enum RuntimeError {
     /// (bad image, bad command, resources); the text is shown as status_reason.
     #[error("{0}")]
     Rejected(String),
+    /// The request itself is wrong (a path that is not a directory, a
+    /// malformed repository name): the caller's fault, shown as a 400.
+    #[error("{0}")]
+    Invalid(String),
     /// The engine could not be reached or answered unexpectedly.
     #[error("container engine unavailable: {0}")]
     Unavailable(String),
@@ -114,4 +123,77 @@ pub trait Runtime: Send + Sync + 'static {
     /// The engine's event stream for managed containers. Ends or errors when
     /// the engine goes away; the caller re-subscribes and re-lists.
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+}
+
+/// A bidirectional byte stream into a running process (an exec instance or
+/// the container's main process): what the terminal shows, and its input.
+/// Dropping it closes the engine connection, which ends the stream (and
+/// closes the process's stdin).
+pub struct Session {
+    /// Output as the engine sends it; with a tty, stdout and stderr are one.
+    pub output: BoxStream<'static, Result<Bytes, RuntimeError>>,
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+/// A tar archive of a path inside a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    pub stat: PathStat,
+    pub tar: Bytes,
+}
+
+/// Operations that move bytes in or out of one container: exec, attach, tty
+/// sizes, processes, resource use, file archives and commit. Separate from
+/// [`Runtime`] because the reconciler needs none of them.
+#[async_trait]
+pub trait ContainerIo: Send + Sync + 'static {
+    /// Creates an exec instance of `command` in the running container
+    /// `name`; `interactive` gives it stdin and a tty. Returns its id.
+    async fn exec_create(
+        &self,
+        name: &str,
+        command: &[String],
+        interactive: bool,
+    ) -> Result<String, RuntimeError>;
+    /// Starts the exec instance and connects to it.
+    async fn exec_start(&self, exec_id: &str, interactive: bool) -> Result<Session, RuntimeError>;
+    /// The exit code once the exec'd process has ended; `None` while it runs.
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError>;
+    async fn exec_resize(&self, exec_id: &str, height: u16, width: u16)
+    -> Result<(), RuntimeError>;
+
+    /// Connects to the container's main process (stdin, stdout, stderr);
+    /// only what it writes from now on is sent.
+    async fn attach(&self, name: &str) -> Result<Session, RuntimeError>;
+    /// Resizes the container's own tty.
+    async fn resize_tty(&self, name: &str, height: u16, width: u16) -> Result<(), RuntimeError>;
+
+    /// `ps` in the container; `ps_args` as `docker top` takes them.
+    async fn top(&self, name: &str, ps_args: Option<&str>) -> Result<Processes, RuntimeError>;
+    /// One sample of resource use (the CPU figure over the engine's last
+    /// sampling interval).
+    async fn stats(&self, name: &str) -> Result<Usage, RuntimeError>;
+
+    /// A tar of `path`. Fails with `Rejected` when the tar would exceed
+    /// `max_bytes` (the caller holds it in memory), `NotFound` when the
+    /// path does not exist.
+    async fn get_archive(
+        &self,
+        name: &str,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<Archive, RuntimeError>;
+    /// Extracts the tar `tar` into the directory `path`.
+    async fn put_archive(&self, name: &str, path: &str, tar: Bytes) -> Result<(), RuntimeError>;
+
+    /// Commits the container's filesystem as image `repository:tag` on this
+    /// host (pausing it while the engine copies). Returns the image id.
+    async fn commit(&self, name: &str, repository: &str, tag: &str)
+    -> Result<String, RuntimeError>;
 }

@@ -252,6 +252,17 @@ impl QuotaUsage {
     }
 }
 
+/// What a websocket token lets its bearer reach: one container of one
+/// project (its main process, or one exec instance), until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebsocketGrant {
+    pub container_uuid: String,
+    pub project_id: String,
+    /// `None` for an attach.
+    pub exec_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A change to one container, applied atomically. It may run more than once
 /// when a concurrent writer wins, so it must only look at its argument.
 pub type Mutation<'a> = &'a (dyn Fn(&mut Container) -> Result<(), ApiError> + Send + Sync);
@@ -366,6 +377,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the containers of `project_id` hold now.
     async fn usage(&self, project_id: &str) -> Result<QuotaUsage, StoreError>;
+
+    /// Records a websocket grant under the SHA-256 (hex) of its token.
+    /// Expired grants are purged on the way.
+    async fn insert_websocket_grant(
+        &self,
+        token_sha256: &str,
+        grant: &WebsocketGrant,
+    ) -> Result<(), StoreError>;
+
+    /// Removes and returns the grant recorded under `token_sha256`: a token
+    /// works once, whatever the caller then decides. The caller checks the
+    /// expiry and what the grant is bound to.
+    async fn take_websocket_grant(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<WebsocketGrant>, StoreError>;
 
     /// Resolves when new actions may be pending for some host, or after
     /// `timeout`. Wakes every waiter; a spurious wake-up is harmless.

@@ -24,7 +24,7 @@ use zun_types::{ApiError, Container};
 
 use crate::{
     ActionRecord, EventRecord, ListQuery, Mutation, NewAction, QuotaLimits, QuotaUsage, SortDir,
-    Store, StoreError, round_cpu,
+    Store, StoreError, WebsocketGrant, round_cpu,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -646,6 +646,54 @@ impl Store for SqliteStore {
         usage_in(&mut conn, project_id, None).await
     }
 
+    async fn insert_websocket_grant(
+        &self,
+        token_sha256: &str,
+        grant: &WebsocketGrant,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        sqlx::query("DELETE FROM websocket_grants WHERE expires_at < ?")
+            .bind(Utc::now().timestamp())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO websocket_grants \
+             (token_sha256, container_uuid, project_id, exec_id, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token_sha256)
+        .bind(&grant.container_uuid)
+        .bind(&grant.project_id)
+        .bind(&grant.exec_id)
+        .bind(grant.expires_at.timestamp())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take_websocket_grant(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<WebsocketGrant>, StoreError> {
+        let row: Option<(String, String, Option<String>, i64)> = sqlx::query_as(
+            "DELETE FROM websocket_grants WHERE token_sha256 = ? \
+             RETURNING container_uuid, project_id, exec_id, expires_at",
+        )
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(
+            |(container_uuid, project_id, exec_id, expires_at)| WebsocketGrant {
+                container_uuid,
+                project_id,
+                exec_id,
+                // An out-of-range stamp reads as already expired.
+                expires_at: DateTime::from_timestamp(expires_at, 0).unwrap_or(DateTime::UNIX_EPOCH),
+            },
+        ))
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         let notified = self.work.notified();
         // Timing out is the normal idle path; the caller re-polls either way.
@@ -1082,6 +1130,38 @@ mod tests {
 
     fn uuids(containers: &[Container]) -> Vec<String> {
         containers.iter().map(|c| c.uuid.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn websocket_grants_work_once_and_expired_ones_are_purged() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let grant = WebsocketGrant {
+            container_uuid: "c1".into(),
+            project_id: "p1".into(),
+            exec_id: Some("e1".into()),
+            expires_at: DateTime::from_timestamp(Utc::now().timestamp() + 60, 0).unwrap(),
+        };
+        store
+            .insert_websocket_grant("hash-a", &grant)
+            .await
+            .unwrap();
+        assert_eq!(store.take_websocket_grant("hash-b").await.unwrap(), None);
+        assert_eq!(
+            store.take_websocket_grant("hash-a").await.unwrap(),
+            Some(grant.clone())
+        );
+        assert_eq!(store.take_websocket_grant("hash-a").await.unwrap(), None);
+
+        let expired = WebsocketGrant {
+            exec_id: None,
+            expires_at: DateTime::from_timestamp(Utc::now().timestamp() - 1, 0).unwrap(),
+            ..grant.clone()
+        };
+        store.insert_websocket_grant("old", &expired).await.unwrap();
+        // Recording another grant purges the expired one.
+        store.insert_websocket_grant("new", &grant).await.unwrap();
+        assert_eq!(store.take_websocket_grant("old").await.unwrap(), None);
+        assert!(store.take_websocket_grant("new").await.unwrap().is_some());
     }
 
     #[tokio::test]

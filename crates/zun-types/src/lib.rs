@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod error;
+pub mod host;
 pub mod microversion;
 pub mod state;
 pub mod validation;

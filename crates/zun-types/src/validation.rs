@@ -813,6 +813,54 @@ pub fn timeout(raw: Option<&str>) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// A required query parameter; missing → 400 (upstream answered 500,
+/// reference §12.10).
+pub fn required<'a>(field: &str, raw: Option<&'a str>) -> Result<&'a str, ApiError> {
+    raw.ok_or_else(|| ApiError::schema(format!("'{field}' is a required property")))
+}
+
+/// `h` or `w` of a tty resize: a positive integer that fits a terminal.
+pub fn tty_dimension(field: &str, raw: Option<&str>) -> Result<u16, ApiError> {
+    let raw = required(field, raw)?;
+    match raw.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(query_error(
+            field,
+            raw,
+            format!("'{raw}' is not a positive integer of at most 65535"),
+        )),
+    }
+}
+
+/// An exec instance id: 64 lowercase hex digits, as the engine makes them.
+pub fn exec_id(raw: Option<&str>) -> Result<&str, ApiError> {
+    let raw = required("exec_id", raw)?;
+    if raw.len() == 64 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(raw)
+    } else {
+        Err(query_error(
+            "exec_id",
+            raw,
+            format!("'{raw}' does not match '^[a-f0-9]{{64}}$'"),
+        ))
+    }
+}
+
+/// The `command` of an `execute`, split into words as a shell would (and
+/// as upstream's Docker client does).
+pub fn exec_command(raw: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let raw = required("command", raw)?;
+    let words = shlex::split(raw).unwrap_or_default();
+    if words.is_empty() {
+        return Err(query_error(
+            "command",
+            raw,
+            "is not a command (empty, or unbalanced quotes)",
+        ));
+    }
+    Ok(words)
+}
+
 /// The quota resources, in upstream's schema order (reference §7.5, §10).
 pub const QUOTA_RESOURCES: [&str; 4] = ["containers", "memory", "cpu", "disk"];
 const QUOTA_PATTERN: &str = "^-?[0-9]+$";
@@ -962,6 +1010,34 @@ mod tests {
 
     fn err_of(body: Value, version: Version) -> ApiError {
         create_request(&body, version).expect_err("must be rejected")
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn stream_parameters() {
+        assert_eq!(tty_dimension("h", Some("24")).unwrap(), 24);
+        for bad in ["0", "-1", "abc", "70000", ""] {
+            assert_eq!(
+                tty_dimension("h", Some(bad)).unwrap_err().status,
+                400,
+                "{bad}"
+            );
+        }
+        assert_eq!(tty_dimension("w", None).unwrap_err().status, 400);
+
+        let id = "a".repeat(64);
+        assert_eq!(exec_id(Some(&id)).unwrap(), id);
+        assert_eq!(exec_id(Some(&"A".repeat(64))).unwrap_err().status, 400);
+        assert_eq!(exec_id(Some("abc")).unwrap_err().status, 400);
+        assert_eq!(exec_id(None).unwrap_err().status, 400);
+
+        assert_eq!(
+            exec_command(Some("sh -c 'echo a b'")).unwrap(),
+            ["sh", "-c", "echo a b"]
+        );
+        assert_eq!(exec_command(Some("")).unwrap_err().status, 400);
+        assert_eq!(exec_command(Some("echo 'open")).unwrap_err().status, 400);
+        assert_eq!(exec_command(None).unwrap_err().status, 400);
     }
 
     #[test]

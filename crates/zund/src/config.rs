@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -17,6 +18,7 @@ pub struct Config {
     pub identity: IdentitySection,
     pub policy: PolicySection,
     pub quota: QuotaSection,
+    pub websocket: WebsocketSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +27,9 @@ pub struct ApiSection {
     pub listen: SocketAddr,
     /// Compute host new containers are placed on (the `api` role alone).
     pub compute_host: Option<String>,
+    /// Deadline of `execute` with `run=true`; the command is left running
+    /// after it and the caller gets upstream's 409.
+    pub exec_timeout_seconds: u64,
 }
 
 impl Default for ApiSection {
@@ -32,6 +37,45 @@ impl Default for ApiSection {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9517)),
             compute_host: None,
+            exec_timeout_seconds: 60,
+        }
+    }
+}
+
+/// The websocket that carries attach and interactive exec sessions, served
+/// by the API at `/websocket`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebsocketSection {
+    /// The URL clients are told to connect to (e.g. behind a TLS proxy,
+    /// `wss://zun.example.com/websocket`); by default `ws://` plus the host
+    /// the client used for the API, plus `/websocket`.
+    pub base_url: Option<String>,
+    /// Host names of web pages allowed to open a websocket, besides the
+    /// API's own.
+    pub allowed_origins: Vec<String>,
+    /// Lifetime of an unused websocket token.
+    pub token_ttl_seconds: u64,
+}
+
+impl Default for WebsocketSection {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            allowed_origins: Vec::new(),
+            token_ttl_seconds: 60,
+        }
+    }
+}
+
+impl Config {
+    /// What the API needs to know about streams.
+    pub fn stream_settings(&self) -> zun_api::streams::StreamSettings {
+        zun_api::streams::StreamSettings {
+            websocket_base_url: self.websocket.base_url.clone(),
+            allowed_origins: self.websocket.allowed_origins.clone(),
+            token_ttl: Duration::from_secs(self.websocket.token_ttl_seconds.max(1)),
+            exec_timeout: Duration::from_secs(self.api.exec_timeout_seconds.max(1)),
         }
     }
 }
@@ -212,13 +256,24 @@ mod tests {
             project_name = "service"
             [policy]
             file = "/etc/zun/policy.yaml"
+            [websocket]
+            base_url = "wss://zun.example.com/websocket"
+            allowed_origins = ["console.example.com"]
+            token_ttl_seconds = 30
         "#;
         let config: Config = toml::from_str(text).expect("valid");
         assert_eq!(config.identity.mode, IdentityMode::Keystone);
         assert_eq!(config.api.listen.port(), 9999);
-        let keystone = config.identity.keystone.expect("keystone section");
+        let keystone = config.identity.keystone.as_ref().expect("keystone section");
         assert_eq!(keystone.token_cache_seconds, 300);
         assert_eq!(keystone.user_domain_name, "Default");
+        let streams = config.stream_settings();
+        assert_eq!(streams.token_ttl, Duration::from_secs(30));
+        assert_eq!(streams.exec_timeout, Duration::from_secs(60));
+        assert_eq!(
+            streams.websocket_base_url.as_deref(),
+            Some("wss://zun.example.com/websocket")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zun_api::identity::{Keystone, NoAuth, TokenFile};
 use zun_api::{ApiState, Authenticator, Identity};
-use zun_compute::{Agent, AgentConfig, DockerRuntime, Runtime};
+use zun_compute::{Agent, AgentConfig, ContainerIo, DockerRuntime, Runtime};
 use zun_store::{SqliteStore, Store};
 
 mod config;
@@ -156,7 +156,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     Ok(Arc::new(store))
 }
 
-async fn connect_runtime(config: &Config, host: &str) -> anyhow::Result<Arc<dyn Runtime>> {
+async fn connect_docker(config: &Config, host: &str) -> anyhow::Result<Arc<DockerRuntime>> {
     let socket = &config.compute.docker_socket;
     let runtime = DockerRuntime::connect(socket, host)
         .await
@@ -255,7 +255,9 @@ async fn main() -> anyhow::Result<()> {
             compute.apply(&mut config);
             let store = open_store(&config).await?;
             let host = host_name(&config);
-            let runtime = connect_runtime(&config, &host).await?;
+            let docker = connect_docker(&config, &host).await?;
+            let runtime: Arc<dyn Runtime> = docker.clone();
+            let io: Arc<dyn ContainerIo> = docker;
             let agent = Agent::new(
                 store.clone(),
                 runtime.clone(),
@@ -267,8 +269,9 @@ async fn main() -> anyhow::Result<()> {
                 auth: authenticator(&config)?,
                 policy: policy(&config)?,
                 compute_host: host,
-                host_link: Arc::new(host_link::LocalHost::new(runtime)),
+                host_link: Arc::new(host_link::LocalHost::new(runtime, io)),
                 quota_defaults: config.quota.limits(),
+                streams: config.stream_settings(),
             };
             let result = serve_api(state, config.api.listen).await;
             agent_task.abort();
@@ -296,6 +299,7 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(default_host_name),
                 host_link: Arc::new(host_link::Unreachable),
                 quota_defaults: config.quota.limits(),
+                streams: config.stream_settings(),
             };
             serve_api(state, config.api.listen).await
         }
@@ -304,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
             compute.apply(&mut config);
             let store = open_store(&config).await?;
             let host = host_name(&config);
-            let runtime = connect_runtime(&config, &host).await?;
+            let runtime = connect_docker(&config, &host).await?;
             Agent::new(store, runtime, AgentConfig::new(host))
                 .run()
                 .await;
