@@ -440,6 +440,7 @@ def test_100_mib_of_exec_output_keeps_memory_bounded(zun, box):
     assert output.startswith(f"[{100 * MiB - MiB} bytes of earlier output omitted]\n")
     assert output.endswith("x" * 1000)
     after = zund_rss_mib(zun)
+    print(f"zund RSS {before:.1f} MiB before, {after:.1f} MiB after 100 MiB of exec output")
     assert after - before < 32, f"RSS grew from {before:.1f} MiB to {after:.1f} MiB"
 
 
@@ -455,6 +456,8 @@ def test_slow_websocket_client_does_not_grow_the_service(zun, box):
             received += len(ws.recv())
             time.sleep(0.1)
         during = zund_rss_mib(zun)
+        print(f"zund RSS {before:.1f} MiB before, {during:.1f} MiB with a slow reader "
+              f"({received} bytes read)")
         assert received < 50 * MiB
         assert during - before < 32, f"RSS grew from {before:.1f} MiB to {during:.1f} MiB"
     finally:
