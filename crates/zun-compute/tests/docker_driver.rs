@@ -7,39 +7,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, RestartPolicyNameEnum};
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions,
-};
-use bollard::{API_DEFAULT_VERSION, Docker};
+use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
 use chrono::Utc;
 use futures_util::StreamExt;
 use zun_compute::DockerRuntime;
 use zun_compute::runtime::{EngineState, LogOptions, Observed, PullPolicy, Runtime, RuntimeError};
-use zun_types::Container;
-use zun_types::container::{ContainerStatus, DesiredState, RestartPolicy};
+use zun_types::container::RestartPolicy;
 
-const HOST: &str = "zun-test-host";
-const IMAGE: &str = "busybox:latest";
+mod common;
 
-fn socket() -> String {
-    std::env::var("ZUN_TEST_DOCKER_SOCKET").unwrap_or_else(|_| "/var/run/docker.sock".to_owned())
-}
-
-async fn runtime() -> DockerRuntime {
-    let socket = socket();
-    DockerRuntime::connect(&socket, HOST)
-        .await
-        .unwrap_or_else(|e| panic!("the Docker engine at {socket} must be reachable: {e}"))
-}
-
-/// A plain bollard client, to check what the engine really holds.
-async fn engine() -> Docker {
-    Docker::connect_with_unix(&socket(), 120, API_DEFAULT_VERSION)
-        .expect("engine socket")
-        .negotiate_version()
-        .await
-        .expect("engine version")
-}
+use common::{Cleanup, HOST, IMAGE, engine, new_uuid, record, runtime, socket};
 
 async fn engine_inspect(name: &str) -> ContainerInspectResponse {
     engine()
@@ -47,106 +24,6 @@ async fn engine_inspect(name: &str) -> ContainerInspectResponse {
         .inspect_container(name, None::<InspectContainerOptions>)
         .await
         .expect("inspect")
-}
-
-/// Force-removes the named engine containers when dropped, even when the
-/// test failed half way.
-struct Cleanup(Vec<String>);
-
-impl Cleanup {
-    fn new() -> Self {
-        Self(Vec::new())
-    }
-    fn track(&mut self, name: String) -> String {
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let names = std::mem::take(&mut self.0);
-        let socket = socket();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(docker) = Docker::connect_with_unix(&socket, 60, API_DEFAULT_VERSION) else {
-                    return;
-                };
-                let Ok(docker) = docker.negotiate_version().await else {
-                    return;
-                };
-                for name in names {
-                    let _ = docker
-                        .remove_container(
-                            &name,
-                            Some(RemoveContainerOptions {
-                                force: true,
-                                v: true,
-                                link: false,
-                            }),
-                        )
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn record(uuid: &str, command: &[&str]) -> Container {
-    Container {
-        uuid: uuid.to_owned(),
-        name: format!("test-{uuid}"),
-        project_id: "p".into(),
-        user_id: "u".into(),
-        image: IMAGE.into(),
-        image_driver: None,
-        image_pull_policy: None,
-        command: Some(command.iter().map(|s| (*s).to_owned()).collect()),
-        entrypoint: None,
-        cpu: None,
-        cpu_policy: None,
-        memory: None,
-        disk: 0,
-        workdir: None,
-        environment: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        hostname: None,
-        restart_policy: None,
-        interactive: false,
-        tty: false,
-        auto_remove: false,
-        auto_heal: false,
-        privileged: false,
-        runtime: None,
-        healthcheck: None,
-        security_groups: None,
-        exposed_ports: None,
-        hints: None,
-        availability_zone: None,
-        registry_id: None,
-        host: Some(HOST.into()),
-        status: ContainerStatus::Creating,
-        status_reason: None,
-        status_detail: None,
-        task_state: None,
-        desired_state: DesiredState::Running,
-        container_id: None,
-        ports: None,
-        addresses: None,
-        created_at: Utc::now(),
-        updated_at: None,
-    }
 }
 
 /// Polls `inspect` until `done` holds for the observed container.
@@ -181,7 +58,7 @@ async fn unreachable_engine_is_unavailable() {
 #[tokio::test]
 async fn create_maps_every_field_onto_the_engine() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let uuid = new_uuid();
     let mut c = record(&uuid, &["-c", "sleep 1000"]);
     c.image = "busybox".into(); // default tag `latest`
@@ -204,7 +81,7 @@ async fn create_maps_every_field_onto_the_engine() {
         "test": "stat /etc/passwd", "interval": 5, "retries": 2, "timeout": 3
     }));
     c.exposed_ports = Some(serde_json::json!({"80/tcp": {}, "53/udp": {}}));
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
 
     let id = rt.create(&c).await.expect("create");
     let info = engine_inspect(&name).await;
@@ -274,7 +151,7 @@ async fn create_maps_every_field_onto_the_engine() {
 #[tokio::test]
 async fn auto_remove_and_array_healthcheck() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let uuid = new_uuid();
     let mut c = record(&uuid, &["true"]);
     c.auto_remove = true;
@@ -283,7 +160,7 @@ async fn auto_remove_and_array_healthcheck() {
         maximum_retry_count: "0".into(),
     });
     c.healthcheck = Some(serde_json::json!({"cmd": ["true"], "interval": "2", "retries": "1"}));
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
     rt.create(&c).await.expect("create");
 
     let info = engine_inspect(&name).await;
@@ -316,9 +193,9 @@ async fn auto_remove_and_array_healthcheck() {
 #[tokio::test]
 async fn create_twice_returns_the_same_container() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
     let first = rt.create(&c).await.expect("create");
     let second = rt.create(&c).await.expect("create again");
     assert_eq!(first, second);
@@ -328,9 +205,9 @@ async fn create_twice_returns_the_same_container() {
 #[tokio::test]
 async fn lifecycle_is_idempotent() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
     rt.create(&c).await.expect("create");
 
     rt.start(&name).await.expect("start");
@@ -434,9 +311,9 @@ async fn lifecycle_is_idempotent() {
 #[tokio::test]
 async fn bad_command_is_rejected_with_the_engine_message() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["nosuch"]);
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
     rt.create(&c).await.expect("create");
     let err = rt.start(&name).await.expect_err("start must fail");
     match &err {
@@ -475,11 +352,11 @@ async fn bad_create_values_are_rejected() {
 #[tokio::test]
 async fn update_changes_live_limits() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let mut c = record(&new_uuid(), &["sleep", "1000"]);
     c.cpu = Some(1.0);
     c.memory = Some("32".into());
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
     rt.create(&c).await.expect("create");
     rt.start(&name).await.expect("start");
 
@@ -513,7 +390,7 @@ async fn update_changes_live_limits() {
 #[tokio::test]
 async fn logs_honour_streams_and_tail() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let c = record(
         &new_uuid(),
         &[
@@ -522,7 +399,7 @@ async fn logs_honour_streams_and_tail() {
             "echo err1 >&2; sleep 0.3; echo out1; echo out2; echo out3",
         ],
     );
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
     rt.create(&c).await.expect("create");
     rt.start(&name).await.expect("start");
     let o = wait_for(&rt, &name, "exited", |o| o.state == EngineState::Exited).await;
@@ -603,10 +480,10 @@ async fn logs_honour_streams_and_tail() {
 #[tokio::test]
 async fn events_report_start_and_die() {
     let rt = runtime().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
     let uuid = new_uuid();
     let c = record(&uuid, &["sh", "-c", "exit 3"]);
-    let name = cleanup.track(c.engine_name());
+    let name = cleanup.container(c.engine_name());
 
     let mut events = rt.events();
     rt.create(&c).await.expect("create");
@@ -691,26 +568,26 @@ async fn event_stream_ends_when_the_engine_goes_away() {
 async fn list_returns_only_this_hosts_managed_containers() {
     let rt = runtime().await;
     let engine = engine().await;
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::default();
 
     // Ours, running with exposed ports.
     let ours_uuid = new_uuid();
     let mut ours = record(&ours_uuid, &["sleep", "1000"]);
     ours.exposed_ports = Some(serde_json::json!({"8080": {}}));
-    let ours_name = cleanup.track(ours.engine_name());
+    let ours_name = cleanup.container(ours.engine_name());
     let ours_id = rt.create(&ours).await.expect("create");
     rt.start(&ours_name).await.expect("start");
 
     // Ours, never started.
     let idle_uuid = new_uuid();
     let idle = record(&idle_uuid, &["sleep", "1000"]);
-    cleanup.track(idle.engine_name());
+    cleanup.container(idle.engine_name());
     rt.create(&idle).await.expect("create");
 
     // Ours, exited.
     let done_uuid = new_uuid();
     let done = record(&done_uuid, &["sh", "-c", "exit 4"]);
-    let done_name = cleanup.track(done.engine_name());
+    let done_name = cleanup.container(done.engine_name());
     rt.create(&done).await.expect("create");
     rt.start(&done_name).await.expect("start");
     wait_for(&rt, &done_name, "exited", |o| {
@@ -741,21 +618,25 @@ async fn list_returns_only_this_hosts_managed_containers() {
     // Another host's container on the same engine.
     let foreign_uuid = new_uuid();
     make(
-        cleanup.track(format!("zun-{foreign_uuid}")),
+        cleanup.container(format!("zun-{foreign_uuid}")),
         HashMap::from([("zun.host".to_owned(), "another-host".to_owned())]),
     )
     .await;
     // A container made by upstream Zun: no labels, but the name.
     let legacy_uuid = new_uuid();
-    make(cleanup.track(format!("zun-{legacy_uuid}")), HashMap::new()).await;
+    make(
+        cleanup.container(format!("zun-{legacy_uuid}")),
+        HashMap::new(),
+    )
+    .await;
     // Not managed at all.
     make(
-        cleanup.track(format!("zun-web-{}", new_uuid())),
+        cleanup.container(format!("zun-web-{}", new_uuid())),
         HashMap::new(),
     )
     .await;
     make(
-        cleanup.track(format!("other-{}", new_uuid())),
+        cleanup.container(format!("other-{}", new_uuid())),
         HashMap::new(),
     )
     .await;

@@ -3,13 +3,11 @@
 //! unreachable engine fails the tests. The image `busybox:latest` must exist
 //! locally (no pulls are possible on the test machines).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::query_parameters::{ListImagesOptions, RemoveContainerOptions, RemoveImageOptions};
-use bollard::{API_DEFAULT_VERSION, Docker};
+use bollard::query_parameters::ListImagesOptions;
 use bytes::Bytes;
-use chrono::Utc;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio::io::AsyncWriteExt;
@@ -18,142 +16,13 @@ use zun_compute::runtime::{
     ContainerIo, EngineState, LogOptions, PathStat, Runtime, RuntimeError, Session,
 };
 use zun_types::Container;
-use zun_types::container::{ContainerStatus, DesiredState};
 
-const HOST: &str = "zun-test-host";
-const IMAGE: &str = "busybox:latest";
+mod common;
+
+use common::{Cleanup, engine, new_uuid, record, runtime};
+
 /// How long any single expectation may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-fn socket() -> String {
-    std::env::var("ZUN_TEST_DOCKER_SOCKET").unwrap_or_else(|_| "/var/run/docker.sock".to_owned())
-}
-
-async fn runtime() -> DockerRuntime {
-    let socket = socket();
-    DockerRuntime::connect(&socket, HOST)
-        .await
-        .unwrap_or_else(|e| panic!("the Docker engine at {socket} must be reachable: {e}"))
-}
-
-/// A plain bollard client, to check what the engine really holds.
-async fn engine() -> Docker {
-    Docker::connect_with_unix(&socket(), 120, API_DEFAULT_VERSION)
-        .expect("engine socket")
-        .negotiate_version()
-        .await
-        .expect("engine version")
-}
-
-/// Force-removes the tracked engine containers, then the tracked images,
-/// when dropped, even when the test failed half way.
-#[derive(Default)]
-struct Cleanup {
-    containers: Vec<String>,
-    images: Vec<String>,
-}
-
-impl Cleanup {
-    fn container(&mut self, name: String) -> String {
-        self.containers.push(name.clone());
-        name
-    }
-    fn image(&mut self, reference: String) -> String {
-        self.images.push(reference.clone());
-        reference
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let containers = std::mem::take(&mut self.containers);
-        let images = std::mem::take(&mut self.images);
-        let socket = socket();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(docker) = Docker::connect_with_unix(&socket, 60, API_DEFAULT_VERSION) else {
-                    return;
-                };
-                let Ok(docker) = docker.negotiate_version().await else {
-                    return;
-                };
-                for name in containers {
-                    let options = RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        link: false,
-                    };
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-                for image in images {
-                    let options = RemoveImageOptions {
-                        force: true,
-                        noprune: false,
-                    };
-                    let _ = docker.remove_image(&image, Some(options), None).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn record(command: &[&str]) -> Container {
-    let uuid = new_uuid();
-    Container {
-        name: format!("test-{uuid}"),
-        uuid,
-        project_id: "p".into(),
-        user_id: "u".into(),
-        image: IMAGE.into(),
-        image_driver: None,
-        image_pull_policy: None,
-        command: Some(command.iter().map(|s| (*s).to_owned()).collect()),
-        entrypoint: None,
-        cpu: None,
-        cpu_policy: None,
-        memory: None,
-        disk: 0,
-        workdir: None,
-        environment: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        hostname: None,
-        restart_policy: None,
-        interactive: false,
-        tty: false,
-        auto_remove: false,
-        auto_heal: false,
-        privileged: false,
-        runtime: None,
-        healthcheck: None,
-        security_groups: None,
-        exposed_ports: None,
-        hints: None,
-        availability_zone: None,
-        registry_id: None,
-        host: Some(HOST.into()),
-        status: ContainerStatus::Creating,
-        status_reason: None,
-        status_detail: None,
-        task_state: None,
-        desired_state: DesiredState::Running,
-        container_id: None,
-        ports: None,
-        addresses: None,
-        created_at: Utc::now(),
-        updated_at: None,
-    }
-}
 
 /// Creates and starts the container of `record`; returns its engine name.
 async fn run(rt: &DockerRuntime, cleanup: &mut Cleanup, record: &Container) -> String {
@@ -165,7 +34,7 @@ async fn run(rt: &DockerRuntime, cleanup: &mut Cleanup, record: &Container) -> S
 
 /// A running `sleep 300` container.
 async fn sleeper(rt: &DockerRuntime, cleanup: &mut Cleanup) -> String {
-    run(rt, cleanup, &record(&["sleep", "300"])).await
+    run(rt, cleanup, &record(&new_uuid(), &["sleep", "300"])).await
 }
 
 /// Reads `output` until its text contains `needle`; returns all text read.
@@ -356,7 +225,7 @@ async fn interactive_exec_takes_input_and_resizes() {
 async fn attach_reaches_the_main_process() {
     let rt = runtime().await;
     let mut cleanup = Cleanup::default();
-    let mut shell = record(&["sh"]);
+    let mut shell = record(&new_uuid(), &["sh"]);
     shell.interactive = true;
     shell.tty = true;
     let name = run(&rt, &mut cleanup, &shell).await;
@@ -435,7 +304,7 @@ async fn top_lists_the_container_processes() {
 async fn stats_report_cpu_and_memory() {
     let rt = runtime().await;
     let mut cleanup = Cleanup::default();
-    let mut busy = record(&["sh", "-c", "while :; do :; done"]);
+    let mut busy = record(&new_uuid(), &["sh", "-c", "while :; do :; done"]);
     busy.cpu = Some(0.5);
     busy.memory = Some("64".into());
     let name = run(&rt, &mut cleanup, &busy).await;
@@ -653,7 +522,7 @@ async fn commit_makes_a_runnable_image() {
     let seen = rt.inspect(&name).await.expect("inspect").expect("exists");
     assert_eq!(seen.state, EngineState::Running);
 
-    let mut from_image = record(&["cat", "/marker.txt"]);
+    let mut from_image = record(&new_uuid(), &["cat", "/marker.txt"]);
     from_image.image = image;
     let copy = run(&rt, &mut cleanup, &from_image).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
