@@ -14,6 +14,7 @@ use chrono::{NaiveDateTime, Utc};
 use serde_json::{Value, json};
 use zun_store::{ListQuery, NewAction, SortDir, Store};
 use zun_types::container::DesiredState;
+use zun_types::host::LogOptions;
 use zun_types::microversion::Version;
 use zun_types::state::Action;
 use zun_types::validation::{self, CreateRequest};
@@ -22,7 +23,7 @@ use zun_types::{ApiError, Container, ContainerStatus, TaskState, view};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::params::{self, Params};
-use crate::{ApiState, LogRequest, null_response, streams};
+use crate::{ApiState, null_response, streams};
 
 type Shared = State<Arc<ApiState>>;
 type Result<T> = std::result::Result<T, Error>;
@@ -699,7 +700,7 @@ async fn logs(state: &ApiState, container: &Container, params: &Params) -> Resul
             ))
         })?),
     };
-    let request = LogRequest {
+    let options = LogOptions {
         stdout: params.bool("stdout", true)?,
         stderr: params.bool("stderr", true)?,
         timestamps: params.bool("timestamps", false)?,
@@ -707,7 +708,7 @@ async fn logs(state: &ApiState, container: &Container, params: &Params) -> Resul
         tail: params.get("tail").and_then(|t| t.parse::<u64>().ok()),
         since,
     };
-    let text = state.host_link.logs(container, &request).await?;
+    let text = state.host_link.logs(container, &options).await?;
     Ok(Json(Value::String(text)).into_response())
 }
 

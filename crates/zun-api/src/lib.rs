@@ -25,7 +25,7 @@ use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 use tokio::io::AsyncWrite;
 use zun_store::{QuotaLimits, Store};
-use zun_types::host::{PathStat, Processes, Usage};
+use zun_types::host::{ExecOutput, LogOptions, PathStat, Processes, Usage};
 use zun_types::microversion::Version;
 use zun_types::{ApiError, Container};
 
@@ -35,23 +35,6 @@ pub use identity::{Authenticator, Identity};
 /// Largest request body accepted; Zun bodies are small, and a cap keeps a
 /// hostile client from making the API buffer without bound.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Options of a logs request (reference §4.1).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LogRequest {
-    pub stdout: bool,
-    pub stderr: bool,
-    pub timestamps: bool,
-    pub tail: Option<u64>,
-    pub since: Option<i64>,
-}
-
-/// The result of `execute` with `run=true`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    pub output: String,
-    pub exit_code: i64,
-}
 
 /// A live byte stream to a process in a container (an exec instance or the
 /// container's main process), relayed over a websocket. Dropping it ends
@@ -67,7 +50,7 @@ pub struct Terminal {
 /// what the user should see.
 #[async_trait]
 pub trait HostLink: Send + Sync + 'static {
-    async fn logs(&self, container: &Container, request: &LogRequest) -> Result<String, ApiError>;
+    async fn logs(&self, container: &Container, options: &LogOptions) -> Result<String, ApiError>;
 
     /// Runs `command` to completion; `None` when it outlived `timeout`.
     async fn exec_run(

@@ -4,16 +4,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+pub use zun_types::host::ExecOutput;
 
 use crate::runtime::{ContainerIo, RuntimeError};
-
-/// The output and exit code of a finished command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    /// stdout and stderr interleaved, as UTF-8 (invalid bytes replaced).
-    pub output: String,
-    pub exit_code: i64,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecRun {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use tokio::io::AsyncWrite;
 use zun_types::Container;
-pub use zun_types::host::{PathStat, Processes, Usage};
+pub use zun_types::host::{LogOptions, PathStat, Processes, Usage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -64,17 +64,6 @@ pub enum PullPolicy {
     Always,
     IfNotPresent,
     Never,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct LogOptions {
-    pub stdout: bool,
-    pub stderr: bool,
-    pub timestamps: bool,
-    /// `None` means all lines.
-    pub tail: Option<u64>,
-    /// Unix seconds.
-    pub since: Option<i64>,
 }
 
 /// A change seen on the engine's event stream for a managed container.

@@ -1,8 +1,30 @@
-//! What a compute host reports about the inside of one container (`top`,
-//! `stats`, archive stats), and upstream's wire form of each (reference §4.6).
+//! What the API asks a compute host about the inside of one container and
+//! what the host reports (`logs`, `execute`, `top`, `stats`, archive stats),
+//! with upstream's wire form of each (reference §4.6).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+/// Which lines of a container's log to read (reference §4.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub timestamps: bool,
+    /// `None` means all lines.
+    pub tail: Option<u64>,
+    /// Unix seconds.
+    pub since: Option<i64>,
+}
+
+/// The output and exit code of a command run to completion (`execute`
+/// with `run=true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// stdout and stderr interleaved, as UTF-8 (invalid bytes replaced).
+    pub output: String,
+    pub exit_code: i64,
+}
 
 /// `ps` inside a container, as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,11 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use zun_api::{ExecOutput, HostLink, LogRequest, Terminal};
+use zun_api::{HostLink, Terminal};
 use zun_compute::exec::{self, ExecRun};
-use zun_compute::runtime::{LogOptions, Session};
+use zun_compute::runtime::Session;
 use zun_compute::{ContainerIo, Runtime, RuntimeError};
-use zun_types::host::{PathStat, Processes, Usage};
+use zun_types::host::{ExecOutput, LogOptions, PathStat, Processes, Usage};
 use zun_types::{ApiError, Container};
 
 /// Most output `execute` with `run=true` returns (the end of it).
@@ -58,16 +58,9 @@ fn terminal(session: Session) -> Terminal {
 
 #[async_trait]
 impl HostLink for LocalHost {
-    async fn logs(&self, container: &Container, request: &LogRequest) -> Result<String, ApiError> {
-        let options = LogOptions {
-            stdout: request.stdout,
-            stderr: request.stderr,
-            timestamps: request.timestamps,
-            tail: request.tail,
-            since: request.since,
-        };
+    async fn logs(&self, container: &Container, options: &LogOptions) -> Result<String, ApiError> {
         self.runtime
-            .logs(&container.engine_name(), &options)
+            .logs(&container.engine_name(), options)
             .await
             .map_err(to_api)
     }
@@ -88,10 +81,7 @@ impl HostLink for LocalHost {
         .await
         .map_err(to_api)?;
         Ok(match run {
-            ExecRun::Finished(done) => Some(ExecOutput {
-                output: done.output,
-                exit_code: done.exit_code,
-            }),
+            ExecRun::Finished(done) => Some(done),
             ExecRun::TimedOut => None,
         })
     }
@@ -222,7 +212,7 @@ impl Unreachable {
 
 #[async_trait]
 impl HostLink for Unreachable {
-    async fn logs(&self, c: &Container, _: &LogRequest) -> Result<String, ApiError> {
+    async fn logs(&self, c: &Container, _: &LogOptions) -> Result<String, ApiError> {
         Self::refuse(c)
     }
     async fn exec_run(
