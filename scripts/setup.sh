@@ -26,7 +26,7 @@ PY_REQUIREMENTS=(
     "requests==2.32.5"
 )
 
-DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 procps curl jq)
+DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 procps curl jq docker-registry apache2-utils)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

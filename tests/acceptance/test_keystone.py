@@ -756,6 +756,43 @@ def test_cli_run_and_list_through_keystone(keystone, zk, tokens, demo, alt):
             callers[user].wait_gone(data["uuid"])
 
 
+def test_registries_belong_to_their_project(keystone, tokens, demo, alt, admin):
+    """A registry created by demo (with the real CLI) is invisible to
+    alt_demo under every route, usable by no one else, and listed for an
+    admin only with all_projects."""
+    name = unique("reg-demo")
+    data = cli_json(keystone, "demo", "appcontainer", "registry", "create", "-f", "json",
+                    "--name", name, "--domain", "registry.example.com", "--username", "u",
+                    "--password", "demo-registry-password")
+    try:
+        assert data["project_id"] == tokens["demo"].project_id, data
+        assert data["password"] == "***", data
+        own = cli_json(keystone, "demo", "appcontainer", "registry", "list", "-f", "json")
+        assert data["uuid"] in {row["uuid"] for row in own}, own
+        others = cli_json(keystone, "alt_demo", "appcontainer", "registry", "list", "-f", "json")
+        assert data["uuid"] not in {row["uuid"] for row in others}, others
+        rc, out, err = cli(keystone, "alt_demo", "appcontainer", "registry", "show", name)
+        assert rc != 0 and "could not be found" in out + err, (out, err)
+        for ident in (data["uuid"], name):
+            for method, body in (("GET", None), ("PATCH", {"registry": {"username": "x"}}),
+                                 ("DELETE", None)):
+                r = alt.http(method, f"/v1/registries/{ident}", json=body)
+                assert r.status_code == 404, f"{method} {ident}: {describe(r)}"
+        r = alt.http("POST", "/v1/containers", json={"image": "box:1", "registry": name})
+        assert r.status_code == 404, describe(r)
+        r = alt.http("GET", "/v1/registries", params={"all_projects": "true"})
+        assert_policy_denied(r, "registry:get_all_all_projects")
+        r = admin.http("GET", "/v1/registries", params={"all_projects": "true"})
+        assert r.status_code == 200, describe(r)
+        assert data["uuid"] in {row["uuid"] for row in r.json()["registries"]}, r.text
+        assert "demo-registry-password" not in r.text
+        r = admin.http("GET", "/v1/registries")
+        assert data["uuid"] not in {row["uuid"] for row in r.json()["registries"]}, r.text
+    finally:
+        r = demo.http("DELETE", f"/v1/registries/{data['uuid']}")
+        assert r.status_code == 204, describe(r)
+
+
 # ============================================================== `tokens` identity mode
 
 

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{NaiveDateTime, Utc};
 use serde_json::{Value, json};
-use zun_store::{ListQuery, NewAction, SortDir, Store};
+use zun_store::{ListQuery, NewAction, Store};
 use zun_types::container::DesiredState;
 use zun_types::host::LogOptions;
 use zun_types::microversion::Version;
@@ -62,7 +62,7 @@ fn shown_fields(ctx: &Ctx, c: &Container) -> Vec<&'static str> {
         .collect()
 }
 
-fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+pub(crate) fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error(ApiError::payload_too_large())
@@ -171,13 +171,6 @@ fn check_unsupported(req: &CreateRequest, state: &ApiState, ctx: &Ctx) -> Result
             )));
         }
     }
-    if let Some(registry) = &req.registry {
-        return Err(Error(ApiError::new(
-            404,
-            "registry-not-found",
-            format!("Registry {registry} could not be found."),
-        )));
-    }
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
     if non_empty(&req.nets) {
         return Err(Error(ApiError::invalid(
@@ -276,7 +269,17 @@ async fn create(
     let req = validation::create_request(&value, ctx.version)?;
     ctx.authorize("container:create", &ctx.own_target())?;
     check_unsupported(&req, &state, &ctx)?;
-    let container = build_container(req, &state, &ctx, run);
+    // The registry (1.31) is named by uuid or name, in the caller's project.
+    let registry_id = match &req.registry {
+        Some(ident) => Some(
+            crate::registries::find(state.store.as_ref(), &ctx, ident)
+                .await?
+                .uuid,
+        ),
+        None => None,
+    };
+    let mut container = build_container(req, &state, &ctx, run);
+    container.registry_id = registry_id;
     let action = new_action(&ctx, &container, "create", json!({ "run": run }));
     let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
     state
@@ -302,19 +305,6 @@ const LIST_KEYS: &[&str] = &[
     "resource_url",
 ];
 
-/// Upstream's `[api] max_limit`.
-const MAX_LIMIT: u32 = 1000;
-
-fn parse_limit(raw: Option<&str>) -> std::result::Result<u32, ApiError> {
-    match raw {
-        None => Ok(MAX_LIMIT),
-        Some(text) => match text.parse::<i64>() {
-            Ok(n) if n > 0 => Ok(u32::try_from(n.min(i64::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT)),
-            _ => Err(ApiError::invalid_value("Limit must be positive integer")),
-        },
-    }
-}
-
 async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Result<Response> {
     let params = Params::from_query(query.as_deref());
     let allowed: Vec<&str> = LIST_KEYS
@@ -323,23 +313,7 @@ async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Resu
         .copied()
         .collect();
     params.reject_unknown(&allowed)?;
-    let limit = parse_limit(params.get("limit"))?;
-    let sort_key = params.get("sort_key").unwrap_or("id").to_string();
-    if !zun_store::SORT_KEYS.contains(&sort_key.as_str()) {
-        return Err(Error(ApiError::bad_request(
-            "invalid-parameter-value",
-            format!("The sort_key value \"{sort_key}\" is an invalid field for sorting"),
-        )));
-    }
-    let sort_dir = match params.get("sort_dir").unwrap_or("asc") {
-        "asc" => SortDir::Asc,
-        "desc" => SortDir::Desc,
-        other => {
-            return Err(Error(ApiError::invalid_value(format!(
-                "Invalid sort direction: {other}. Acceptable values are 'asc' or 'desc'"
-            ))));
-        }
-    };
+    let page = params.page(zun_store::SORT_KEYS)?;
     let all_projects = params.bool("all_projects", false)?;
     ctx.authorize("container:get_all", &ctx.own_target())?;
     if all_projects {
@@ -354,29 +328,22 @@ async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Resu
             filters.push(((*key).to_string(), value.to_string()));
         }
     }
-    let marker = params.get("marker").map(str::to_string);
     let query = ListQuery {
         project_id: (!(all_projects && ctx.is_admin())).then(|| ctx.identity.project_id.clone()),
         filters,
-        limit,
-        marker,
-        sort_key: sort_key.clone(),
-        sort_dir,
+        limit: page.limit,
+        marker: page.marker.clone(),
+        sort_key: page.sort_key.clone(),
+        sort_dir: page.sort_dir,
     };
     let rows = state.store.list_containers(&query).await?;
-    let next = match rows.last() {
-        Some(last) if rows.len() == limit as usize => Value::String(format!(
-            "{}/v1/containers?sort_key={sort_key}&sort_dir={}&limit={limit}&marker={}",
-            ctx.host_url,
-            if sort_dir == SortDir::Asc {
-                "asc"
-            } else {
-                "desc"
-            },
-            last.uuid
-        )),
-        _ => Value::Null,
-    };
+    let next = params::next_link(
+        &ctx.host_url,
+        "containers",
+        &page,
+        rows.len(),
+        rows.last().map(|c| c.uuid.as_str()),
+    );
     let items: Vec<Value> = rows
         .iter()
         .map(|c| view::container(c, None, &shown_fields(&ctx, c)))

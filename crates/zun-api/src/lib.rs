@@ -6,8 +6,11 @@ mod containers;
 mod context;
 mod error;
 pub mod identity;
+mod images;
 mod params;
 mod quotas;
+mod registries;
+mod registry_client;
 pub mod streams;
 
 use std::pin::Pin;
@@ -31,6 +34,7 @@ use zun_types::{ApiError, Container};
 
 pub use error::Error;
 pub use identity::{Authenticator, Identity};
+pub use registry_client::RegistryClient;
 
 /// Largest request body accepted; Zun bodies are small, and a cap keeps a
 /// hostile client from making the API buffer without bound.
@@ -130,6 +134,10 @@ pub struct ApiState {
     pub quota_defaults: QuotaLimits,
     /// execute, attach and websocket settings.
     pub streams: streams::StreamSettings,
+    /// Seals registry passwords before they reach the store, and opens
+    /// them for image search.
+    pub secrets: zun_secrets::SecretKey,
+    pub registry_client: registry_client::RegistryClient,
 }
 
 /// The whole HTTP application, including path normalisation (trailing
@@ -137,6 +145,8 @@ pub struct ApiState {
 pub fn app(state: Arc<ApiState>) -> Router {
     let v1 = containers::routes()
         .merge(quotas::routes())
+        .merge(registries::routes())
+        .merge(images::routes())
         .route("/v1", get(v1_root))
         .layer(axum::middleware::from_fn(context::negotiate_version));
     Router::new()

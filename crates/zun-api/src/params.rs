@@ -4,7 +4,52 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
+use zun_store::SortDir;
 use zun_types::ApiError;
+
+/// Upstream's `[api] max_limit`.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// One page of a collection: `limit`, `marker`, `sort_key`, `sort_dir`.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: u32,
+    pub marker: Option<String>,
+    pub sort_key: String,
+    pub sort_dir: SortDir,
+}
+
+/// Upstream's `next` link: present when the page is full.
+pub fn next_link(
+    host_url: &str,
+    collection: &str,
+    page: &Page,
+    rows: usize,
+    last_uuid: Option<&str>,
+) -> Value {
+    match last_uuid {
+        Some(last) if rows == page.limit as usize => Value::String(format!(
+            "{host_url}/v1/{collection}?sort_key={}&sort_dir={}&limit={}&marker={last}",
+            page.sort_key,
+            match page.sort_dir {
+                SortDir::Asc => "asc",
+                SortDir::Desc => "desc",
+            },
+            page.limit,
+        )),
+        _ => Value::Null,
+    }
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
+    match raw {
+        None => Ok(MAX_LIMIT),
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(u32::try_from(n.min(i64::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT)),
+            _ => Err(ApiError::invalid_value("Limit must be positive integer")),
+        },
+    }
+}
 
 /// Parameters of one request: query pairs, then JSON body keys.
 #[derive(Debug, Default)]
@@ -80,6 +125,34 @@ impl Params {
                 unknown.join(", ")
             )))
         }
+    }
+
+    /// The paging parameters, with upstream's defaults (`id`, `asc`, the
+    /// maximum limit); `sort_key` must be one of `sort_keys`.
+    pub fn page(&self, sort_keys: &[&str]) -> Result<Page, ApiError> {
+        let limit = parse_limit(self.get("limit"))?;
+        let sort_key = self.get("sort_key").unwrap_or("id").to_string();
+        if !sort_keys.contains(&sort_key.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid-parameter-value",
+                format!("The sort_key value \"{sort_key}\" is an invalid field for sorting"),
+            ));
+        }
+        let sort_dir = match self.get("sort_dir").unwrap_or("asc") {
+            "asc" => SortDir::Asc,
+            "desc" => SortDir::Desc,
+            other => {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid sort direction: {other}. Acceptable values are 'asc' or 'desc'"
+                )));
+            }
+        };
+        Ok(Page {
+            limit,
+            marker: self.get("marker").map(str::to_string),
+            sort_key,
+            sort_dir,
+        })
     }
 
     pub fn bool(&self, key: &str, default: bool) -> Result<bool, ApiError> {

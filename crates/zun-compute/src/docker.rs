@@ -13,24 +13,29 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as EngineError;
+use bollard::models::CreateImageInfo;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
     ContainerSummary, ContainerSummaryStateEnum, ContainerUpdateBody, EventMessage, HealthConfig,
     HostConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
-    KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ImportImageOptions,
+    InspectContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, RemoveImageOptions, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use zun_types::Container;
+use zun_types::image::ImageRef;
 
 use crate::runtime::{
-    EngineState, LogOptions, Observed, PullPolicy, Runtime, RuntimeError, RuntimeEvent,
+    EngineState, ImageInfo, LogOptions, Observed, PullError, RegistryAuth, Runtime, RuntimeError,
+    RuntimeEvent,
 };
 
 /// Prefix of every engine-side container name this service manages.
@@ -85,6 +90,61 @@ impl DockerRuntime {
         })
     }
 
+    /// Loads the images of a `docker save` tarball into the engine (for
+    /// hosts without a registry); returns the references it loaded. The
+    /// file is streamed, never held whole in memory.
+    pub async fn import_images(
+        &self,
+        tarball: tokio::fs::File,
+    ) -> Result<Vec<String>, RuntimeError> {
+        use tokio::io::AsyncReadExt;
+        let chunks = stream::unfold(Some(tarball), |file| async move {
+            let mut file = file?;
+            let mut buffer = vec![0_u8; 256 * 1024];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((bytes::Bytes::from(buffer), Some(file)))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading the image tarball failed");
+                    None
+                }
+            }
+        });
+        let mut loaded = Vec::new();
+        let mut answers = self.docker.import_image_stream(
+            ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            chunks,
+            None,
+        );
+        while let Some(answer) = answers.next().await {
+            let answer = answer.map_err(map_err)?;
+            if let Some(error) = answer.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::Rejected(error));
+            }
+            if let Some(line) = answer.stream {
+                for reference in line
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("Loaded image: "))
+                {
+                    loaded.push(reference.trim().to_owned());
+                }
+                for id in line
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("Loaded image ID: "))
+                {
+                    loaded.push(id.trim().to_owned());
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
     /// The host name written into the `zun.host` label.
     pub fn host(&self) -> &str {
         &self.host
@@ -103,39 +163,6 @@ impl DockerRuntime {
         self.docker.clone().with_timeout(Duration::from_secs(
             REQUEST_TIMEOUT_SECS.saturating_add(extra),
         ))
-    }
-
-    async fn pull(&self, image: &str) -> Result<(), EngineError> {
-        let (from_image, tag) = split_reference(image);
-        let options = CreateImageOptions {
-            from_image: Some(from_image.to_owned()),
-            tag: tag.map(str::to_owned),
-            ..Default::default()
-        };
-        // Consume the whole progress stream: the pull is only done (or
-        // failed, as an `error` line) when the engine closes it.
-        self.docker
-            .create_image(Some(options), None, None)
-            .try_for_each(|_| async { Ok(()) })
-            .await
-    }
-
-    /// Inspects an image; `Ok(false)` when the engine does not have it.
-    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(e) if status_of(&e) == Some(404) => Ok(false),
-            Err(e) => Err(map_err(e)),
-        }
-    }
-
-    async fn pull_reporting(&self, image: &str) -> Result<(), RuntimeError> {
-        self.pull(image).await.map_err(|e| match map_err(e) {
-            RuntimeError::Unavailable(m) => RuntimeError::Unavailable(m),
-            RuntimeError::NotFound(m) | RuntimeError::Rejected(m) | RuntimeError::Invalid(m) => {
-                RuntimeError::Rejected(format!("Failed to pull image {image}: {m}"))
-            }
-        })
     }
 
     async fn inspect_raw(
@@ -170,56 +197,69 @@ impl DockerRuntime {
 
 #[async_trait]
 impl Runtime for DockerRuntime {
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
-        let image = normalize_image(image);
-        match policy {
-            PullPolicy::Always => match self.pull(&image).await {
-                Ok(()) => Ok(()),
-                Err(pull_err) => {
-                    let pull_err = map_err(pull_err);
-                    if let RuntimeError::Unavailable(_) = pull_err {
-                        return Err(pull_err);
-                    }
-                    // Hosts without a route to the registry (air-gapped or
-                    // during an outage) must keep running what they already
-                    // have: a failed pull of an image that is present locally
-                    // is a warning, not a failed create.
-                    if self.image_present(&image).await? {
-                        tracing::warn!(
-                            image = %image,
-                            error = %pull_err,
-                            "pull failed, using the local copy of the image"
-                        );
-                        Ok(())
-                    } else {
-                        Err(RuntimeError::Rejected(format!(
-                            "Failed to pull image {image}: {pull_err}"
-                        )))
-                    }
-                }
-            },
-            PullPolicy::IfNotPresent => {
-                if self.image_present(&image).await? {
-                    Ok(())
-                } else {
-                    self.pull_reporting(&image).await
-                }
-            }
-            PullPolicy::Never => {
-                if self.image_present(&image).await? {
-                    Ok(())
-                } else {
-                    Err(RuntimeError::NotFound(format!(
-                        "Image {image} could not be found."
-                    )))
-                }
-            }
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(ImageInfo {
+                id: image.id.unwrap_or_default(),
+                size: image.size.unwrap_or(0),
+                repo_tags: image.repo_tags.unwrap_or_default(),
+            })),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(map_err(e)),
         }
     }
 
-    async fn create(&self, container: &Container) -> Result<String, RuntimeError> {
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(), PullError> {
+        let (from_image, tag) = match ImageRef::parse(reference) {
+            Ok(parsed) if parsed.digest.is_none() => {
+                (parsed.repository(), Some(parsed.tag_or_latest().to_owned()))
+            }
+            _ => (reference.to_owned(), None),
+        };
+        let options = CreateImageOptions {
+            from_image: Some(from_image),
+            tag,
+            ..Default::default()
+        };
+        let credentials = auth.map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: Some(a.server.clone()),
+            ..Default::default()
+        });
+        // The pull is only done (or failed, as an `error` line) when the
+        // engine closes the progress stream.
+        let mut layers = LayerProgress::default();
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(pull_error)?;
+            if let Some(summary) = layers.record(&info) {
+                progress(summary);
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .remove_image(reference, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn create(&self, container: &Container, image: &str) -> Result<String, RuntimeError> {
         let name = container.engine_name();
-        let body = create_body(container, &self.host)?;
+        let body = create_body(container, image, &self.host)?;
         let ports = exposed_port_numbers(body.exposed_ports.as_ref());
         // Creating first and resolving a name conflict by inspecting keeps the
         // common path to one request; the conflict means an earlier attempt
@@ -550,6 +590,84 @@ pub(crate) fn map_err(err: EngineError) -> RuntimeError {
     }
 }
 
+/// A failed pull, told apart by the engine's message: Docker reports every
+/// registry failure as a 500 (or an `error` line of the progress stream)
+/// whose text is the only signal, as the docker CLI also shows it.
+fn pull_error(err: EngineError) -> PullError {
+    match err {
+        EngineError::DockerResponseServerError {
+            status_code,
+            message,
+        } if status_code != 404 || !message.trim().is_empty() => {
+            classify_pull_failure(message.trim().to_owned())
+        }
+        EngineError::DockerStreamError { error } => classify_pull_failure(error),
+        other => PullError::Engine(map_err(other)),
+    }
+}
+
+fn classify_pull_failure(message: String) -> PullError {
+    let text = message.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if any(&[
+        "unauthorized",
+        "no basic auth credentials",
+        "authentication required",
+        "access denied",
+        "denied:",
+        "forbidden",
+    ]) {
+        PullError::Denied(message)
+    } else if any(&["manifest unknown", "not found", "name unknown"]) {
+        PullError::NotFound(message)
+    } else if any(&[
+        "dial tcp",
+        "proxyconnect",
+        "no such host",
+        "connection refused",
+        "network is unreachable",
+        "i/o timeout",
+        "tls handshake timeout",
+        "context deadline exceeded",
+        "server misbehaving",
+        "connection reset",
+    ]) {
+        PullError::Unreachable(message)
+    } else {
+        PullError::Failed(message)
+    }
+}
+
+/// Counts the layers of a pull from the engine's progress lines.
+#[derive(Debug, Default)]
+struct LayerProgress {
+    layers: HashSet<String>,
+    done: HashSet<String>,
+}
+
+impl LayerProgress {
+    /// Records one progress line; returns a new summary when the counts
+    /// changed.
+    fn record(&mut self, info: &CreateImageInfo) -> Option<String> {
+        let (Some(id), Some(status)) = (&info.id, &info.status) else {
+            return None;
+        };
+        let before = (self.layers.len(), self.done.len());
+        match status.as_str() {
+            "Pulling fs layer" | "Waiting" => {
+                self.layers.insert(id.clone());
+            }
+            "Pull complete" | "Already exists" => {
+                self.layers.insert(id.clone());
+                self.done.insert(id.clone());
+            }
+            _ => {}
+        }
+        let after = (self.layers.len(), self.done.len());
+        (after != before).then(|| format!("{} of {} layers done", after.1, after.0))
+    }
+}
+
 fn is_sigkill(signal: &str) -> bool {
     let s = signal.trim().to_ascii_uppercase();
     matches!(s.as_str(), "SIGKILL" | "KILL" | "9")
@@ -563,33 +681,6 @@ fn clamp_i32(v: u64) -> i32 {
 
 /// Docker's `ExposedPorts`: `{"80/tcp": {}}`.
 type PortSet = HashMap<String, HashMap<(), ()>>;
-
-/// `repo[:tag]` with the tag defaulting to `latest` (as Docker's CLI and
-/// upstream's docker driver do); digests are left alone.
-pub fn normalize_image(image: &str) -> String {
-    let image = image.trim();
-    if split_reference(image).1.is_some() || image.contains('@') {
-        image.to_owned()
-    } else {
-        format!("{image}:latest")
-    }
-}
-
-/// Splits `repo[:tag]` into repo and tag; the colon of a registry port
-/// (`host:5000/repo`) is not a tag separator.
-fn split_reference(image: &str) -> (&str, Option<&str>) {
-    if image.contains('@') {
-        return (image, None);
-    }
-    let last_segment_start = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last_segment_start..].rfind(':') {
-        Some(i) => {
-            let at = last_segment_start + i;
-            (&image[..at], Some(&image[at + 1..]))
-        }
-        None => (image, None),
-    }
-}
 
 /// cpu (in CPUs) → (`NanoCpus`, `CpuShares`).
 ///
@@ -777,7 +868,11 @@ fn exposed_port_numbers(ports: Option<&PortSet>) -> Vec<u16> {
 
 /// The engine create body for a Zun container record (upstream's
 /// `DockerDriver.create` mapping, networking and volumes aside).
-fn create_body(c: &Container, host: &str) -> Result<ContainerCreateBody, RuntimeError> {
+fn create_body(
+    c: &Container,
+    image: &str,
+    host: &str,
+) -> Result<ContainerCreateBody, RuntimeError> {
     let mut labels: HashMap<String, String> = c
         .labels
         .iter()
@@ -816,7 +911,7 @@ fn create_body(c: &Container, host: &str) -> Result<ContainerCreateBody, Runtime
     }
 
     Ok(ContainerCreateBody {
-        image: Some(normalize_image(&c.image)),
+        image: Some(image.to_owned()),
         cmd: c.command.clone(),
         entrypoint: c.entrypoint.clone(),
         env: (!env.is_empty()).then_some(env),
@@ -1125,21 +1220,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn image_default_tag() {
-        assert_eq!(normalize_image("busybox"), "busybox:latest");
-        assert_eq!(normalize_image("busybox:1.36"), "busybox:1.36");
+    fn pull_failures_are_told_apart() {
+        let kind = |m: &str| match classify_pull_failure(m.to_owned()) {
+            PullError::Unreachable(_) => "unreachable",
+            PullError::Denied(_) => "denied",
+            PullError::NotFound(_) => "not found",
+            PullError::Failed(_) => "failed",
+            PullError::Engine(_) => "engine",
+        };
         assert_eq!(
-            normalize_image("localhost:5000/app"),
-            "localhost:5000/app:latest"
+            kind(
+                r#"Get "http://127.0.0.1:5098/v2/": dial tcp 127.0.0.1:5098: connect: connection refused"#
+            ),
+            "unreachable"
         );
         assert_eq!(
-            normalize_image("localhost:5000/app:v2"),
-            "localhost:5000/app:v2"
+            kind(
+                r#"Get "https://registry-1.docker.io/v2/": proxyconnect tcp: dial tcp 127.0.0.1:9: connect: connection refused"#
+            ),
+            "unreachable"
         );
-        assert_eq!(normalize_image("app@sha256:abc"), "app@sha256:abc");
         assert_eq!(
-            split_reference("localhost:5000/app:v2"),
-            ("localhost:5000/app", Some("v2"))
+            kind("Get \"https://r.example/v2/\": dial tcp: lookup r.example: no such host"),
+            "unreachable"
+        );
+        assert_eq!(
+            kind("Get \"https://r.example/v2/\": net/http: TLS handshake timeout"),
+            "unreachable"
+        );
+        assert_eq!(
+            kind(
+                r#"Head "http://127.0.0.1:5099/v2/private/box/manifests/1.0": no basic auth credentials"#
+            ),
+            "denied"
+        );
+        assert_eq!(
+            kind(
+                r#"Head "http://127.0.0.1:5099/v2/private/box/manifests/1.0": unauthorized: authentication required"#
+            ),
+            "denied"
+        );
+        assert_eq!(
+            kind(
+                "pull access denied for someone/thing, repository does not exist or may require 'docker login': denied: requested access to the resource is denied"
+            ),
+            "denied"
+        );
+        assert_eq!(
+            kind(
+                "manifest for 127.0.0.1:5099/private/box:9.9 not found: manifest unknown: manifest unknown"
+            ),
+            "not found"
+        );
+        assert_eq!(kind("invalid reference format"), "failed");
+    }
+
+    #[test]
+    fn layer_progress_counts_layers() {
+        let info = |id: &str, status: &str| CreateImageInfo {
+            id: Some(id.to_owned()),
+            status: Some(status.to_owned()),
+            ..Default::default()
+        };
+        let mut layers = LayerProgress::default();
+        assert_eq!(
+            layers.record(&info("1.0", "Pulling from private/box")),
+            None
+        );
+        assert_eq!(
+            layers.record(&info("a", "Pulling fs layer")),
+            Some("0 of 1 layers done".into())
+        );
+        assert_eq!(
+            layers.record(&info("b", "Pulling fs layer")),
+            Some("0 of 2 layers done".into())
+        );
+        assert_eq!(layers.record(&info("a", "Downloading")), None);
+        assert_eq!(
+            layers.record(&info("a", "Pull complete")),
+            Some("1 of 2 layers done".into())
+        );
+        assert_eq!(
+            layers.record(&info("b", "Already exists")),
+            Some("2 of 2 layers done".into())
         );
     }
 

@@ -23,7 +23,13 @@ use zun_store::{ActionRecord, Store, StoreError};
 use zun_types::container::DesiredState;
 use zun_types::{ApiError, Container, ContainerStatus};
 
-use crate::runtime::{EngineState, Observed, PullPolicy, Runtime, RuntimeError};
+use zun_secrets::SecretKey;
+
+use crate::runtime::{EngineState, Observed, Runtime, RuntimeError};
+
+mod images;
+
+pub use images::{may_use_local_copy, needs_pull, pull_policy};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -31,10 +37,16 @@ pub struct AgentConfig {
     pub host: String,
     /// How often the whole host is re-listed, in case an event was missed.
     pub resync_interval: Duration,
-    /// Deadline of a create (image pull included), from the user's request.
+    /// Deadline of a create from the user's request, not counting the image
+    /// pull, which has its own bound.
     pub create_deadline: Duration,
     /// Deadline of every other action, on top of any stop timeout it carries.
     pub action_deadline: Duration,
+    /// Bound of one image pull.
+    pub pull_timeout: Duration,
+    /// Opens the registry passwords in the store; without it, containers
+    /// of registries with a password cannot be created on this host.
+    pub secrets: Option<SecretKey>,
 }
 
 impl AgentConfig {
@@ -44,6 +56,8 @@ impl AgentConfig {
             resync_interval: Duration::from_secs(10),
             create_deadline: Duration::from_secs(120),
             action_deadline: Duration::from_secs(60),
+            pull_timeout: Duration::from_secs(600),
+            secrets: None,
         }
     }
 }
@@ -75,27 +89,6 @@ fn ignore_rejection(
     match result {
         Ok(_) | Err(StoreError::Rejected(_)) | Err(StoreError::NotFound(_)) => Ok(()),
         Err(other) => Err(other),
-    }
-}
-
-/// Upstream's default pull policy: `always` for `latest`, else `ifnotpresent`.
-pub fn pull_policy(container: &Container) -> PullPolicy {
-    match container.image_pull_policy.as_deref() {
-        Some("always") => PullPolicy::Always,
-        Some("never") => PullPolicy::Never,
-        Some(_) => PullPolicy::IfNotPresent,
-        None => {
-            let last = container
-                .image
-                .rsplit('/')
-                .next()
-                .unwrap_or(&container.image);
-            match last.split_once(':') {
-                Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
-                _ if container.image.contains('@') => PullPolicy::IfNotPresent,
-                _ => PullPolicy::Always,
-            }
-        }
     }
 }
 
@@ -210,8 +203,9 @@ impl Agent {
     }
 
     /// Starts a worker for every container with pending actions that has
-    /// none running.
+    /// none running, and for every image with a task.
     async fn dispatch(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.dispatch_image_tasks().await?;
         let pending = self.store.pending_actions(&self.config.host).await?;
         let mut by_container: HashMap<String, Vec<ActionRecord>> = HashMap::new();
         for action in pending {
@@ -264,13 +258,21 @@ impl Agent {
         if let Err(err) = self.store.start_event(action.id, &event).await {
             tracing::warn!(error = %err, "recording event start failed");
         }
-        let outcome = match tokio::time::timeout(remaining, self.execute(&action)).await {
-            Ok(result) => result,
-            Err(_) => Err(WorkError::TimedOut(format!(
+        let timed_out = || {
+            WorkError::TimedOut(format!(
                 "{} did not finish within {} s",
                 action.action,
                 deadline.as_secs()
-            ))),
+            ))
+        };
+        let outcome = if action.action == "create" {
+            // The image pull has its own bound; the rest of the create gets
+            // what is left of the deadline.
+            self.create(&action, remaining, timed_out).await
+        } else {
+            tokio::time::timeout(remaining, self.execute(&action))
+                .await
+                .unwrap_or_else(|_| Err(timed_out()))
         };
         let (result, message, traceback) = match &outcome {
             Ok(()) => ("Success", None, None),
@@ -345,14 +347,6 @@ impl Agent {
         let rt = &self.runtime;
         let timeout = action.params.get("timeout").and_then(Value::as_u64);
         match action.action.as_str() {
-            "create" => {
-                let run = action
-                    .params
-                    .get("run")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                return self.create(&container, run).await;
-            }
             "start" => self.retrying(|| rt.start(&name)).await?,
             "stop" => self.retrying(|| rt.stop(&name, timeout)).await?,
             "reboot" => self.retrying(|| rt.restart(&name, timeout)).await?,
@@ -393,15 +387,39 @@ impl Agent {
         self.refresh(&container.uuid, &name).await
     }
 
-    async fn create(&self, container: &Container, run: bool) -> Result<(), WorkError> {
+    /// Performs a create: the image as its pull policy says (bounded by the
+    /// pull timeout), then create, start and inspect within `remaining`.
+    async fn create(
+        &self,
+        action: &ActionRecord,
+        remaining: Duration,
+        timed_out: impl FnOnce() -> WorkError,
+    ) -> Result<(), WorkError> {
+        let Some(container) = self.store.get_container(&action.container_uuid).await? else {
+            // Deleted meanwhile; nothing left to do.
+            return Ok(());
+        };
+        let run = action
+            .params
+            .get("run")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let image = self.prepare_image(&container).await?;
+        tokio::time::timeout(remaining, self.create_from(&container, &image, run))
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
+    }
+
+    async fn create_from(
+        &self,
+        container: &Container,
+        image: &str,
+        run: bool,
+    ) -> Result<(), WorkError> {
         let rt = &self.runtime;
         let name = container.engine_name();
-        let policy = pull_policy(container);
         let began = std::time::Instant::now();
-        self.retrying(|| rt.ensure_image(&container.image, policy))
-            .await?;
-        let pulled = began.elapsed();
-        let engine_id = self.retrying(|| rt.create(container)).await?;
+        let engine_id = self.retrying(|| rt.create(container, image)).await?;
         let created = began.elapsed();
         if run {
             self.retrying(|| rt.start(&name)).await?;
@@ -411,6 +429,8 @@ impl Agent {
         let inspected = began.elapsed();
         let mutate = move |c: &mut Container| {
             c.container_id = Some(engine_id.clone());
+            // Whatever the pull said is over.
+            c.status_reason = None;
             match &observed {
                 Some(o) => {
                     apply_observed(c, o);
@@ -426,8 +446,7 @@ impl Agent {
             .await?;
         tracing::debug!(
             uuid = %container.uuid,
-            image_ms = pulled.as_millis(),
-            create_ms = (created - pulled).as_millis(),
+            create_ms = created.as_millis(),
             start_ms = (started - created).as_millis(),
             inspect_ms = (inspected - started).as_millis(),
             record_ms = (began.elapsed() - inspected).as_millis(),
@@ -536,7 +555,11 @@ impl Agent {
         if !self.busy().insert(uuid.clone()) {
             return Ok(());
         }
-        let result = self.create(container, true).await;
+        let result = async {
+            let image = self.prepare_image(container).await?;
+            self.create_from(container, &image, true).await
+        }
+        .await;
         self.busy().remove(&uuid);
         result
     }
@@ -617,7 +640,7 @@ impl Agent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The reconciler's rules against an in-memory runtime. The Docker
     //! driver itself is proven against a real engine in tests/.
 
@@ -629,7 +652,7 @@ mod tests {
     use zun_store::{NewAction, SqliteStore};
 
     use super::*;
-    use crate::runtime::{LogOptions, RuntimeEvent};
+    use crate::runtime::{ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
 
     #[derive(Default)]
     struct FakeEngine {
@@ -674,10 +697,25 @@ mod tests {
 
     #[async_trait]
     impl Runtime for FakeEngine {
-        async fn ensure_image(&self, _: &str, _: PullPolicy) -> Result<(), RuntimeError> {
+        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+            Ok(Some(ImageInfo {
+                id: "sha256:fake".into(),
+                size: 1,
+                repo_tags: vec![],
+            }))
+        }
+        async fn pull(
+            &self,
+            _: &str,
+            _: Option<&RegistryAuth>,
+            _: &(dyn Fn(String) + Send + Sync),
+        ) -> Result<(), PullError> {
             Ok(())
         }
-        async fn create(&self, c: &Container) -> Result<String, RuntimeError> {
+        async fn remove_image(&self, _: &str) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+        async fn create(&self, c: &Container, _: &str) -> Result<String, RuntimeError> {
             if self.hang_create {
                 std::future::pending::<()>().await;
             }
@@ -737,7 +775,7 @@ mod tests {
 
     const HOST: &str = "host-a";
 
-    fn record(name: &str) -> Container {
+    pub(super) fn record(name: &str) -> Container {
         Container {
             uuid: uuid::Uuid::new_v4().to_string(),
             name: name.into(),
@@ -1029,27 +1067,6 @@ mod tests {
         drain(&agent, &store).await;
         assert!(store.get_container(&c.uuid).await.expect("read").is_none());
         assert!(engine.state().is_empty());
-    }
-
-    #[test]
-    fn default_pull_policy_follows_upstream() {
-        let with = |image: &str, policy: Option<&str>| {
-            pull_policy(&Container {
-                image: image.into(),
-                image_pull_policy: policy.map(str::to_string),
-                ..record("x")
-            })
-        };
-        assert_eq!(with("busybox", None), PullPolicy::Always);
-        assert_eq!(with("busybox:latest", None), PullPolicy::Always);
-        assert_eq!(with("busybox:1.36", None), PullPolicy::IfNotPresent);
-        assert_eq!(with("localhost:5000/busybox", None), PullPolicy::Always);
-        assert_eq!(
-            with("localhost:5000/busybox:v1", None),
-            PullPolicy::IfNotPresent
-        );
-        assert_eq!(with("busybox", Some("never")), PullPolicy::Never);
-        assert_eq!(with("busybox:1", Some("always")), PullPolicy::Always);
     }
 
     #[test]

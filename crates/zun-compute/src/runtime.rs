@@ -66,6 +66,53 @@ pub enum PullPolicy {
     Never,
 }
 
+/// Credentials for one registry, as the engine takes them for a pull.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    /// The registry's domain (`127.0.0.1:5000`).
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a pull failed, as far as the engine's answer tells.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The registry could not be reached (no route, refused, DNS, timeout).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The registry refused the credentials, or wants some.
+    #[error("{0}")]
+    Denied(String),
+    /// No such repository or tag.
+    #[error("{0}")]
+    NotFound(String),
+    /// Any other failure the engine reported.
+    #[error("{0}")]
+    Failed(String),
+    /// The engine itself could not be reached.
+    #[error(transparent)]
+    Engine(RuntimeError),
+}
+
+/// What the engine holds of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// Bytes.
+    pub size: i64,
+    pub repo_tags: Vec<String>,
+}
+
 /// A change seen on the engine's event stream for a managed container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeEvent {
@@ -80,12 +127,26 @@ pub struct RuntimeEvent {
 /// a restarted agent simply redo unfinished work.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
-    /// Makes `image` available locally as `policy` says.
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError>;
+    /// The local image `reference` names, if the engine has it.
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
 
-    /// Creates the engine container `zun-<uuid>` from the record, or returns
-    /// the id of the one that already exists. Returns the engine id.
-    async fn create(&self, container: &Container) -> Result<String, RuntimeError>;
+    /// Pulls `reference` (`repo:tag` or `repo@digest`). `progress` is called
+    /// with a short human-readable summary as the pull advances.
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(), PullError>;
+
+    /// Removes a local image (by reference or id); succeeds if it is gone.
+    /// An image a container still uses is [`RuntimeError::Rejected`].
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
+
+    /// Creates the engine container `zun-<uuid>` from the record and the
+    /// resolved `image` reference, or returns the id of the one that already
+    /// exists. Returns the engine id.
+    async fn create(&self, container: &Container, image: &str) -> Result<String, RuntimeError>;
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError>;
     async fn stop(&self, name: &str, timeout_secs: Option<u64>) -> Result<(), RuntimeError>;

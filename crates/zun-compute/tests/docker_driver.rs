@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, RestartPolicyNameEnum};
-use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
+use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions, TagImageOptions};
 use chrono::Utc;
 use futures_util::StreamExt;
 use zun_compute::DockerRuntime;
-use zun_compute::runtime::{EngineState, LogOptions, Observed, PullPolicy, Runtime, RuntimeError};
+use zun_compute::runtime::{EngineState, LogOptions, Observed, PullError, Runtime, RuntimeError};
 use zun_types::container::RestartPolicy;
 
 mod common;
@@ -61,7 +61,7 @@ async fn create_maps_every_field_onto_the_engine() {
     let mut cleanup = Cleanup::default();
     let uuid = new_uuid();
     let mut c = record(&uuid, &["-c", "sleep 1000"]);
-    c.image = "busybox".into(); // default tag `latest`
+    c.image = "busybox".into();
     c.entrypoint = Some(vec!["/bin/sh".into()]);
     c.environment = BTreeMap::from([("FOO".into(), "bar".into()), ("EMPTY".into(), "".into())]);
     c.workdir = Some("/tmp".into());
@@ -83,7 +83,9 @@ async fn create_maps_every_field_onto_the_engine() {
     c.exposed_ports = Some(serde_json::json!({"80/tcp": {}, "53/udp": {}}));
     let name = cleanup.container(c.engine_name());
 
-    let id = rt.create(&c).await.expect("create");
+    // The agent resolves the record's image (default tag, registry domain)
+    // into the reference the driver creates from.
+    let id = rt.create(&c, "busybox:latest").await.expect("create");
     let info = engine_inspect(&name).await;
     assert_eq!(info.id.as_deref(), Some(id.as_str()));
     assert_eq!(info.name.as_deref(), Some(format!("/zun-{uuid}").as_str()));
@@ -161,7 +163,7 @@ async fn auto_remove_and_array_healthcheck() {
     });
     c.healthcheck = Some(serde_json::json!({"cmd": ["true"], "interval": "2", "retries": "1"}));
     let name = cleanup.container(c.engine_name());
-    rt.create(&c).await.expect("create");
+    rt.create(&c, &c.image).await.expect("create");
 
     let info = engine_inspect(&name).await;
     let hc = info.host_config.expect("host config");
@@ -196,8 +198,8 @@ async fn create_twice_returns_the_same_container() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
     let name = cleanup.container(c.engine_name());
-    let first = rt.create(&c).await.expect("create");
-    let second = rt.create(&c).await.expect("create again");
+    let first = rt.create(&c, &c.image).await.expect("create");
+    let second = rt.create(&c, &c.image).await.expect("create again");
     assert_eq!(first, second);
     rt.remove(&name).await.expect("remove");
 }
@@ -208,7 +210,7 @@ async fn lifecycle_is_idempotent() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c).await.expect("create");
+    rt.create(&c, &c.image).await.expect("create");
 
     rt.start(&name).await.expect("start");
     rt.start(&name).await.expect("start a running container");
@@ -314,7 +316,7 @@ async fn bad_command_is_rejected_with_the_engine_message() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["nosuch"]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c).await.expect("create");
+    rt.create(&c, &c.image).await.expect("create");
     let err = rt.start(&name).await.expect_err("start must fail");
     match &err {
         RuntimeError::Rejected(m) => {
@@ -340,12 +342,12 @@ async fn bad_create_values_are_rejected() {
     let rt = runtime().await;
     let mut c = record(&new_uuid(), &["true"]);
     c.memory = Some("lots".into());
-    let err = rt.create(&c).await.expect_err("bad memory");
+    let err = rt.create(&c, &c.image).await.expect_err("bad memory");
     assert!(matches!(err, RuntimeError::Rejected(_)), "{err:?}");
 
     let mut c = record(&new_uuid(), &["true"]);
     c.image = "zun-test-no-such-image:v0".into();
-    let err = rt.create(&c).await.expect_err("missing image");
+    let err = rt.create(&c, &c.image).await.expect_err("missing image");
     assert!(matches!(err, RuntimeError::NotFound(_)), "{err:?}");
 }
 
@@ -357,7 +359,7 @@ async fn update_changes_live_limits() {
     c.cpu = Some(1.0);
     c.memory = Some("32".into());
     let name = cleanup.container(c.engine_name());
-    rt.create(&c).await.expect("create");
+    rt.create(&c, &c.image).await.expect("create");
     rt.start(&name).await.expect("start");
 
     rt.update(&name, Some(0.25), Some(128))
@@ -400,7 +402,7 @@ async fn logs_honour_streams_and_tail() {
         ],
     );
     let name = cleanup.container(c.engine_name());
-    rt.create(&c).await.expect("create");
+    rt.create(&c, &c.image).await.expect("create");
     rt.start(&name).await.expect("start");
     let o = wait_for(&rt, &name, "exited", |o| o.state == EngineState::Exited).await;
     assert_eq!(o.exit_code, Some(0));
@@ -486,7 +488,7 @@ async fn events_report_start_and_die() {
     let name = cleanup.container(c.engine_name());
 
     let mut events = rt.events();
-    rt.create(&c).await.expect("create");
+    rt.create(&c, &c.image).await.expect("create");
     rt.start(&name).await.expect("start");
 
     let mut seen = Vec::new();
@@ -575,20 +577,20 @@ async fn list_returns_only_this_hosts_managed_containers() {
     let mut ours = record(&ours_uuid, &["sleep", "1000"]);
     ours.exposed_ports = Some(serde_json::json!({"8080": {}}));
     let ours_name = cleanup.container(ours.engine_name());
-    let ours_id = rt.create(&ours).await.expect("create");
+    let ours_id = rt.create(&ours, &ours.image).await.expect("create");
     rt.start(&ours_name).await.expect("start");
 
     // Ours, never started.
     let idle_uuid = new_uuid();
     let idle = record(&idle_uuid, &["sleep", "1000"]);
     cleanup.container(idle.engine_name());
-    rt.create(&idle).await.expect("create");
+    rt.create(&idle, &idle.image).await.expect("create");
 
     // Ours, exited.
     let done_uuid = new_uuid();
     let done = record(&done_uuid, &["sh", "-c", "exit 4"]);
     let done_name = cleanup.container(done.engine_name());
-    rt.create(&done).await.expect("create");
+    rt.create(&done, &done.image).await.expect("create");
     rt.start(&done_name).await.expect("start");
     wait_for(&rt, &done_name, "exited", |o| {
         o.state == EngineState::Exited
@@ -697,42 +699,41 @@ async fn list_returns_only_this_hosts_managed_containers() {
 }
 
 #[tokio::test]
-async fn ensure_image_follows_the_pull_policy() {
+async fn images_are_inspected_pulled_and_removed() {
     let rt = runtime().await;
+    let info = rt.image(IMAGE).await.expect("inspect").expect("present");
+    assert!(info.id.starts_with("sha256:"), "{info:?}");
+    assert!(info.size > 0, "{info:?}");
+    assert!(info.repo_tags.iter().any(|t| t == IMAGE), "{info:?}");
     let missing = format!("zun-test-missing-{}:v1", new_uuid());
+    assert!(rt.image(&missing).await.expect("inspect").is_none());
 
+    // Nothing listens on port 1: the registry cannot be reached.
     let err = rt
-        .ensure_image(&missing, PullPolicy::Never)
+        .pull("127.0.0.1:1/zun-test/missing:v1", None, &|_| {})
         .await
-        .expect_err("missing image with Never");
-    match &err {
-        RuntimeError::NotFound(m) => {
-            assert_eq!(m, &format!("Image {missing} could not be found."))
-        }
-        other => panic!("expected NotFound, got {other:?}"),
-    }
-    rt.ensure_image("busybox", PullPolicy::Never)
-        .await
-        .expect("present image with Never");
-    rt.ensure_image(IMAGE, PullPolicy::IfNotPresent)
-        .await
-        .expect("present image with IfNotPresent");
-    // No network here: the pull fails, the local copy is used.
-    rt.ensure_image("busybox", PullPolicy::Always)
-        .await
-        .expect("present image with Always and no registry");
+        .expect_err("no registry");
+    assert!(matches!(err, PullError::Unreachable(_)), "{err:?}");
 
-    for policy in [PullPolicy::Always, PullPolicy::IfNotPresent] {
-        let err = rt
-            .ensure_image(&missing, policy)
-            .await
-            .expect_err("missing image cannot be pulled");
-        match &err {
-            RuntimeError::Rejected(m) => assert!(
-                m.starts_with(&format!("Failed to pull image {missing}: ")),
-                "{m}"
-            ),
-            other => panic!("expected Rejected, got {other:?}"),
-        }
-    }
+    let repo = format!("zun-test-tag-{}", new_uuid());
+    let options = TagImageOptions {
+        repo: Some(repo.clone()),
+        tag: Some("v1".into()),
+    };
+    engine()
+        .await
+        .tag_image(IMAGE, Some(options))
+        .await
+        .expect("tag");
+    let tagged = format!("{repo}:v1");
+    assert!(rt.image(&tagged).await.expect("inspect").is_some());
+    rt.remove_image(&tagged).await.expect("remove");
+    assert!(rt.image(&tagged).await.expect("inspect").is_none());
+    rt.remove_image(&tagged)
+        .await
+        .expect("removing again succeeds");
+    assert!(
+        rt.image(IMAGE).await.expect("inspect").is_some(),
+        "the original stays"
+    );
 }

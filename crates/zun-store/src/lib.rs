@@ -2,6 +2,7 @@
 //! desired state and an action record in one transaction; agents read the
 //! pending actions of their host and write back what the engine reports.
 
+mod catalog;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use zun_types::{ApiError, Container};
 
+pub use catalog::{
+    IMAGE_SORT_KEYS, ImageListQuery, ImageStore, REGISTRY_FILTER_KEYS, REGISTRY_SORT_KEYS,
+    RegistryListQuery, RegistryStore,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -267,8 +272,10 @@ pub struct WebsocketGrant {
 /// when a concurrent writer wins, so it must only look at its argument.
 pub type Mutation<'a> = &'a (dyn Fn(&mut Container) -> Result<(), ApiError> + Send + Sync);
 
+/// Everything the service keeps: containers, their action log, quotas and
+/// websocket grants here; registries and images in their own traits.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RegistryStore + ImageStore + Send + Sync + 'static {
     /// Inserts the container and its first action in one transaction. With
     /// `limits`, the same transaction first counts the project's usage and
     /// refuses ([`StoreError::Rejected`] with a 403 `over-quota`, nothing

@@ -27,6 +27,8 @@ use crate::{
     Store, StoreError, WebsocketGrant, round_cpu,
 };
 
+mod catalog;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Runs the migrations, tolerating another process (an API and an agent
@@ -62,12 +64,12 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 const INSERT_CONTAINER: &str = "INSERT INTO containers (uuid, revision, body, name, project_id, \
      user_id, image, status, task_state, host, memory, cpu, disk, auto_remove, created_at, \
-     updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     updated_at, registry_id) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const UPDATE_CONTAINER: &str = "UPDATE containers SET revision = revision + 1, body = ?, \
      name = ?, project_id = ?, user_id = ?, image = ?, status = ?, task_state = ?, host = ?, \
-     memory = ?, cpu = ?, disk = ?, auto_remove = ?, created_at = ?, updated_at = ? \
-     WHERE uuid = ? AND revision = ?";
+     memory = ?, cpu = ?, disk = ?, auto_remove = ?, created_at = ?, updated_at = ?, \
+     registry_id = ? WHERE uuid = ? AND revision = ?";
 
 const ACTION_COLUMNS: &str = "id, container_uuid, request_id, action, user_id, project_id, host, \
      params, start_time, finish_time, message";
@@ -721,6 +723,7 @@ fn bind_columns<'q>(query: SqliteQuery<'q>, c: &'q Container, body: String) -> S
         .bind(c.auto_remove)
         .bind(format_time(&c.created_at))
         .bind(c.updated_at.as_ref().map(format_time))
+        .bind(&c.registry_id)
 }
 
 /// The usage of `project_id` on `conn` (inside the caller's transaction
@@ -937,7 +940,7 @@ impl TryFrom<EventRow> for EventRecord {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use std::cmp::Ordering;
     use std::collections::{BTreeMap, HashSet};
     use std::path::PathBuf;
@@ -971,7 +974,7 @@ mod tests {
         Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap()
     }
 
-    fn container(i: usize, project: &str) -> Container {
+    pub(crate) fn container(i: usize, project: &str) -> Container {
         let statuses = ContainerStatus::ALL;
         Container {
             uuid: uuid::Uuid::new_v4().to_string(),
@@ -1035,7 +1038,7 @@ mod tests {
         }
     }
 
-    fn new_action(action: &str, host: Option<&str>) -> NewAction {
+    pub(crate) fn new_action(action: &str, host: Option<&str>) -> NewAction {
         NewAction {
             request_id: format!("req-{}", uuid::Uuid::new_v4()),
             action: action.to_owned(),

@@ -5,6 +5,7 @@
 pub mod container;
 pub mod error;
 pub mod host;
+pub mod image;
 pub mod microversion;
 pub mod state;
 pub mod validation;

@@ -26,19 +26,19 @@ const HOSTNAME_PATTERN: &str = "^[a-zA-Z0-9-._]*$";
 const DIGITS_PATTERN: &str = "^[0-9]+$";
 const CPU_PATTERN: &str = r"^[0-9]*(\.([0-9]+))?$";
 
-static NAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(NAME_PATTERN));
+pub(crate) static NAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(NAME_PATTERN));
 static HOSTNAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(HOSTNAME_PATTERN));
 static DIGITS_RE: LazyLock<Regex> = LazyLock::new(|| compile(DIGITS_PATTERN));
 static CPU_RE: LazyLock<Regex> = LazyLock::new(|| compile(CPU_PATTERN));
 static IMAGE_RE: LazyLock<Regex> = LazyLock::new(|| compile("[a-zA-Z0-9][a-zA-Z0-9_.-]"));
 
-fn compile(pattern: &str) -> Regex {
+pub(crate) fn compile(pattern: &str) -> Regex {
     // The patterns are constants of this module, checked by its tests.
     Regex::new(pattern).unwrap_or_else(|err| panic!("bad built-in pattern {pattern}: {err}"))
 }
 
 /// Renders a JSON value as Python's `repr` would in upstream's messages.
-fn py_repr(value: &Value) -> String {
+pub(crate) fn py_repr(value: &Value) -> String {
     match value {
         Value::String(s) => format!("'{s}'"),
         Value::Null => "None".into(),
@@ -48,7 +48,7 @@ fn py_repr(value: &Value) -> String {
     }
 }
 
-fn field_error(field: &str, value: &Value, message: impl AsRef<str>) -> ApiError {
+pub(crate) fn field_error(field: &str, value: &Value, message: impl AsRef<str>) -> ApiError {
     ApiError::schema(format!(
         "Invalid input for field '{field}'.Value: '{}'. {}",
         value_text(value),
@@ -71,7 +71,7 @@ fn value_text(value: &Value) -> String {
     }
 }
 
-fn type_error(field: &str, value: &Value, types: &str) -> ApiError {
+pub(crate) fn type_error(field: &str, value: &Value, types: &str) -> ApiError {
     field_error(
         field,
         value,
@@ -79,7 +79,7 @@ fn type_error(field: &str, value: &Value, types: &str) -> ApiError {
     )
 }
 
-fn string_field(
+pub(crate) fn string_field(
     field: &str,
     value: &Value,
     min: usize,
@@ -461,7 +461,7 @@ pub fn invalid_param_in_version(param: &str, version: Version, min: Version) -> 
     )
 }
 
-fn additional_property(key: &str) -> ApiError {
+pub(crate) fn additional_property(key: &str) -> ApiError {
     ApiError::schema(format!(
         "Additional properties are not allowed ('{key}' was unexpected)"
     ))
@@ -560,22 +560,7 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
     req.labels = string_map("labels", get("labels"), false)?;
     req.image_pull_policy = match get("image_pull_policy") {
         Value::Null => None,
-        v @ Value::String(s) => match s.as_str() {
-            "never" | "always" | "ifnotpresent" | "Never" | "Always" | "IfNotPresent" => {
-                Some(s.to_ascii_lowercase())
-            }
-            _ => {
-                return Err(field_error(
-                    "image_pull_policy",
-                    v,
-                    format!(
-                        "{} is not one of ['never', 'always', 'ifnotpresent', 'Never', 'Always', 'IfNotPresent', None]",
-                        py_repr(v)
-                    ),
-                ));
-            }
-        },
-        v => return Err(type_error("image_pull_policy", v, "'string', 'null'")),
+        v => Some(image_pull_policy(v)?),
     };
     req.image_driver = match get("image_driver") {
         Value::Null => None,
@@ -668,6 +653,26 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
         )?);
     }
     Ok(req)
+}
+
+/// `image_pull_policy`: one of upstream's spellings, lower-cased.
+pub fn image_pull_policy(v: &Value) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "never" | "always" | "ifnotpresent" | "Never" | "Always" | "IfNotPresent" => {
+                Ok(s.to_ascii_lowercase())
+            }
+            _ => Err(field_error(
+                "image_pull_policy",
+                v,
+                format!(
+                    "{} is not one of ['never', 'always', 'ifnotpresent', 'Never', 'Always', 'IfNotPresent', None]",
+                    py_repr(v)
+                ),
+            )),
+        },
+        v => Err(type_error("image_pull_policy", v, "'string', 'null'")),
+    }
 }
 
 fn exposed_ports(value: &Value) -> Result<Option<Value>, ApiError> {

@@ -19,6 +19,18 @@ pub struct Config {
     pub policy: PolicySection,
     pub quota: QuotaSection,
     pub websocket: WebsocketSection,
+    pub registry: RegistrySection,
+}
+
+/// Private registries' passwords are sealed with the service's key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySection {
+    /// The key file (32 random bytes, base64). Generated on first start,
+    /// readable by the service's user only, when missing; by default
+    /// `<data_dir>/secret.key`. Every API and compute host of one
+    /// deployment needs the same key.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +81,14 @@ impl Default for WebsocketSection {
 }
 
 impl Config {
+    /// Where the service's secret key is kept.
+    pub fn key_file(&self) -> PathBuf {
+        self.registry
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir.join("secret.key"))
+    }
+
     /// What the API needs to know about streams.
     pub fn stream_settings(&self) -> zun_api::streams::StreamSettings {
         zun_api::streams::StreamSettings {
@@ -102,6 +122,8 @@ pub struct ComputeSection {
     pub docker_socket: String,
     /// This compute host's name; the machine's hostname when unset.
     pub host_name: Option<String>,
+    /// Bound of one image pull; a create's own deadline does not count it.
+    pub image_pull_timeout_seconds: u64,
 }
 
 impl Default for ComputeSection {
@@ -109,6 +131,7 @@ impl Default for ComputeSection {
         Self {
             docker_socket: "/var/run/docker.sock".into(),
             host_name: None,
+            image_pull_timeout_seconds: 600,
         }
     }
 }

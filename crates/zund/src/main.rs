@@ -4,13 +4,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zun_api::identity::{Keystone, NoAuth, TokenFile};
-use zun_api::{ApiState, Authenticator, Identity};
+use zun_api::{ApiState, Authenticator, Identity, RegistryClient};
 use zun_compute::{Agent, AgentConfig, ContainerIo, DockerRuntime, Runtime};
+use zun_secrets::SecretKey;
 use zun_store::{SqliteStore, Store};
 
 mod config;
@@ -52,6 +54,14 @@ enum Role {
         /// Compute host that new containers are placed on.
         #[arg(long, env = "ZUN_COMPUTE_HOST")]
         compute_host: Option<String>,
+    },
+    /// Loads the images of a `docker save` tarball into this host's engine,
+    /// for hosts without a registry.
+    ImportImage {
+        #[command(flatten)]
+        compute: ComputeArgs,
+        /// The tarball (`docker save -o FILE IMAGE...`).
+        file: PathBuf,
     },
     /// One host's compute agent alone.
     Compute {
@@ -227,6 +237,19 @@ async fn shutdown_signal() {
     }
 }
 
+fn secret_key(config: &Config) -> anyhow::Result<SecretKey> {
+    let path = config.key_file();
+    SecretKey::load_or_create(&path)
+        .with_context(|| format!("loading the secret key {}", path.display()))
+}
+
+fn agent_config(config: &Config, host: String) -> anyhow::Result<AgentConfig> {
+    let mut agent = AgentConfig::new(host);
+    agent.pull_timeout = Duration::from_secs(config.compute.image_pull_timeout_seconds.max(1));
+    agent.secrets = Some(secret_key(config)?);
+    Ok(agent)
+}
+
 fn host_name(config: &Config) -> String {
     config
         .compute
@@ -261,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
             let agent = Agent::new(
                 store.clone(),
                 runtime.clone(),
-                AgentConfig::new(host.clone()),
+                agent_config(&config, host.clone())?,
             );
             let agent_task = tokio::spawn(agent.run());
             let state = ApiState {
@@ -272,6 +295,8 @@ async fn main() -> anyhow::Result<()> {
                 host_link: Arc::new(host_link::LocalHost::new(runtime, io)),
                 quota_defaults: config.quota.limits(),
                 streams: config.stream_settings(),
+                secrets: secret_key(&config)?,
+                registry_client: RegistryClient::new(),
             };
             let result = serve_api(state, config.api.listen).await;
             agent_task.abort();
@@ -300,6 +325,8 @@ async fn main() -> anyhow::Result<()> {
                 host_link: Arc::new(host_link::Unreachable),
                 quota_defaults: config.quota.limits(),
                 streams: config.stream_settings(),
+                secrets: secret_key(&config)?,
+                registry_client: RegistryClient::new(),
             };
             serve_api(state, config.api.listen).await
         }
@@ -309,9 +336,25 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let host = host_name(&config);
             let runtime = connect_docker(&config, &host).await?;
-            Agent::new(store, runtime, AgentConfig::new(host))
+            Agent::new(store, runtime, agent_config(&config, host)?)
                 .run()
                 .await;
+            Ok(())
+        }
+        Role::ImportImage { compute, file } => {
+            compute.apply(&mut config);
+            let host = host_name(&config);
+            let docker = connect_docker(&config, &host).await?;
+            let tarball = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let loaded = docker
+                .import_images(tarball)
+                .await
+                .with_context(|| format!("loading {} into the engine", file.display()))?;
+            for reference in loaded {
+                println!("{reference}");
+            }
             Ok(())
         }
         Role::Migrate { store } => {
