@@ -3,7 +3,11 @@
 //! pending actions of their host and write back what the engine reports.
 
 mod catalog;
+mod postgres;
+mod sql;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +21,7 @@ pub use catalog::{
     IMAGE_SORT_KEYS, ImageListQuery, ImageStore, REGISTRY_FILTER_KEYS, REGISTRY_SORT_KEYS,
     RegistryListQuery, RegistryStore,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

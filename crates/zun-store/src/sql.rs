@@ -1,0 +1,688 @@
+//! What the SQLite and PostgreSQL backends share: the statements, the row
+//! types and their conversions, the fixed maps from sort keys and filters to
+//! columns, the builders of list queries, and the time format.
+//!
+//! Statements are written once with `$N` placeholders: PostgreSQL's own
+//! syntax, which sqlx-sqlite also binds by number. Both schemas use the same
+//! column names and types (text times, BIGINT ids and counts), so one row
+//! struct decodes from either.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::query::Query;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use zun_types::image::{Image, ImageTask, Registry};
+use zun_types::{ApiError, Container};
+
+use crate::{ActionRecord, EventRecord, ListQuery, SortDir, StoreError};
+
+pub(crate) const INSERT_CONTAINER: &str = "INSERT INTO containers (uuid, revision, body, name, \
+     project_id, user_id, image, status, task_state, host, memory, cpu, disk, auto_remove, \
+     created_at, updated_at, registry_id) \
+     VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+pub(crate) const UPDATE_CONTAINER: &str = "UPDATE containers SET revision = revision + 1, \
+     body = $1, name = $2, project_id = $3, user_id = $4, image = $5, status = $6, \
+     task_state = $7, host = $8, memory = $9, cpu = $10, disk = $11, auto_remove = $12, \
+     created_at = $13, updated_at = $14, registry_id = $15 WHERE uuid = $16 AND revision = $17";
+
+pub(crate) const SELECT_FOR_UPDATE: &str = "SELECT body, revision FROM containers WHERE uuid = $1";
+
+pub(crate) const SELECT_BODY: &str = "SELECT body FROM containers WHERE uuid = $1";
+
+pub(crate) const FIND_BY_NAME: &str = "SELECT body FROM containers WHERE name = $1 \
+     AND ($2 IS NULL OR project_id = $2) ORDER BY id";
+
+pub(crate) const ON_HOST: &str = "SELECT body FROM containers WHERE host = $1 ORDER BY id";
+
+pub(crate) const DELETE_CONTAINER: &str = "DELETE FROM containers WHERE uuid = $1";
+
+const ACTION_COLUMNS: &str = "id, container_uuid, request_id, action, user_id, project_id, host, \
+     params, start_time, finish_time, message";
+
+pub(crate) const INSERT_ACTION: &str = "INSERT INTO container_actions \
+     (container_uuid, request_id, action, user_id, project_id, host, params, start_time) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+
+/// Newest first, as upstream lists them.
+pub(crate) fn list_actions_sql() -> String {
+    format!(
+        "SELECT {ACTION_COLUMNS} FROM container_actions WHERE container_uuid = $1 \
+         ORDER BY start_time DESC, id DESC"
+    )
+}
+
+pub(crate) fn get_action_sql() -> String {
+    format!(
+        "SELECT {ACTION_COLUMNS} FROM container_actions \
+         WHERE container_uuid = $1 AND request_id = $2 ORDER BY id DESC LIMIT 1"
+    )
+}
+
+pub(crate) fn pending_actions_sql() -> String {
+    format!(
+        "SELECT {ACTION_COLUMNS} FROM container_actions \
+         WHERE host = $1 AND finish_time IS NULL ORDER BY id"
+    )
+}
+
+pub(crate) const LIST_EVENTS: &str = "SELECT event, start_time, finish_time, result, traceback \
+     FROM action_events WHERE action_id = $1 ORDER BY start_time, id";
+
+pub(crate) const OPEN_EVENT: &str = "SELECT id FROM action_events WHERE action_id = $1 \
+     AND event = $2 AND finish_time IS NULL ORDER BY id DESC LIMIT 1";
+
+pub(crate) const START_EVENT: &str =
+    "INSERT INTO action_events (action_id, event, start_time) VALUES ($1, $2, $3)";
+
+pub(crate) const LATEST_EVENT: &str =
+    "SELECT id FROM action_events WHERE action_id = $1 AND event = $2 ORDER BY id DESC LIMIT 1";
+
+pub(crate) const FINISH_EVENT: &str =
+    "UPDATE action_events SET finish_time = $1, result = $2, traceback = $3 WHERE id = $4";
+
+pub(crate) const INSERT_FINISHED_EVENT: &str = "INSERT INTO action_events \
+     (action_id, event, start_time, finish_time, result, traceback) \
+     VALUES ($1, $2, $3, $3, $4, $5)";
+
+pub(crate) const FINISH_ACTION: &str =
+    "UPDATE container_actions SET finish_time = $1, message = $2 WHERE id = $3";
+
+pub(crate) const PROJECT_QUOTAS: &str =
+    "SELECT resource, hard_limit FROM quotas WHERE project_id = $1";
+
+pub(crate) const SET_PROJECT_QUOTA: &str = "INSERT INTO quotas (project_id, resource, hard_limit) \
+     VALUES ($1, $2, $3) \
+     ON CONFLICT (project_id, resource) DO UPDATE SET hard_limit = excluded.hard_limit";
+
+pub(crate) const DELETE_PROJECT_QUOTAS: &str = "DELETE FROM quotas WHERE project_id = $1";
+
+pub(crate) const QUOTA_CLASS: &str =
+    "SELECT resource, hard_limit FROM quota_classes WHERE class_name = $1";
+
+pub(crate) const SET_QUOTA_CLASS: &str = "INSERT INTO quota_classes \
+     (class_name, resource, hard_limit) VALUES ($1, $2, $3) \
+     ON CONFLICT (class_name, resource) DO UPDATE SET hard_limit = excluded.hard_limit";
+
+/// The usage of project `$1`, leaving out container `$2` when it is not
+/// NULL. `memory_mib` turns the text column `memory` into a BIGINT (each
+/// backend has its own lenient cast); sums are cast back to BIGINT because
+/// PostgreSQL widens `SUM(bigint)` to NUMERIC.
+pub(crate) fn usage_sql(memory_mib: &str) -> String {
+    format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(cpu), 0) AS DOUBLE PRECISION), \
+         CAST(COALESCE(SUM({memory_mib}), 0) AS BIGINT), CAST(COALESCE(SUM(disk), 0) AS BIGINT) \
+         FROM containers WHERE project_id = $1 AND ($2 IS NULL OR uuid <> $2)"
+    )
+}
+
+pub(crate) const PURGE_GRANTS: &str = "DELETE FROM websocket_grants WHERE expires_at < $1";
+
+pub(crate) const INSERT_GRANT: &str = "INSERT INTO websocket_grants \
+     (token_sha256, container_uuid, project_id, exec_id, expires_at) VALUES ($1, $2, $3, $4, $5)";
+
+/// Single use: the row is gone once read.
+pub(crate) const TAKE_GRANT: &str = "DELETE FROM websocket_grants WHERE token_sha256 = $1 \
+     RETURNING container_uuid, project_id, exec_id, expires_at";
+
+const REGISTRY_COLUMNS: &str = "uuid, name, domain, username, password_sealed, project_id, \
+     user_id, created_at, updated_at";
+
+const IMAGE_COLUMNS: &str = "uuid, image_id, repo, tag, size, host, project_id, user_id, task, \
+     created_at, updated_at";
+
+pub(crate) fn insert_registry_sql() -> String {
+    format!(
+        "INSERT INTO registries ({REGISTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    )
+}
+
+pub(crate) fn get_registry_sql() -> String {
+    format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE uuid = $1")
+}
+
+pub(crate) fn find_registries_sql() -> String {
+    format!(
+        "SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = $1 \
+         AND ($2 IS NULL OR project_id = $2) ORDER BY id"
+    )
+}
+
+pub(crate) const UPDATE_REGISTRY: &str = "UPDATE registries SET name = $1, domain = $2, \
+     username = $3, password_sealed = $4, updated_at = $5 WHERE uuid = $6";
+
+pub(crate) const REGISTRY_IN_USE: &str =
+    "SELECT CAST(1 AS BIGINT) FROM containers WHERE registry_id = $1 LIMIT 1";
+
+pub(crate) const DELETE_REGISTRY: &str = "DELETE FROM registries WHERE uuid = $1";
+
+pub(crate) fn insert_image_sql() -> String {
+    format!(
+        "INSERT INTO images ({IMAGE_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    )
+}
+
+pub(crate) fn get_image_sql() -> String {
+    format!("SELECT {IMAGE_COLUMNS} FROM images WHERE uuid = $1")
+}
+
+pub(crate) fn image_tasks_sql() -> String {
+    format!("SELECT {IMAGE_COLUMNS} FROM images WHERE host = $1 AND task IS NOT NULL ORDER BY id")
+}
+
+/// Written only while the stored task is still the expected one (NULL
+/// included: `IS NOT DISTINCT FROM` is SQL's null-safe equality, which
+/// SQLite supports too).
+pub(crate) const UPDATE_IMAGE_IF: &str = "UPDATE images SET image_id = $1, repo = $2, tag = $3, \
+     size = $4, task = $5, updated_at = $6 WHERE uuid = $7 AND task IS NOT DISTINCT FROM $8";
+
+pub(crate) const DELETE_IMAGE: &str = "DELETE FROM images WHERE uuid = $1";
+
+/// The row id of a list's marker, in the caller's project when `$2` is set.
+pub(crate) fn marker_sql(table: &str) -> String {
+    format!("SELECT id FROM {table} WHERE uuid = $1 AND ($2 IS NULL OR project_id = $2)")
+}
+
+/// Binds `body` and the extracted columns, in the order both
+/// [`INSERT_CONTAINER`] (after the uuid) and [`UPDATE_CONTAINER`] list them.
+pub(crate) fn bind_columns<'q, DB: Database>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    c: &Container,
+    body: String,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    Option<f64>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(body)
+        .bind(c.name.clone())
+        .bind(c.project_id.clone())
+        .bind(c.user_id.clone())
+        .bind(c.image.clone())
+        .bind(c.status.as_str().to_owned())
+        .bind(c.task_state.map(|t| t.as_str().to_owned()))
+        .bind(c.host.clone())
+        .bind(c.memory.clone())
+        .bind(c.cpu)
+        .bind(c.disk)
+        .bind(c.auto_remove)
+        .bind(format_time(&c.created_at))
+        .bind(c.updated_at.as_ref().map(format_time))
+        .bind(c.registry_id.clone())
+}
+
+/// The page of `query` as a query returning container bodies, after the
+/// row `marker_id` when given.
+pub(crate) fn container_page<'a, DB: Database>(
+    query: &'a ListQuery,
+    marker_id: Option<i64>,
+) -> Result<QueryBuilder<'a, DB>, StoreError>
+where
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+{
+    let column =
+        sort_expression(&query.sort_key).ok_or_else(|| invalid_sort_key(&query.sort_key))?;
+    let mut sql = QueryBuilder::new("SELECT c.body FROM containers c WHERE 1 = 1");
+    if let Some(project_id) = &query.project_id {
+        sql.push(" AND c.project_id = ")
+            .push_bind(project_id.as_str());
+    }
+    for (key, value) in &query.filters {
+        match filter_column(key) {
+            Some(Filter::Text(column)) => {
+                sql.push(" AND ")
+                    .push(column)
+                    .push(" = ")
+                    .push_bind(value.as_str());
+            }
+            Some(Filter::Bool(column)) => match parse_bool(value) {
+                Some(flag) => {
+                    sql.push(" AND ").push(column).push(" = ").push_bind(flag);
+                }
+                // Not a boolean: nothing can match.
+                None => {
+                    sql.push(" AND 1 = 0");
+                }
+            },
+            None => {
+                return Err(StoreError::Rejected(ApiError::invalid(format!(
+                    "Invalid filter: {key}"
+                ))));
+            }
+        }
+    }
+    push_page(
+        &mut sql,
+        "containers",
+        column,
+        marker_id,
+        query.sort_dir,
+        query.limit,
+    );
+    Ok(sql)
+}
+
+/// Appends the keyset condition (rows strictly after the marker row in
+/// (sort column, id) order), the ordering and the limit. `column` is over
+/// alias `c`; the marker row is read from `table` as alias `m`.
+pub(crate) fn push_page<'a, DB: Database>(
+    sql: &mut QueryBuilder<'a, DB>,
+    table: &str,
+    column: &str,
+    marker_id: Option<i64>,
+    dir: SortDir,
+    limit: u32,
+) where
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let (cmp, order) = match dir {
+        SortDir::Asc => (" > ", " ASC"),
+        SortDir::Desc => (" < ", " DESC"),
+    };
+    if let Some(marker_id) = marker_id {
+        let of_marker = column.replace("c.", "m.");
+        let marker_value = format!("(SELECT {of_marker} FROM {table} m WHERE m.id = ");
+        sql.push(" AND (")
+            .push(column)
+            .push(cmp)
+            .push(&marker_value)
+            .push_bind(marker_id)
+            .push(") OR (")
+            .push(column)
+            .push(" = ")
+            .push(&marker_value)
+            .push_bind(marker_id)
+            .push(") AND c.id")
+            .push(cmp)
+            .push_bind(marker_id)
+            .push("))");
+    }
+    sql.push(" ORDER BY ")
+        .push(column)
+        .push(order)
+        .push(", c.id")
+        .push(order)
+        .push(" LIMIT ")
+        .push_bind(i64::from(limit));
+}
+
+/// The page of a registry list as a query returning [`RegistryRow`]s.
+pub(crate) fn registry_page<'a, DB: Database>(
+    query: &'a crate::RegistryListQuery,
+    marker_id: Option<i64>,
+) -> Result<QueryBuilder<'a, DB>, StoreError>
+where
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let column = sort_column(
+        &query.sort_key,
+        crate::REGISTRY_SORT_KEYS,
+        &["name", "username", "updated_at"],
+    )
+    .ok_or_else(|| invalid_sort_key(&query.sort_key))?;
+    let columns = REGISTRY_COLUMNS.replace(", ", ", c.");
+    let mut sql = QueryBuilder::new(format!("SELECT c.{columns} FROM registries c WHERE 1 = 1"));
+    if let Some(project_id) = &query.project_id {
+        sql.push(" AND c.project_id = ")
+            .push_bind(project_id.as_str());
+    }
+    for (key, value) in &query.filters {
+        if !crate::REGISTRY_FILTER_KEYS.contains(&key.as_str()) {
+            return Err(StoreError::Rejected(ApiError::invalid(format!(
+                "Invalid filter: {key}"
+            ))));
+        }
+        // The key is one of the fixed column names checked above.
+        sql.push(format!(" AND c.{key} = "))
+            .push_bind(value.as_str());
+    }
+    push_page(
+        &mut sql,
+        "registries",
+        &column,
+        marker_id,
+        query.sort_dir,
+        query.limit,
+    );
+    Ok(sql)
+}
+
+/// The page of an image list as a query returning [`ImageRow`]s.
+pub(crate) fn image_page<'a, DB: Database>(
+    query: &crate::ImageListQuery,
+    marker_id: Option<i64>,
+) -> Result<QueryBuilder<'a, DB>, StoreError>
+where
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let column = sort_column(
+        &query.sort_key,
+        crate::IMAGE_SORT_KEYS,
+        &["image_id", "size", "updated_at"],
+    )
+    .ok_or_else(|| invalid_sort_key(&query.sort_key))?;
+    let columns = IMAGE_COLUMNS.replace(", ", ", c.");
+    let mut sql = QueryBuilder::new(format!("SELECT c.{columns} FROM images c WHERE 1 = 1"));
+    push_page(
+        &mut sql,
+        "images",
+        &column,
+        marker_id,
+        query.sort_dir,
+        query.limit,
+    );
+    Ok(sql)
+}
+
+fn invalid_sort_key(key: &str) -> StoreError {
+    StoreError::Rejected(ApiError::invalid(format!("Invalid sort key: {key}")))
+}
+
+/// The sort expression of a container list for `key`, over alias `c`.
+/// NULLs become a sentinel below every real value so that the keyset
+/// comparison is total.
+pub(crate) fn sort_expression(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "id" => "c.id",
+        "uuid" => "c.uuid",
+        "name" => "c.name",
+        "project_id" => "c.project_id",
+        "user_id" => "c.user_id",
+        "image" => "c.image",
+        "status" => "c.status",
+        "task_state" => "COALESCE(c.task_state, '')",
+        "host" => "COALESCE(c.host, '')",
+        "memory" => "COALESCE(c.memory, '')",
+        "cpu" => "COALESCE(c.cpu, -1.0)",
+        "disk" => "c.disk",
+        "auto_remove" => "c.auto_remove",
+        "created_at" => "c.created_at",
+        "updated_at" => "COALESCE(c.updated_at, '')",
+        _ => return None,
+    })
+}
+
+/// A sortable column of a catalog table, as an expression over the page's
+/// alias `c`; nullable columns read as '' so the keyset comparison is total.
+fn sort_column(key: &str, allowed: &[&str], nullable: &[&str]) -> Option<String> {
+    allowed.contains(&key).then(|| {
+        if nullable.contains(&key) {
+            format!("COALESCE(c.{key}, '')")
+        } else {
+            format!("c.{key}")
+        }
+    })
+}
+
+pub(crate) enum Filter {
+    Text(&'static str),
+    Bool(&'static str),
+}
+
+pub(crate) fn filter_column(key: &str) -> Option<Filter> {
+    Some(match key {
+        "name" => Filter::Text("c.name"),
+        "image" => Filter::Text("c.image"),
+        "project_id" => Filter::Text("c.project_id"),
+        "user_id" => Filter::Text("c.user_id"),
+        "memory" => Filter::Text("c.memory"),
+        "host" => Filter::Text("c.host"),
+        "task_state" => Filter::Text("c.task_state"),
+        "status" => Filter::Text("c.status"),
+        "auto_remove" => Filter::Bool("c.auto_remove"),
+        _ => return None,
+    })
+}
+
+pub(crate) fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Now, at the precision the database keeps.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Fixed-width RFC 3339 in UTC with microseconds, so text order is time
+/// order (under byte-wise collation; PostgreSQL's columns are `COLLATE "C"`).
+pub(crate) fn format_time(time: &DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|err| StoreError::Database(sqlx::Error::Decode(Box::new(err))))
+}
+
+pub(crate) fn decode_all(bodies: &[String]) -> Result<Vec<Container>, StoreError> {
+    bodies
+        .iter()
+        .map(|body| Ok(serde_json::from_str(body)?))
+        .collect()
+}
+
+pub(crate) fn convert<R, T: TryFrom<R, Error = StoreError>>(
+    rows: Vec<R>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// A grant row as [`TAKE_GRANT`] returns it.
+pub(crate) type GrantRow = (String, String, Option<String>, i64);
+
+pub(crate) fn grant_from_row(
+    (container_uuid, project_id, exec_id, expires_at): GrantRow,
+) -> crate::WebsocketGrant {
+    crate::WebsocketGrant {
+        container_uuid,
+        project_id,
+        exec_id,
+        // An out-of-range stamp reads as already expired.
+        expires_at: DateTime::from_timestamp(expires_at, 0).unwrap_or(DateTime::UNIX_EPOCH),
+    }
+}
+
+/// What a new action row is, once inserted with id `id` at `start_time`.
+pub(crate) fn action_record(
+    id: i64,
+    container_uuid: &str,
+    action: &crate::NewAction,
+    start_time: DateTime<Utc>,
+) -> ActionRecord {
+    ActionRecord {
+        id,
+        container_uuid: container_uuid.to_owned(),
+        request_id: action.request_id.clone(),
+        action: action.action.clone(),
+        user_id: action.user_id.clone(),
+        project_id: action.project_id.clone(),
+        host: action.host.clone(),
+        params: action.params.clone(),
+        start_time,
+        finish_time: None,
+        message: None,
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ActionRow {
+    pub(crate) id: i64,
+    container_uuid: String,
+    request_id: String,
+    action: String,
+    user_id: String,
+    project_id: String,
+    host: Option<String>,
+    params: String,
+    start_time: String,
+    finish_time: Option<String>,
+    message: Option<String>,
+}
+
+impl TryFrom<ActionRow> for ActionRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ActionRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            container_uuid: row.container_uuid,
+            request_id: row.request_id,
+            action: row.action,
+            user_id: row.user_id,
+            project_id: row.project_id,
+            host: row.host,
+            params: serde_json::from_str(&row.params)?,
+            start_time: parse_time(&row.start_time)?,
+            finish_time: row.finish_time.as_deref().map(parse_time).transpose()?,
+            message: row.message,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    event: String,
+    start_time: String,
+    finish_time: Option<String>,
+    result: Option<String>,
+    traceback: Option<String>,
+}
+
+impl TryFrom<EventRow> for EventRecord {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            event: row.event,
+            start_time: parse_time(&row.start_time)?,
+            finish_time: row.finish_time.as_deref().map(parse_time).transpose()?,
+            result: row.result,
+            traceback: row.traceback,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RegistryRow {
+    uuid: String,
+    name: Option<String>,
+    domain: String,
+    username: Option<String>,
+    password_sealed: Option<String>,
+    project_id: String,
+    user_id: String,
+    created_at: String,
+    updated_at: Option<String>,
+}
+
+impl TryFrom<RegistryRow> for Registry {
+    type Error = StoreError;
+
+    fn try_from(row: RegistryRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            uuid: row.uuid,
+            name: row.name,
+            domain: row.domain,
+            username: row.username,
+            password_sealed: row.password_sealed,
+            project_id: row.project_id,
+            user_id: row.user_id,
+            created_at: parse_time(&row.created_at)?,
+            updated_at: row.updated_at.as_deref().map(parse_time).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ImageRow {
+    uuid: String,
+    image_id: Option<String>,
+    repo: String,
+    tag: String,
+    size: Option<String>,
+    host: String,
+    project_id: String,
+    user_id: String,
+    task: Option<String>,
+    created_at: String,
+    updated_at: Option<String>,
+}
+
+impl TryFrom<ImageRow> for Image {
+    type Error = StoreError;
+
+    fn try_from(row: ImageRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            uuid: row.uuid,
+            image_id: row.image_id,
+            repo: row.repo,
+            tag: row.tag,
+            size: row.size,
+            host: row.host,
+            project_id: row.project_id,
+            user_id: row.user_id,
+            task: row.task.as_deref().and_then(ImageTask::parse),
+            created_at: parse_time(&row.created_at)?,
+            updated_at: row.updated_at.as_deref().map(parse_time).transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::{FILTER_KEYS, SORT_KEYS};
+
+    #[test]
+    fn times_are_fixed_width_and_round_trip() {
+        let early = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
+        let late = early + chrono::Duration::microseconds(6);
+        let later = early + chrono::Duration::seconds(30);
+        assert_eq!(format_time(&early), "2024-01-02T03:04:05.000000Z");
+        assert_eq!(format_time(&late), "2024-01-02T03:04:05.000006Z");
+        assert!(format_time(&early) < format_time(&late));
+        assert!(format_time(&late) < format_time(&later));
+        assert_eq!(parse_time(&format_time(&late)).unwrap(), late);
+        assert!(parse_time("yesterday").is_err());
+        let n = now();
+        assert_eq!(parse_time(&format_time(&n)).unwrap(), n);
+    }
+
+    #[test]
+    fn booleans() {
+        for v in ["true", "True", "TRUE", "1"] {
+            assert_eq!(parse_bool(v), Some(true), "{v}");
+        }
+        for v in ["false", "False", "0"] {
+            assert_eq!(parse_bool(v), Some(false), "{v}");
+        }
+        assert_eq!(parse_bool("yes please"), None);
+    }
+
+    #[test]
+    fn every_sort_and_filter_key_maps_to_a_column() {
+        for key in SORT_KEYS {
+            assert!(sort_expression(key).is_some(), "{key}");
+        }
+        for key in FILTER_KEYS {
+            assert!(filter_column(key).is_some(), "{key}");
+        }
+        assert!(sort_expression("body").is_none());
+        assert!(filter_column("revision").is_none());
+    }
+}

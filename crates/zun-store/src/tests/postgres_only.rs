@@ -1,0 +1,115 @@
+//! What only the PostgreSQL backend has: several processes on one database
+//! (each `PgStore` here has its own pool and listening connection, as a
+//! separate process would).
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_starting_together_migrate_once() {
+    let db = TestDb::create().await;
+    let (a, b, c) = tokio::join!(db.store(), db.store(), db.store());
+    let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(migrations, 4);
+    for store in [a, b, c] {
+        store.close().await;
+    }
+    db.drop_database().await;
+}
+
+/// Starts a waiter on `store`; resolves to how long it waited.
+fn waiter(store: &PgStore, timeout: Duration) -> tokio::task::JoinHandle<Duration> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        store.wait_for_work(timeout).await;
+        started.elapsed()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_written_by_one_process_wakes_another_on_commit_only() {
+    let db = TestDb::create().await;
+    let (api, agent) = (db.store().await, db.store().await);
+
+    // An insert refused by its quota rolls back: its NOTIFY is never sent.
+    let idle = waiter(&agent, Duration::from_millis(700));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = api
+        .insert_container(
+            &container(1, "p1"),
+            &new_action("create", Some("h")),
+            Some(&QuotaLimits {
+                containers: 0,
+                ..QuotaLimits::UNLIMITED
+            }),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert!(idle.await.unwrap() >= Duration::from_millis(650));
+
+    // A committed action wakes the other process at once.
+    let woken = waiter(&agent, Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = container(2, "p1");
+    api.insert_container(&c, &new_action("create", Some("h")), None)
+        .await
+        .unwrap();
+    assert!(woken.await.unwrap() < Duration::from_secs(5));
+
+    // So does an update with an action, and an image task.
+    let woken = waiter(&agent, Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.update_container(
+        &c.uuid,
+        &|_: &mut Container| Ok(()),
+        Some(&new_action("stop", Some("h"))),
+    )
+    .await
+    .unwrap();
+    assert!(woken.await.unwrap() < Duration::from_secs(5));
+    let woken = waiter(&agent, Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.insert_image(&image(1, "h", Some(ImageTask::Pulling)))
+        .await
+        .unwrap();
+    assert!(woken.await.unwrap() < Duration::from_secs(5));
+
+    api.close().await;
+    agent.close().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_listener_comes_back_after_its_connection_is_killed() {
+    let db = TestDb::create().await;
+    let (api, agent) = (db.store().await, db.store().await);
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(api.pool())
+    .await
+    .unwrap();
+    assert_eq!(killed, vec![true, true], "one listener per store");
+    // Give the relays time to notice and listen again (a wake-up on the
+    // way is expected: notifications may have been lost).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let woken = waiter(&agent, Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.insert_container(&container(1, "p1"), &new_action("create", Some("h")), None)
+        .await
+        .unwrap();
+    assert!(woken.await.unwrap() < Duration::from_secs(5));
+
+    api.close().await;
+    agent.close().await;
+    db.drop_database().await;
+}
