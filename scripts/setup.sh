@@ -6,7 +6,8 @@
 # Safe on a fresh Debian 12 machine as root without an init system, and fast on
 # a machine where everything is already there (nothing is downloaded then):
 #   * Debian packages: docker.io (dockerd 20.10), busybox-static (the demo image's
-#     root filesystem), python3-venv, tmux, iproute2, procps, curl, jq;
+#     root filesystem), python3-venv, tmux, iproute2, procps, curl, jq, postgresql
+#     (the server the store's PostgreSQL tests run against: scripts/postgres.sh);
 #   * a Python virtualenv at .venv with the real OpenStack clients
 #     (python-openstackclient, python-zunclient) plus pytest and requests, pinned,
 #     installed under the OpenStack 2026.1 upper constraints when
@@ -26,7 +27,7 @@ PY_REQUIREMENTS=(
     "requests==2.32.5"
 )
 
-DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 procps curl jq docker-registry apache2-utils)
+DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 procps curl jq docker-registry apache2-utils postgresql)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

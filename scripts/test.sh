@@ -5,15 +5,17 @@
 #
 # 1. setup (Debian packages, .venv with the OpenStack CLI)   scripts/setup.sh
 # 2. the project's own dockerd and busybox image             scripts/dockerd.sh
+#    and a throwaway PostgreSQL 15 cluster                     scripts/postgres.sh
 # 3. cargo fmt --check, cargo clippy -D warnings
 # 4. one debug build of every target
 # 5. Rust tests (cargo nextest if installed, else cargo test), with
-#    ZUN_TEST_DOCKER_SOCKET pointing at the dedicated engine
+#    ZUN_TEST_DOCKER_SOCKET pointing at the dedicated engine and
+#    ZUN_TEST_POSTGRES_URL at the PostgreSQL cluster
 # 6. pytest tests/acceptance (real zund, real docker, real openstack CLI)
 #
 # Every step runs even when an earlier check fails (a failed build skips the
 # tests that need it); the script exits non-zero if any step failed. What it
-# started (dockerd, unless it was already running) is stopped on exit.
+# started (dockerd and PostgreSQL, unless already running) is stopped on exit.
 #
 # Environment: ZUN_PYTEST_ARGS   extra pytest arguments (e.g. "-k crash")
 #              ZUN_SKIP_LINT=1   skip fmt and clippy (local iteration only)
@@ -28,6 +30,7 @@ LOG_DIR="$ROOT/.data/test-logs"
 declare -a STEP_NAMES=() STEP_RESULTS=()
 failed=0
 started_dockerd=0
+started_postgres=0
 pytest_summary=""
 
 note() { printf '\n==> %s\n' "$*"; }
@@ -59,6 +62,9 @@ cleanup() {
     if ((started_dockerd)); then
         bash "$ROOT/scripts/dockerd.sh" stop || true
     fi
+    if ((started_postgres)); then
+        bash "$ROOT/scripts/postgres.sh" stop || true
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -80,6 +86,21 @@ else
 fi
 rm -f "$socket_file"
 export ZUN_TEST_DOCKER_SOCKET
+
+if bash scripts/postgres.sh status >/dev/null 2>&1; then
+    note "reusing the project's PostgreSQL that is already running"
+else
+    started_postgres=1
+fi
+url_file="$(mktemp)"
+if step postgres bash -c "bash scripts/postgres.sh start >'$url_file'"; then
+    ZUN_TEST_POSTGRES_URL="$(tail -n 1 "$url_file")"
+else
+    # The store's PostgreSQL tests then fail, saying what is missing.
+    unset ZUN_TEST_POSTGRES_URL
+fi
+rm -f "$url_file"
+[[ -z "${ZUN_TEST_POSTGRES_URL:-}" ]] || export ZUN_TEST_POSTGRES_URL
 
 # ------------------------------------------------------------------ Rust checks
 if [[ "${ZUN_SKIP_LINT:-0}" != 1 ]]; then

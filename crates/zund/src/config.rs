@@ -103,14 +103,19 @@ impl Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
-    /// Directory holding the SQLite store.
+    /// Directory holding the SQLite store (and the secret key by default).
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://user:password@host:port/database`):
+    /// every role of every host then shares that database instead of the
+    /// SQLite file under `data_dir`.
+    pub url: Option<String>,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from(".data"),
+            url: None,
         }
     }
 }
@@ -267,6 +272,7 @@ mod tests {
             listen = "127.0.0.1:9999"
             [store]
             data_dir = "/var/lib/zun"
+            url = "postgres://zun:pw@db.example.com/zun"
             [compute]
             docker_socket = "/run/docker.sock"
             host_name = "c1"
@@ -287,6 +293,10 @@ mod tests {
         let config: Config = toml::from_str(text).expect("valid");
         assert_eq!(config.identity.mode, IdentityMode::Keystone);
         assert_eq!(config.api.listen.port(), 9999);
+        assert_eq!(
+            config.store.url.as_deref(),
+            Some("postgres://zun:pw@db.example.com/zun")
+        );
         let keystone = config.identity.keystone.as_ref().expect("keystone section");
         assert_eq!(keystone.token_cache_seconds, 300);
         assert_eq!(keystone.user_domain_name, "Default");
@@ -302,6 +312,7 @@ mod tests {
     #[test]
     fn quota_defaults() {
         let config = Config::parse("").expect("empty file");
+        assert_eq!(config.store.url, None);
         assert_eq!(config.quota.limits(), QuotaLimits::UPSTREAM_DEFAULTS);
         assert_eq!(
             config.quota.limits(),

@@ -13,7 +13,7 @@ use zun_api::identity::{Keystone, NoAuth, TokenFile};
 use zun_api::{ApiState, Authenticator, Identity, RegistryClient};
 use zun_compute::{Agent, AgentConfig, ContainerIo, DockerRuntime, Runtime};
 use zun_secrets::SecretKey;
-use zun_store::{SqliteStore, Store};
+use zun_store::{PgStore, SqliteStore, Store};
 
 mod config;
 mod host_link;
@@ -82,6 +82,10 @@ struct StoreArgs {
     /// Directory holding the SQLite store [default: .data].
     #[arg(long, env = "ZUN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL store shared by several hosts
+    /// (`postgres://user:password@host:port/database`) instead of SQLite.
+    #[arg(long, env = "ZUN_STORE_URL", hide_env_values = true)]
+    store_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -114,6 +118,9 @@ impl StoreArgs {
     fn apply(self, config: &mut Config) {
         if let Some(dir) = self.data_dir {
             config.store.data_dir = dir;
+        }
+        if self.store_url.is_some() {
+            config.store.url = self.store_url;
         }
     }
 }
@@ -155,7 +162,17 @@ fn default_host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+/// PostgreSQL when a URL is configured, else SQLite under `data_dir`; the
+/// schema is brought up to date either way.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.store.url {
+        // The URL may hold a password: it is not repeated in errors or logs.
+        let store = PgStore::connect(url)
+            .await
+            .context("opening the PostgreSQL store ([store] url)")?;
+        tracing::info!("store: PostgreSQL");
+        return Ok(Arc::new(store));
+    }
     let dir = &config.store.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating data directory {}", dir.display()))?;
@@ -312,7 +329,7 @@ async fn main() -> anyhow::Result<()> {
             if compute_host.is_some() {
                 config.api.compute_host = compute_host;
             }
-            let store: Arc<dyn Store> = open_store(&config).await?;
+            let store = open_store(&config).await?;
             let state = ApiState {
                 store,
                 auth: authenticator(&config)?,
