@@ -655,12 +655,18 @@ pub(crate) mod tests {
     use crate::runtime::{ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
 
     #[derive(Default)]
-    struct FakeEngine {
-        containers: Mutex<BTreeMap<String, EngineState>>,
+    pub(crate) struct FakeEngine {
+        pub(crate) containers: Mutex<BTreeMap<String, EngineState>>,
         /// Makes `start` refuse, as an engine does for a bad command.
-        refuse_start: bool,
+        pub(crate) refuse_start: bool,
         /// Makes `create` hang, as a stuck engine would.
-        hang_create: bool,
+        pub(crate) hang_create: bool,
+        /// Makes every pull fail as when the registry cannot be reached.
+        pub(crate) registry_unreachable: bool,
+        /// Every pull asked for: reference and credentials.
+        pub(crate) pulls: Mutex<Vec<(String, Option<RegistryAuth>)>>,
+        /// The image reference of every create.
+        pub(crate) created_from: Mutex<Vec<String>>,
     }
 
     impl FakeEngine {
@@ -706,16 +712,29 @@ pub(crate) mod tests {
         }
         async fn pull(
             &self,
-            _: &str,
-            _: Option<&RegistryAuth>,
+            reference: &str,
+            auth: Option<&RegistryAuth>,
             _: &(dyn Fn(String) + Send + Sync),
         ) -> Result<(), PullError> {
+            self.pulls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((reference.to_owned(), auth.cloned()));
+            if self.registry_unreachable {
+                return Err(PullError::Unreachable(
+                    "dial tcp: connection refused".into(),
+                ));
+            }
             Ok(())
         }
         async fn remove_image(&self, _: &str) -> Result<(), RuntimeError> {
             Ok(())
         }
-        async fn create(&self, c: &Container, _: &str) -> Result<String, RuntimeError> {
+        async fn create(&self, c: &Container, image: &str) -> Result<String, RuntimeError> {
+            self.created_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(image.to_owned());
             if self.hang_create {
                 std::future::pending::<()>().await;
             }
@@ -833,6 +852,13 @@ pub(crate) mod tests {
     }
 
     async fn setup(engine: FakeEngine) -> (Arc<Agent>, Arc<SqliteStore>, Arc<FakeEngine>) {
+        setup_with(engine, None).await
+    }
+
+    pub(crate) async fn setup_with(
+        engine: FakeEngine,
+        secrets: Option<zun_secrets::SecretKey>,
+    ) -> (Arc<Agent>, Arc<SqliteStore>, Arc<FakeEngine>) {
         let store = Arc::new(
             SqliteStore::open_in_memory()
                 .await
@@ -841,12 +867,13 @@ pub(crate) mod tests {
         let engine = Arc::new(engine);
         let mut config = AgentConfig::new(HOST);
         config.create_deadline = Duration::from_millis(300);
+        config.secrets = secrets;
         let agent = Agent::new(store.clone(), engine.clone(), config);
         (agent, store, engine)
     }
 
     /// Records a `run=true` create, as the API does.
-    async fn submit_create(store: &SqliteStore, c: &Container) -> ActionRecord {
+    pub(crate) async fn submit_create(store: &SqliteStore, c: &Container) -> ActionRecord {
         store
             .insert_container(c, &create_action(true), None)
             .await
@@ -854,13 +881,16 @@ pub(crate) mod tests {
     }
 
     /// Runs every pending action to completion, as the dispatcher would.
-    async fn drain(agent: &Agent, store: &SqliteStore) {
+    pub(crate) async fn drain(agent: &Agent, store: &SqliteStore) {
         for action in store.pending_actions(HOST).await.expect("pending") {
             agent.perform(action).await;
         }
     }
 
-    async fn status_of(store: &SqliteStore, uuid: &str) -> (ContainerStatus, Option<String>) {
+    pub(crate) async fn status_of(
+        store: &SqliteStore,
+        uuid: &str,
+    ) -> (ContainerStatus, Option<String>) {
         let c = store
             .get_container(uuid)
             .await
