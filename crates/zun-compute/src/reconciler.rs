@@ -28,6 +28,7 @@ use zun_secrets::SecretKey;
 use crate::runtime::{EngineState, Observed, Runtime, RuntimeError};
 
 mod images;
+mod report;
 
 pub use images::{may_use_local_copy, needs_pull, pull_policy};
 
@@ -47,6 +48,23 @@ pub struct AgentConfig {
     /// Opens the registry passwords in the store; without it, containers
     /// of registries with a password cannot be created on this host.
     pub secrets: Option<SecretKey>,
+    /// The availability zone this host's service reports.
+    pub availability_zone: Option<String>,
+    /// How often the service heartbeats and the node reports what it offers.
+    pub report_interval: Duration,
+    /// What the node offers instead of what the engine reports (an
+    /// operator keeping part of the host for itself).
+    pub advertise: Advertised,
+}
+
+/// Overrides of what a compute node offers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advertised {
+    pub cpus: Option<f64>,
+    /// MiB.
+    pub memory: Option<i64>,
+    /// GiB.
+    pub disk: Option<i64>,
 }
 
 impl AgentConfig {
@@ -58,6 +76,9 @@ impl AgentConfig {
             action_deadline: Duration::from_secs(60),
             pull_timeout: Duration::from_secs(600),
             secrets: None,
+            availability_zone: None,
+            report_interval: Duration::from_secs(10),
+            advertise: Advertised::default(),
         }
     }
 }
@@ -180,6 +201,9 @@ impl Agent {
     /// Runs until the task is dropped: dispatch, events and periodic resync.
     pub async fn run(self: Arc<Self>) {
         tracing::info!(host = %self.config.host, "compute agent starting");
+        // Registered before anything else, so the scheduler sees the host.
+        self.report().await;
+        let reports = tokio::spawn(Arc::clone(&self).report_periodically());
         if let Err(err) = self.resync().await {
             tracing::warn!(error = %err, "initial resync failed; retrying on the timer");
         }
@@ -188,6 +212,7 @@ impl Agent {
         self.dispatch_forever().await;
         events.abort();
         timer.abort();
+        reports.abort();
     }
 
     async fn dispatch_forever(self: &Arc<Self>) {
@@ -652,7 +677,7 @@ pub(crate) mod tests {
     use zun_store::{NewAction, SqliteStore};
 
     use super::*;
-    use crate::runtime::{ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
+    use crate::runtime::{HostFacts, ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
 
     #[derive(Default)]
     pub(crate) struct FakeEngine {
@@ -703,6 +728,14 @@ pub(crate) mod tests {
 
     #[async_trait]
     impl Runtime for FakeEngine {
+        async fn host_facts(&self) -> Result<HostFacts, RuntimeError> {
+            Ok(HostFacts {
+                cpus: 4.0,
+                mem_total: 8192,
+                disk_total: 100,
+                ..HostFacts::default()
+            })
+        }
         async fn image(&self, _: &str) -> Result<Option<ImageInfo>, RuntimeError> {
             Ok(Some(ImageInfo {
                 id: "sha256:fake".into(),
