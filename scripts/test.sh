@@ -9,7 +9,9 @@
 # 4. one debug build of every target
 # 5. Rust tests (cargo nextest if installed, else cargo test), with
 #    ZUN_TEST_DOCKER_SOCKET pointing at the dedicated engine
-# 6. pytest tests/acceptance (real zund, real docker, real openstack CLI)
+# 6. pytest tests/acceptance (real zund, real docker, real openstack CLI); tests
+#    that need several compute hosts start them themselves (scripts/hosts.sh,
+#    through tests/acceptance/engine_hosts.py) and stop them on teardown
 #
 # Every step runs even when an earlier check fails (a failed build skips the
 # tests that need it); the script exits non-zero if any step failed. What it
