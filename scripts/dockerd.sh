@@ -20,6 +20,15 @@
 #   ZUN_DOCKER_DATA_ROOT /var/lib/zun-docker    images and containers
 #   ZUN_DOCKER_SOCKET    $ZUN_DOCKER_RUN_DIR/docker.sock
 #   ZUN_DOCKERD_ARGS     extra dockerd arguments (word-split)
+#   ZUN_DOCKER_CGROUP_PARENT  --cgroup-parent (default /zun-docker)
+#   ZUN_DOCKERD_NETNS    a network namespace name (/var/run/netns/NAME, made by
+#                        `ip netns add`): dockerd is launched in it through
+#                        `nsenter --net=` (not `ip netns exec`, which remounts /sys
+#                        and hides the cgroup mounts dockerd needs); start and
+#                        status also check that the daemon really runs in it, and
+#                        a daemon that answers from another namespace is restarted
+#   ZUN_DOCKER_LOG_TAG   prefix of this script's messages (default dockerd)
+# scripts/hosts.sh uses these to run one engine per simulated compute host.
 set -euo pipefail
 
 RUN_DIR="${ZUN_DOCKER_RUN_DIR:-/run/zun-docker}"
@@ -32,8 +41,12 @@ IMAGE="busybox:latest"
 START_TIMEOUT=60
 STOP_TIMEOUT=30
 DEAD_PROXY="http://127.0.0.1:9"
+CGROUP_PARENT="${ZUN_DOCKER_CGROUP_PARENT:-/zun-docker}"
+NETNS="${ZUN_DOCKERD_NETNS:-}"
+NETNS_PATH="${NETNS:+/var/run/netns/$NETNS}"
+LOG_TAG="${ZUN_DOCKER_LOG_TAG:-dockerd}"
 
-log() { printf '[dockerd] %s\n' "$*" >&2; }
+log() { printf '[%s] %s\n' "$LOG_TAG" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 dk() { docker -H "unix://$SOCKET" "$@"; }
@@ -45,6 +58,22 @@ pid_alive() {
     [[ -f "$PIDFILE" ]] || return 1
     pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# The namespace link dockerd must have ("net:[INODE]"), empty without ZUN_DOCKERD_NETNS.
+want_netns() {
+    [[ -n "$NETNS" ]] || return 0
+    local ino
+    ino="$(stat -L -c %i "$NETNS_PATH" 2>/dev/null)" || die "network namespace $NETNS_PATH missing"
+    echo "net:[$ino]"
+}
+
+# True when the daemon of the pidfile runs in ZUN_DOCKERD_NETNS (always without one).
+in_netns() {
+    [[ -n "$NETNS" ]] || return 0
+    local want
+    want="$(want_netns)"
+    [[ "$(readlink "/proc/$(cat "$PIDFILE")/ns/net" 2>/dev/null)" == "$want" ]]
 }
 
 build_image() {
@@ -78,38 +107,51 @@ build_image() {
 }
 
 # Containers must start with the engine's default network mode although no bridge
-# exists. Checked once per data root (a marker file records success).
+# exists. Checked once per data root (a marker file records success). With
+# ZUN_DOCKERD_NETNS, a host-network container must also see that namespace;
+# the marker holds the namespace checked, so a recreated namespace is checked again.
 verify_run() {
-    local marker="$DATA_ROOT/.zun-verified"
-    [[ -f "$marker" ]] && return 0
-    local out
+    local marker="$DATA_ROOT/.zun-verified" want out
+    want="$(want_netns)"
+    [[ -f "$marker" && "$(cat "$marker")" == "$want" ]] && return 0
     if ! out="$(dk run --rm "$IMAGE" /bin/sh -c 'echo zun-ok' 2>&1)" || [[ "$out" != *zun-ok* ]]; then
         die "a container did not start in the dedicated engine: $out"
     fi
-    touch "$marker"
+    if [[ -n "$want" ]]; then
+        out="$(dk run --rm --network host "$IMAGE" readlink /proc/self/ns/net 2>&1)" \
+            || die "a host-network container did not start: $out"
+        [[ "$out" == "$want" ]] || die "a host-network container runs in $out, not in $NETNS ($want)"
+    fi
+    printf '%s' "$want" >"$marker"
 }
 
 start() {
     command -v dockerd >/dev/null || die "dockerd missing (bash scripts/setup.sh installs docker.io)"
     command -v docker >/dev/null || die "docker CLI missing (bash scripts/setup.sh installs docker.io)"
+    local launcher=()
+    if [[ -n "$NETNS" ]]; then
+        command -v nsenter >/dev/null || die "nsenter missing (util-linux)"
+        want_netns >/dev/null
+        launcher=(nsenter "--net=$NETNS_PATH")
+    fi
     mkdir -p "$RUN_DIR" "$DATA_ROOT" "$EXEC_ROOT"
-    if pid_alive && answers; then
+    if pid_alive && answers && in_netns; then
         log "already running (pid $(cat "$PIDFILE"))"
     else
         if pid_alive; then
-            log "pid $(cat "$PIDFILE") does not answer on $SOCKET; stopping it"
+            log "pid $(cat "$PIDFILE") does not answer on $SOCKET or runs outside ${NETNS:-its namespace}; stopping it"
             stop_daemon
         fi
         rm -f "$PIDFILE"
         [[ -S "$SOCKET" ]] && rm -f "$SOCKET"
-        log "starting dockerd on $SOCKET (data root $DATA_ROOT, log $LOGFILE)"
+        log "starting dockerd on $SOCKET (data root $DATA_ROOT, log $LOGFILE${NETNS:+, network namespace $NETNS})"
         # A dead local proxy: any pull the engine attempts fails at once on
         # loopback instead of reaching out (this machine has no internet, and
         # the service's default pull policy is upstream's "always").
         # shellcheck disable=SC2086
         env HTTP_PROXY="$DEAD_PROXY" HTTPS_PROXY="$DEAD_PROXY" http_proxy="$DEAD_PROXY" \
             https_proxy="$DEAD_PROXY" NO_PROXY= no_proxy= \
-            setsid dockerd \
+            setsid "${launcher[@]}" dockerd \
             --host "unix://$SOCKET" \
             --data-root "$DATA_ROOT" \
             --exec-root "$EXEC_ROOT" \
@@ -119,14 +161,14 @@ start() {
             --ip-masq=false \
             --ip-forward=false \
             --userland-proxy=false \
-            --cgroup-parent=/zun-docker \
+            --cgroup-parent="$CGROUP_PARENT" \
             --shutdown-timeout=5 \
             --log-level=warn \
             ${ZUN_DOCKERD_ARGS:-} \
             </dev/null >>"$LOGFILE" 2>&1 &
-        local launcher=$! waited=0
+        local child=$! waited=0
         until answers; do
-            if ! kill -0 "$launcher" 2>/dev/null; then
+            if ! kill -0 "$child" 2>/dev/null; then
                 tail -n 30 "$LOGFILE" >&2 || true
                 die "dockerd exited during start-up"
             fi
@@ -138,6 +180,7 @@ start() {
             waited=$((waited + 1))
         done
         log "dockerd $(dk version --format '{{.Server.Version}}') answers (pid $(cat "$PIDFILE"))"
+        in_netns || die "dockerd (pid $(cat "$PIDFILE")) runs in $(readlink "/proc/$(cat "$PIDFILE")/ns/net"), not in $NETNS"
     fi
     build_image
     verify_run
@@ -174,7 +217,7 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status)
-        if pid_alive && answers; then echo "$SOCKET"; else
+        if pid_alive && answers && in_netns; then echo "$SOCKET"; else
             log "not running"
             exit 1
         fi

@@ -6,7 +6,8 @@
 # Safe on a fresh Debian 12 machine as root without an init system, and fast on
 # a machine where everything is already there (nothing is downloaded then):
 #   * Debian packages: docker.io (dockerd 20.10), busybox-static (the demo image's
-#     root filesystem), python3-venv, tmux, iproute2, procps, curl, jq, postgresql
+#     root filesystem), python3-venv, tmux, iproute2 and util-linux (network
+#     namespaces and nsenter for scripts/hosts.sh), procps, curl, jq, postgresql
 #     (the server the store's PostgreSQL tests run against: scripts/postgres.sh);
 #   * a Python virtualenv at .venv with the real OpenStack clients
 #     (python-openstackclient, python-zunclient) plus pytest and requests, pinned,
@@ -27,7 +28,9 @@ PY_REQUIREMENTS=(
     "requests==2.32.5"
 )
 
-DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 procps curl jq docker-registry apache2-utils postgresql)
+# iproute2 and util-linux (nsenter, flock): scripts/hosts.sh's namespaced engines.
+# postgresql: the server of the store's PostgreSQL tests (scripts/postgres.sh).
+DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 util-linux procps curl jq docker-registry apache2-utils postgresql)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -11,7 +11,10 @@
 # 5. Rust tests (cargo nextest if installed, else cargo test), with
 #    ZUN_TEST_DOCKER_SOCKET pointing at the dedicated engine and
 #    ZUN_TEST_POSTGRES_URL at the PostgreSQL cluster
-# 6. pytest tests/acceptance (real zund, real docker, real openstack CLI)
+# 6. pytest tests/acceptance (real zund, real docker, real openstack CLI); tests
+#    that need several compute hosts start them themselves (scripts/hosts.sh,
+#    through tests/acceptance/engine_hosts.py) and stop them on teardown;
+#    test_hosts.py runs them on a database of its own on the same PostgreSQL
 #
 # Every step runs even when an earlier check fails (a failed build skips the
 # tests that need it); the script exits non-zero if any step failed. What it

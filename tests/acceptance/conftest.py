@@ -362,7 +362,6 @@ class ZunSplit(Zun):
             "api",
             "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", str(self.data_dir),
-            "--compute-host", self.host_name,
             "--project-id", self.project_id,
             "--user-id", self.user_id,
             "--roles", self.roles,
@@ -384,7 +383,22 @@ class ZunSplit(Zun):
             self.wait_ready()
             self.compute.start()
         self.assert_alive(settle=1.0)
+        self.wait_host_registered()
         return self
+
+    def wait_host_registered(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
+        """Until the agent's compute service is up (the scheduler places
+        containers only on registered hosts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.http("GET", "/v1/services", version=MAX_VERSION)
+            if r.status_code == 200 and any(
+                    s["host"] == self.host_name and s["state"] == "up"
+                    for s in r.json()["services"]):
+                return
+            time.sleep(0.1)
+        pytest.fail(f"compute host {self.host_name} did not register in {timeout}s; "
+                    f"compute log:\n{self.compute.log_tail()}")
 
     def assert_alive(self, settle: float = 0.0) -> None:
         """Both processes still running (after `settle` seconds)."""

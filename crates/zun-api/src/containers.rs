@@ -149,7 +149,7 @@ fn generated_name() -> String {
 
 /// Rejects create options this deployment cannot honour yet with a clear
 /// 4xx instead of silently ignoring them.
-fn check_unsupported(req: &CreateRequest, state: &ApiState, ctx: &Ctx) -> Result<()> {
+fn check_unsupported(req: &CreateRequest, ctx: &Ctx) -> Result<()> {
     let own = ctx.own_target();
     if req.privileged == Some(true) {
         // `container:create:privileged` defaults to deny_everybody.
@@ -161,15 +161,8 @@ fn check_unsupported(req: &CreateRequest, state: &ApiState, ctx: &Ctx) -> Result
     if req.image_pull_policy.is_some() {
         ctx.authorize("container:create:image_pull_policy", &own)?;
     }
-    if let Some(host) = &req.host {
+    if req.host.is_some() {
         ctx.authorize("container:create:requested_destination", &own)?;
-        if *host != state.compute_host {
-            return Err(Error(ApiError::new(
-                404,
-                "requested-host-not-found",
-                format!("Requested host {host} could not be found."),
-            )));
-        }
     }
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
     if non_empty(&req.nets) {
@@ -195,7 +188,7 @@ fn check_unsupported(req: &CreateRequest, state: &ApiState, ctx: &Ctx) -> Result
     Ok(())
 }
 
-fn build_container(req: CreateRequest, state: &ApiState, ctx: &Ctx, run: bool) -> Container {
+fn build_container(req: CreateRequest, ctx: &Ctx, run: bool) -> Container {
     let healthcheck = req.healthcheck.map(|mut hc| {
         // Upstream stores `cmd` as `test`.
         if let Some(obj) = hc.as_object_mut()
@@ -236,7 +229,7 @@ fn build_container(req: CreateRequest, state: &ApiState, ctx: &Ctx, run: bool) -
         hints: req.hints,
         availability_zone: req.availability_zone,
         registry_id: None,
-        host: Some(state.compute_host.clone()),
+        host: None,
         status: ContainerStatus::Creating,
         status_reason: None,
         status_detail: None,
@@ -268,7 +261,11 @@ async fn create(
     let value = params::json_body(&headers, &body)?;
     let req = validation::create_request(&value, ctx.version)?;
     ctx.authorize("container:create", &ctx.own_target())?;
-    check_unsupported(&req, &state, &ctx)?;
+    check_unsupported(&req, &ctx)?;
+    if let Some(host) = &req.host {
+        crate::placement::check_requested_host(state.store.as_ref(), host).await?;
+    }
+    let requested_host = req.host.clone();
     // The registry (1.31) is named by uuid or name, in the caller's project.
     let registry_id = match &req.registry {
         Some(ident) => Some(
@@ -278,15 +275,20 @@ async fn create(
         ),
         None => None,
     };
-    let mut container = build_container(req, &state, &ctx, run);
+    let mut container = build_container(req, &ctx, run);
     container.registry_id = registry_id;
     let action = new_action(&ctx, &container, "create", json!({ "run": run }));
     let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
-    state
-        .store
-        .insert_container(&container, &action, Some(&limits))
-        .await?;
-    tracing::info!(uuid = %container.uuid, name = %container.name, run, "container create accepted");
+    crate::placement::place_and_insert(
+        state.store.as_ref(),
+        &state.scheduler,
+        &mut container,
+        requested_host.as_deref(),
+        action,
+        &limits,
+    )
+    .await?;
+    tracing::info!(uuid = %container.uuid, name = %container.name, host = ?container.host, run, "container create accepted");
     let location = format!("{}/v1/containers/{}", ctx.host_url, container.uuid);
     let mut response = (StatusCode::ACCEPTED, Json(view_one(&ctx, &container))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -465,6 +467,18 @@ async fn delete(
         "delete",
         json!({ "force": force, "stop": stop }),
     );
+    // Nothing to wait for when no host holds the container (it was never
+    // placed), or when an admin forces the delete of one on a host that is
+    // down: the row goes now, and a returning host removes its engine
+    // container, which the store no longer knows.
+    let host_down = match &container.host {
+        None => true,
+        Some(host) => {
+            force
+                && !crate::placement::host_is_up(state.store.as_ref(), &state.scheduler, host)
+                    .await?
+        }
+    };
     let mutate = move |c: &mut Container| {
         check.check(&c.uuid, c.status)?;
         c.status = ContainerStatus::Deleting;
@@ -472,10 +486,17 @@ async fn delete(
         c.desired_state = DesiredState::Deleted;
         Ok(())
     };
-    state
+    let (_, record) = state
         .store
         .update_container(&container.uuid, &mutate, Some(&action))
         .await?;
+    if host_down {
+        state.store.delete_container(&container.uuid).await?;
+        if let Some(record) = record {
+            state.store.finish_action(record.id, None).await?;
+        }
+        tracing::info!(uuid = %container.uuid, "container removed without its host");
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -72,12 +72,13 @@ async fn pull(
     let value = params::json_body(&headers, &body)?;
     let req = image::image_pull(&value)?;
     ctx.authorize("image:pull", &ctx.own_target())?;
-    if req.host != state.compute_host {
+    // A compute node's uuid or hostname, as upstream accepts.
+    let Some(host) = state.store.get_host(&req.host).await? else {
         return Err(Error(ApiError::invalid_value(format!(
             "The host {} does not exist.",
             req.host
         ))));
-    }
+    };
     let reference = ImageRef::parse(&req.repo).map_err(ApiError::invalid_value)?;
     if reference.digest.is_some() {
         return Err(Error(ApiError::invalid_value(
@@ -90,7 +91,7 @@ async fn pull(
         repo: reference.repository(),
         tag: reference.tag_or_latest().to_owned(),
         size: None,
-        host: state.compute_host.clone(),
+        host: host.node.hostname,
         project_id: ctx.identity.project_id.clone(),
         user_id: ctx.identity.user_id.clone(),
         task: Some(ImageTask::Pulling),

@@ -7,10 +7,13 @@ mod context;
 mod error;
 pub mod identity;
 mod images;
+pub mod monitor;
 mod params;
+pub mod placement;
 mod quotas;
 mod registries;
 mod registry_client;
+mod services;
 pub mod streams;
 
 use std::pin::Pin;
@@ -126,8 +129,8 @@ pub struct ApiState {
     pub auth: Arc<dyn Authenticator>,
     /// Zun's default rules, overridden by the operator's `policy.yaml`.
     pub policy: zun_policy::PolicyFile,
-    /// The compute host new containers are placed on.
-    pub compute_host: String,
+    /// Where new containers go, and when a silent host counts as down.
+    pub scheduler: placement::SchedulerSettings,
     pub host_link: Arc<dyn HostLink>,
     /// The configured `[quota]` defaults; the quota class `default` and
     /// per-project rows override them.
@@ -147,6 +150,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .merge(quotas::routes())
         .merge(registries::routes())
         .merge(images::routes())
+        .merge(services::routes())
         .route("/v1", get(v1_root))
         .layer(axum::middleware::from_fn(context::negotiate_version));
     Router::new()

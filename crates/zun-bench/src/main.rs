@@ -76,7 +76,7 @@ struct Cli {
     #[arg(long, default_value_t = 5)]
     poll_ms: u64,
     /// `image_pull_policy` sent with each create ("ifnotpresent", "never",
-    /// "always"), or "omit" to send none (Zun then pulls `:latest` images).
+    /// "always"), or "omit" to send none (Zun then pulls every time, as upstream).
     #[arg(long, default_value = "ifnotpresent")]
     pull_policy: String,
     /// Requests timed for the list row.

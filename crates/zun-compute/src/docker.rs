@@ -34,8 +34,8 @@ use zun_types::Container;
 use zun_types::image::ImageRef;
 
 use crate::runtime::{
-    EngineState, ImageInfo, LogOptions, Observed, PullError, RegistryAuth, Runtime, RuntimeError,
-    RuntimeEvent,
+    EngineState, HostFacts, ImageInfo, LogOptions, Observed, PullError, RegistryAuth, Runtime,
+    RuntimeError, RuntimeEvent,
 };
 
 /// Prefix of every engine-side container name this service manages.
@@ -197,6 +197,37 @@ impl DockerRuntime {
 
 #[async_trait]
 impl Runtime for DockerRuntime {
+    async fn host_facts(&self) -> Result<HostFacts, RuntimeError> {
+        let info = self.docker.info().await.map_err(map_err)?;
+        let labels = info
+            .labels
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        runtimes.sort();
+        let disk_total = info
+            .docker_root_dir
+            .as_deref()
+            .and_then(|dir| rustix::fs::statvfs(dir).ok())
+            .map_or(0, |fs| {
+                let bytes = fs.f_blocks.saturating_mul(fs.f_frsize);
+                i64::try_from(bytes >> 30).unwrap_or(i64::MAX)
+            });
+        Ok(HostFacts {
+            cpus: info.ncpu.unwrap_or(0) as f64,
+            mem_total: info.mem_total.unwrap_or(0) >> 20,
+            disk_total,
+            runtimes,
+            labels,
+            architecture: info.architecture,
+            os_type: info.os_type,
+            os: info.operating_system,
+            kernel_version: info.kernel_version,
+        })
+    }
+
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         match self.docker.inspect_image(reference).await {
             Ok(image) => Ok(Some(ImageInfo {

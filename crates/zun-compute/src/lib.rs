@@ -8,5 +8,5 @@ pub mod reconciler;
 pub mod runtime;
 
 pub use docker::DockerRuntime;
-pub use reconciler::{Agent, AgentConfig};
+pub use reconciler::{Advertised, Agent, AgentConfig};
 pub use runtime::{ContainerIo, Runtime, RuntimeError};

@@ -28,6 +28,7 @@ use zun_secrets::SecretKey;
 use crate::runtime::{EngineState, Observed, Runtime, RuntimeError};
 
 mod images;
+mod report;
 
 pub use images::{may_use_local_copy, needs_pull, pull_policy};
 
@@ -47,6 +48,23 @@ pub struct AgentConfig {
     /// Opens the registry passwords in the store; without it, containers
     /// of registries with a password cannot be created on this host.
     pub secrets: Option<SecretKey>,
+    /// The availability zone this host's service reports.
+    pub availability_zone: Option<String>,
+    /// How often the service heartbeats and the node reports what it offers.
+    pub report_interval: Duration,
+    /// What the node offers instead of what the engine reports (an
+    /// operator keeping part of the host for itself).
+    pub advertise: Advertised,
+}
+
+/// Overrides of what a compute node offers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advertised {
+    pub cpus: Option<f64>,
+    /// MiB.
+    pub memory: Option<i64>,
+    /// GiB.
+    pub disk: Option<i64>,
 }
 
 impl AgentConfig {
@@ -58,6 +76,9 @@ impl AgentConfig {
             action_deadline: Duration::from_secs(60),
             pull_timeout: Duration::from_secs(600),
             secrets: None,
+            availability_zone: None,
+            report_interval: Duration::from_secs(10),
+            advertise: Advertised::default(),
         }
     }
 }
@@ -180,6 +201,9 @@ impl Agent {
     /// Runs until the task is dropped: dispatch, events and periodic resync.
     pub async fn run(self: Arc<Self>) {
         tracing::info!(host = %self.config.host, "compute agent starting");
+        // Registered before anything else, so the scheduler sees the host.
+        self.report().await;
+        let reports = tokio::spawn(Arc::clone(&self).report_periodically());
         if let Err(err) = self.resync().await {
             tracing::warn!(error = %err, "initial resync failed; retrying on the timer");
         }
@@ -188,6 +212,7 @@ impl Agent {
         self.dispatch_forever().await;
         events.abort();
         timer.abort();
+        reports.abort();
     }
 
     async fn dispatch_forever(self: &Arc<Self>) {
@@ -652,15 +677,21 @@ pub(crate) mod tests {
     use zun_store::{NewAction, SqliteStore};
 
     use super::*;
-    use crate::runtime::{ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
+    use crate::runtime::{HostFacts, ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
 
     #[derive(Default)]
-    struct FakeEngine {
-        containers: Mutex<BTreeMap<String, EngineState>>,
+    pub(crate) struct FakeEngine {
+        pub(crate) containers: Mutex<BTreeMap<String, EngineState>>,
         /// Makes `start` refuse, as an engine does for a bad command.
-        refuse_start: bool,
+        pub(crate) refuse_start: bool,
         /// Makes `create` hang, as a stuck engine would.
-        hang_create: bool,
+        pub(crate) hang_create: bool,
+        /// Makes every pull fail as when the registry cannot be reached.
+        pub(crate) registry_unreachable: bool,
+        /// Every pull asked for: reference and credentials.
+        pub(crate) pulls: Mutex<Vec<(String, Option<RegistryAuth>)>>,
+        /// The image reference of every create.
+        pub(crate) created_from: Mutex<Vec<String>>,
     }
 
     impl FakeEngine {
@@ -697,6 +728,14 @@ pub(crate) mod tests {
 
     #[async_trait]
     impl Runtime for FakeEngine {
+        async fn host_facts(&self) -> Result<HostFacts, RuntimeError> {
+            Ok(HostFacts {
+                cpus: 4.0,
+                mem_total: 8192,
+                disk_total: 100,
+                ..HostFacts::default()
+            })
+        }
         async fn image(&self, _: &str) -> Result<Option<ImageInfo>, RuntimeError> {
             Ok(Some(ImageInfo {
                 id: "sha256:fake".into(),
@@ -706,16 +745,29 @@ pub(crate) mod tests {
         }
         async fn pull(
             &self,
-            _: &str,
-            _: Option<&RegistryAuth>,
+            reference: &str,
+            auth: Option<&RegistryAuth>,
             _: &(dyn Fn(String) + Send + Sync),
         ) -> Result<(), PullError> {
+            self.pulls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((reference.to_owned(), auth.cloned()));
+            if self.registry_unreachable {
+                return Err(PullError::Unreachable(
+                    "dial tcp: connection refused".into(),
+                ));
+            }
             Ok(())
         }
         async fn remove_image(&self, _: &str) -> Result<(), RuntimeError> {
             Ok(())
         }
-        async fn create(&self, c: &Container, _: &str) -> Result<String, RuntimeError> {
+        async fn create(&self, c: &Container, image: &str) -> Result<String, RuntimeError> {
+            self.created_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(image.to_owned());
             if self.hang_create {
                 std::future::pending::<()>().await;
             }
@@ -833,6 +885,13 @@ pub(crate) mod tests {
     }
 
     async fn setup(engine: FakeEngine) -> (Arc<Agent>, Arc<SqliteStore>, Arc<FakeEngine>) {
+        setup_with(engine, None).await
+    }
+
+    pub(crate) async fn setup_with(
+        engine: FakeEngine,
+        secrets: Option<zun_secrets::SecretKey>,
+    ) -> (Arc<Agent>, Arc<SqliteStore>, Arc<FakeEngine>) {
         let store = Arc::new(
             SqliteStore::open_in_memory()
                 .await
@@ -841,12 +900,13 @@ pub(crate) mod tests {
         let engine = Arc::new(engine);
         let mut config = AgentConfig::new(HOST);
         config.create_deadline = Duration::from_millis(300);
+        config.secrets = secrets;
         let agent = Agent::new(store.clone(), engine.clone(), config);
         (agent, store, engine)
     }
 
     /// Records a `run=true` create, as the API does.
-    async fn submit_create(store: &SqliteStore, c: &Container) -> ActionRecord {
+    pub(crate) async fn submit_create(store: &SqliteStore, c: &Container) -> ActionRecord {
         store
             .insert_container(c, &create_action(true), None)
             .await
@@ -854,13 +914,16 @@ pub(crate) mod tests {
     }
 
     /// Runs every pending action to completion, as the dispatcher would.
-    async fn drain(agent: &Agent, store: &SqliteStore) {
+    pub(crate) async fn drain(agent: &Agent, store: &SqliteStore) {
         for action in store.pending_actions(HOST).await.expect("pending") {
             agent.perform(action).await;
         }
     }
 
-    async fn status_of(store: &SqliteStore, uuid: &str) -> (ContainerStatus, Option<String>) {
+    pub(crate) async fn status_of(
+        store: &SqliteStore,
+        uuid: &str,
+    ) -> (ContainerStatus, Option<String>) {
         let c = store
             .get_container(uuid)
             .await

@@ -104,6 +104,23 @@ pub enum PullError {
     Engine(RuntimeError),
 }
 
+/// What a host's engine says about the host, for its compute node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostFacts {
+    pub cpus: f64,
+    /// MiB.
+    pub mem_total: i64,
+    /// GiB of the filesystem holding the engine's data.
+    pub disk_total: i64,
+    pub runtimes: Vec<String>,
+    /// The engine's daemon labels (`key=value`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub architecture: Option<String>,
+    pub os_type: Option<String>,
+    pub os: Option<String>,
+    pub kernel_version: Option<String>,
+}
+
 /// What the engine holds of one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
@@ -127,6 +144,9 @@ pub struct RuntimeEvent {
 /// a restarted agent simply redo unfinished work.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
+    /// What the host offers, as the engine reports it.
+    async fn host_facts(&self) -> Result<HostFacts, RuntimeError>;
+
     /// The local image `reference` names, if the engine has it.
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
 

@@ -3,6 +3,7 @@
 //! pending actions of their host and write back what the engine reports.
 
 mod catalog;
+mod hosts;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -20,6 +21,10 @@ use zun_types::{ApiError, Container};
 pub use catalog::{
     IMAGE_SORT_KEYS, ImageListQuery, ImageStore, REGISTRY_FILTER_KEYS, REGISTRY_SORT_KEYS,
     RegistryListQuery, RegistryStore,
+};
+pub use hosts::{
+    COMPUTE_BINARY, ComputeNode, HostStore, HostView, NodeUsage, Placement, ServiceChange,
+    ServiceRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -40,6 +45,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt record: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// A placed insert found its host unable to take the container.
+    #[error("no room on the host: {0}")]
+    NoRoom(String),
 }
 
 /// Columns a list may be sorted by (upstream allows any DB column; these are
@@ -280,7 +288,7 @@ pub type Mutation<'a> = &'a (dyn Fn(&mut Container) -> Result<(), ApiError> + Se
 /// Everything the service keeps: containers, their action log, quotas and
 /// websocket grants here; registries and images in their own traits.
 #[async_trait]
-pub trait Store: RegistryStore + ImageStore + Send + Sync + 'static {
+pub trait Store: RegistryStore + ImageStore + HostStore + Send + Sync + 'static {
     /// Inserts the container and its first action in one transaction. With
     /// `limits`, the same transaction first counts the project's usage and
     /// refuses ([`StoreError::Rejected`] with a 403 `over-quota`, nothing
@@ -292,6 +300,23 @@ pub trait Store: RegistryStore + ImageStore + Send + Sync + 'static {
         container: &Container,
         action: &NewAction,
         limits: Option<&QuotaLimits>,
+    ) -> Result<ActionRecord, StoreError> {
+        self.insert_placed_container(container, action, limits, None)
+            .await
+    }
+
+    /// [`Store::insert_container`] that, with `placement`, also claims the
+    /// container's host in the same transaction: the host as it is then
+    /// (its node, service and the containers already on it) must pass
+    /// `placement.fits`, else [`StoreError::NoRoom`] and nothing written.
+    /// Concurrent placements on one host are serialised, so none
+    /// over-commits it.
+    async fn insert_placed_container(
+        &self,
+        container: &Container,
+        action: &NewAction,
+        limits: Option<&QuotaLimits>,
+        placement: Option<&Placement<'_>>,
     ) -> Result<ActionRecord, StoreError>;
 
     async fn get_container(&self, uuid: &str) -> Result<Option<Container>, StoreError>;

@@ -3,11 +3,11 @@
 //! Why this shape: the two backends differ in how writes are made safe, not
 //! in what they store. SQLite takes its one write lock (`BEGIN IMMEDIATE`);
 //! here transactions run at READ COMMITTED and serialize only where they
-//! must: the container row by its compare-and-swap on `revision`, a
-//! project's quota by a transaction-scoped advisory lock, a registry's
-//! deletion by an advisory lock that container writes referencing it take
-//! shared. Everything else (statements with `$N` placeholders, row structs,
-//! list builders, sort and filter maps, time format) is in `crate::sql` and
+//! must: the container row by its compare-and-swap on `revision`, the
+//! placements on a host and a project's quota by transaction-scoped
+//! advisory locks, a registry's deletion by an advisory lock that container
+//! writes referencing it take shared. Everything else (statements with
+//! `$N` placeholders, row structs, list builders, sort and filter maps, time format) is in `crate::sql` and
 //! used by both, so each backend is only its transactions. A generic
 //! `Store<DB>` would have replaced those few differing lines with a wall of
 //! sqlx trait bounds, and `sqlx::Any` cannot express advisory locks or
@@ -32,11 +32,12 @@ use zun_types::Container;
 
 use crate::sql::{self, ActionRow, EventRow, format_time, now};
 use crate::{
-    ActionRecord, EventRecord, ListQuery, Mutation, NewAction, QuotaLimits, QuotaUsage, Store,
-    StoreError, WebsocketGrant, round_cpu,
+    ActionRecord, EventRecord, ListQuery, Mutation, NewAction, Placement, QuotaLimits, QuotaUsage,
+    Store, StoreError, WebsocketGrant, round_cpu,
 };
 
 mod catalog;
+mod hosts;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -51,9 +52,15 @@ const CHANNEL: &str = "zun_work";
 const NOTIFY: &str = "SELECT pg_notify('zun_work', '')";
 
 /// Advisory lock classes (first key of the two-key form), so the hashed
-/// second keys of different kinds never meet.
+/// second keys of different kinds never meet (a collision within a kind
+/// only serialises more than needed). A transaction taking several takes
+/// them in one order: the host ([`HOST_LOCK`], placed inserts and node
+/// upserts), then the project ([`QUOTA_LOCK`]), then registries shared
+/// ([`REGISTRY_LOCK`]); `delete_registry` takes only its registry's. So no
+/// two transactions can wait on each other's advisory locks in a cycle.
 const QUOTA_LOCK: i32 = 1;
 const REGISTRY_LOCK: i32 = 2;
+const HOST_LOCK: i32 = 3;
 const LOCK: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 const LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))";
 
@@ -203,9 +210,19 @@ impl PgStore {
         container: &Container,
         action: &NewAction,
         limits: Option<&QuotaLimits>,
+        placement: Option<&Placement<'_>>,
     ) -> Result<ActionRecord, StoreError> {
         let body = serde_json::to_string(container)?;
         let mut tx = self.pool.begin().await?;
+        if let (Some(placement), Some(host)) = (placement, &container.host) {
+            // Held to commit, and taken before the host is read: the read
+            // (a new snapshot per statement at READ COMMITTED) sees every
+            // placement on this host that committed before, from any
+            // process, and none can commit until this one has.
+            lock(&mut tx, HOST_LOCK, host).await?;
+            let view = hosts::host_view_in(&mut tx, host).await?;
+            sql::check_placement(placement, host, view)?;
+        }
         if let Some(limits) = limits {
             // Held to commit: no other write of this project can count the
             // same usage before this insert is visible.
@@ -264,15 +281,18 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn insert_container(
+    async fn insert_placed_container(
         &self,
         container: &Container,
         action: &NewAction,
         limits: Option<&QuotaLimits>,
+        placement: Option<&Placement<'_>>,
     ) -> Result<ActionRecord, StoreError> {
         let what = format!("insert of container {}", container.uuid);
         let record = retrying(&what, || async {
-            self.try_insert(container, action, limits).await.map(Some)
+            self.try_insert(container, action, limits, placement)
+                .await
+                .map(Some)
         })
         .await?;
         self.wake_workers();

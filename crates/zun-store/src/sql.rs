@@ -7,13 +7,18 @@
 //! column names and types (text times, BIGINT ids and counts), so one row
 //! struct decodes from either.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::query::Query;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use zun_types::image::{Image, ImageTask, Registry};
 use zun_types::{ApiError, Container};
 
-use crate::{ActionRecord, EventRecord, ListQuery, SortDir, StoreError};
+use crate::{
+    ActionRecord, ComputeNode, EventRecord, HostView, ListQuery, NodeUsage, Placement,
+    ServiceRecord, SortDir, StoreError, round_cpu,
+};
 
 pub(crate) const INSERT_CONTAINER: &str = "INSERT INTO containers (uuid, revision, body, name, \
      project_id, user_id, image, status, task_state, host, memory, cpu, disk, auto_remove, \
@@ -634,6 +639,186 @@ impl TryFrom<ImageRow> for Image {
             project_id: row.project_id,
             user_id: row.user_id,
             task: row.task.as_deref().and_then(ImageTask::parse),
+            created_at: parse_time(&row.created_at)?,
+            updated_at: row.updated_at.as_deref().map(parse_time).transpose()?,
+        })
+    }
+}
+
+// Compute services and nodes (`HostStore`).
+
+const SERVICE_COLUMNS: &str = "id, host, binary_name, disabled, disabled_reason, forced_down, \
+     report_count, availability_zone, last_seen_up, created_at, updated_at";
+
+pub(crate) fn service_sql() -> String {
+    format!("SELECT {SERVICE_COLUMNS} FROM services WHERE host = $1 AND binary_name = $2")
+}
+
+pub(crate) fn list_services_sql() -> String {
+    format!("SELECT {SERVICE_COLUMNS} FROM services ORDER BY id")
+}
+
+/// The services of one binary (the compute services of the nodes).
+pub(crate) fn services_of_binary_sql() -> String {
+    format!("SELECT {SERVICE_COLUMNS} FROM services WHERE binary_name = $1")
+}
+
+/// A heartbeat: the row on first report, then one more report counted.
+/// (`services.` qualifies the existing row: PostgreSQL would find a bare
+/// `report_count` ambiguous with `excluded`'s.)
+pub(crate) const REPORT_SERVICE: &str = "INSERT INTO services (host, binary_name, disabled, \
+     forced_down, report_count, availability_zone, last_seen_up, created_at) \
+     VALUES ($1, $2, FALSE, FALSE, 1, $3, $4, $4) \
+     ON CONFLICT (host, binary_name) DO UPDATE SET report_count = services.report_count + 1, \
+     availability_zone = excluded.availability_zone, last_seen_up = excluded.last_seen_up, \
+     updated_at = excluded.last_seen_up";
+
+pub(crate) const SET_SERVICE_DISABLED: &str = "UPDATE services SET disabled = $1, \
+     disabled_reason = $2, updated_at = $3 WHERE host = $4 AND binary_name = $5";
+
+pub(crate) const SET_SERVICE_FORCED_DOWN: &str = "UPDATE services SET forced_down = $1, \
+     updated_at = $2 WHERE host = $3 AND binary_name = $4";
+
+pub(crate) const DELETE_SERVICE: &str = "DELETE FROM services WHERE host = $1 AND binary_name = $2";
+
+pub(crate) const DELETE_NODE: &str = "DELETE FROM compute_nodes WHERE hostname = $1";
+
+pub(crate) const NODE_UUID: &str = "SELECT uuid FROM compute_nodes WHERE hostname = $1";
+
+pub(crate) const UPDATE_NODE: &str =
+    "UPDATE compute_nodes SET body = $1, updated_at = $2 WHERE uuid = $3";
+
+pub(crate) const INSERT_NODE: &str =
+    "INSERT INTO compute_nodes (uuid, hostname, body, created_at) VALUES ($1, $2, $3, $4)";
+
+/// One node by uuid or hostname.
+pub(crate) const NODE_BODY: &str =
+    "SELECT body FROM compute_nodes WHERE uuid = $1 OR hostname = $1";
+
+pub(crate) const NODE_BODIES: &str = "SELECT body FROM compute_nodes ORDER BY hostname";
+
+/// What the containers on each host hold, one row per host; with
+/// `one_host`, only host `$1`'s. Containers in `Error` hold nothing (the
+/// engine has no container for them). `memory_mib` as in [`usage_sql`];
+/// the casts make both backends return the same types.
+pub(crate) fn host_usage_sql(memory_mib: &str, one_host: bool) -> String {
+    let which = if one_host {
+        "host = $1"
+    } else {
+        "host IS NOT NULL"
+    };
+    format!(
+        "SELECT host, CAST(COALESCE(SUM(cpu), 0) AS DOUBLE PRECISION), \
+         CAST(COALESCE(SUM({memory_mib}), 0) AS BIGINT), CAST(COALESCE(SUM(disk), 0) AS BIGINT), \
+         COUNT(*) FROM containers WHERE {which} AND status <> 'Error' GROUP BY host"
+    )
+}
+
+/// A row of [`host_usage_sql`]: host, cpu, memory (MiB), disk (GiB), count.
+pub(crate) type UsageRow = (String, f64, i64, i64, i64);
+
+pub(crate) fn node_usage(row: &UsageRow) -> NodeUsage {
+    NodeUsage {
+        cpu_used: round_cpu(row.1),
+        mem_used: row.2,
+        disk_used: row.3,
+        total_containers: row.4,
+    }
+}
+
+/// One host from its node's body, its usage row (none: nothing placed) and
+/// its compute service row (none: deleted).
+pub(crate) fn host_view(
+    body: &str,
+    usage: Option<UsageRow>,
+    service: Option<ServiceRow>,
+) -> Result<HostView, StoreError> {
+    Ok(HostView {
+        node: serde_json::from_str(body)?,
+        usage: usage.as_ref().map(node_usage).unwrap_or_default(),
+        service: service.map(ServiceRecord::try_from).transpose()?,
+    })
+}
+
+/// Every host, in the order of `bodies`, with the usage and compute
+/// service rows read in the same snapshot.
+pub(crate) fn host_views(
+    bodies: &[String],
+    usage: Vec<UsageRow>,
+    services: Vec<ServiceRow>,
+) -> Result<Vec<HostView>, StoreError> {
+    let mut usage: HashMap<String, NodeUsage> = usage
+        .iter()
+        .map(|row| (row.0.clone(), node_usage(row)))
+        .collect();
+    let mut services: HashMap<String, ServiceRecord> = services
+        .into_iter()
+        .map(|row| ServiceRecord::try_from(row).map(|s| (s.host.clone(), s)))
+        .collect::<Result<_, _>>()?;
+    bodies
+        .iter()
+        .map(|body| {
+            let node: ComputeNode = serde_json::from_str(body)?;
+            Ok(HostView {
+                usage: usage.remove(&node.hostname).unwrap_or_default(),
+                service: services.remove(&node.hostname),
+                node,
+            })
+        })
+        .collect()
+}
+
+/// A placed insert's check of its host `host` as it is inside the insert's
+/// transaction (`view`; none when the host has no compute node).
+pub(crate) fn check_placement(
+    placement: &Placement<'_>,
+    host: &str,
+    view: Option<HostView>,
+) -> Result<(), StoreError> {
+    let view =
+        view.ok_or_else(|| StoreError::NoRoom(format!("host {host} has no compute node")))?;
+    (placement.fits)(&view.state(Utc::now(), placement.down_after)).map_err(StoreError::NoRoom)
+}
+
+/// The node as an upsert leaves it: with the uuid it already has, if any.
+pub(crate) fn keep_uuid(node: &ComputeNode, existing: Option<String>) -> ComputeNode {
+    let mut node = node.clone();
+    if let Some(uuid) = existing {
+        node.uuid = uuid;
+    }
+    node
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ServiceRow {
+    id: i64,
+    host: String,
+    #[sqlx(rename = "binary_name")]
+    binary: String,
+    disabled: bool,
+    disabled_reason: Option<String>,
+    forced_down: bool,
+    report_count: i64,
+    availability_zone: Option<String>,
+    last_seen_up: Option<String>,
+    created_at: String,
+    updated_at: Option<String>,
+}
+
+impl TryFrom<ServiceRow> for ServiceRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ServiceRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            host: row.host,
+            binary: row.binary,
+            disabled: row.disabled,
+            disabled_reason: row.disabled_reason,
+            forced_down: row.forced_down,
+            report_count: row.report_count,
+            availability_zone: row.availability_zone,
+            last_seen_up: row.last_seen_up.as_deref().map(parse_time).transpose()?,
             created_at: parse_time(&row.created_at)?,
             updated_at: row.updated_at.as_deref().map(parse_time).transpose()?,
         })

@@ -22,11 +22,12 @@ use zun_types::Container;
 
 use crate::sql::{self, ActionRow, EventRow, format_time, now};
 use crate::{
-    ActionRecord, EventRecord, ListQuery, Mutation, NewAction, QuotaLimits, QuotaUsage, Store,
-    StoreError, WebsocketGrant, round_cpu,
+    ActionRecord, EventRecord, ListQuery, Mutation, NewAction, Placement, QuotaLimits, QuotaUsage,
+    Store, StoreError, WebsocketGrant, round_cpu,
 };
 
 mod catalog;
+mod hosts;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -222,11 +223,16 @@ impl SqliteStore {
         container: &Container,
         action: &NewAction,
         limits: Option<&QuotaLimits>,
+        placement: Option<&Placement<'_>>,
     ) -> Result<ActionRecord, StoreError> {
         let body = serde_json::to_string(container)?;
         // The write lock is held from here, so no other insert can count
-        // the same usage before this one commits.
+        // the same usage, or claim the same host, before this one commits.
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        if let (Some(placement), Some(host)) = (placement, &container.host) {
+            let view = hosts::host_view_in(&mut tx, host).await?;
+            sql::check_placement(placement, host, view)?;
+        }
         if let Some(limits) = limits {
             let usage = usage_in(&mut tx, &container.project_id, None).await?;
             limits
@@ -281,16 +287,17 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_container(
+    async fn insert_placed_container(
         &self,
         container: &Container,
         action: &NewAction,
         limits: Option<&QuotaLimits>,
+        placement: Option<&Placement<'_>>,
     ) -> Result<ActionRecord, StoreError> {
         let mut attempt = 0;
         let record = loop {
             attempt += 1;
-            match self.try_insert(container, action, limits).await {
+            match self.try_insert(container, action, limits, placement).await {
                 Err(StoreError::Database(err)) if is_busy(&err) && attempt < MAX_WRITE_ATTEMPTS => {
                     let uuid = &container.uuid;
                     tracing::debug!(%uuid, error = %err, "database busy, retrying insert");

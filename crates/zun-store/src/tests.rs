@@ -26,9 +26,9 @@ use zun_types::{ApiError, Container, ContainerStatus, TaskState};
 
 use crate::sql::{format_time, parse_bool};
 use crate::{
-    FILTER_KEYS, ImageListQuery, ImageStore, ListQuery, NewAction, PgStore, QuotaLimits,
-    QuotaUsage, RegistryListQuery, SORT_KEYS, SortDir, SqliteStore, Store, StoreError,
-    WebsocketGrant,
+    COMPUTE_BINARY, ComputeNode, FILTER_KEYS, ImageListQuery, ImageStore, ListQuery, NewAction,
+    NodeUsage, PgStore, Placement, QuotaLimits, QuotaUsage, RegistryListQuery, SORT_KEYS,
+    ServiceChange, SortDir, SqliteStore, Store, StoreError, WebsocketGrant,
 };
 
 mod postgres_only;
@@ -204,6 +204,10 @@ both_backends!(
     a_registry_in_use_cannot_be_deleted,
     registry_delete_races_container_writes,
     image_tasks_are_per_host_and_updates_are_conditional,
+    services_heartbeat_and_change,
+    nodes_keep_their_uuid_and_count_what_is_placed,
+    host_usage_reads_memory_as_quota_usage_does,
+    placed_inserts_never_over_commit_a_host,
 );
 
 fn base_time() -> DateTime<Utc> {
@@ -1500,4 +1504,230 @@ async fn registry_delete_races_container_writes(store: TestStore) {
             assert!(store.delete_registry(&r.uuid).await.is_err());
         }
     }
+}
+
+pub(crate) fn node(hostname: &str, cpus: f64) -> ComputeNode {
+    ComputeNode {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        hostname: hostname.into(),
+        cpus,
+        mem_total: 4096,
+        disk_total: 100,
+        disk_quota_supported: false,
+        runtimes: vec!["runc".into()],
+        labels: Default::default(),
+        architecture: Some("x86_64".into()),
+        os_type: Some("linux".into()),
+        os: Some("Debian".into()),
+        kernel_version: Some("6.1".into()),
+        enable_cpu_pinning: false,
+    }
+}
+
+/// Room for containers of 1 cpu while the host is up.
+pub(crate) fn fits_one_cpu(host: &zun_scheduler::HostState) -> Result<(), String> {
+    if host.up && host.cpu_used + 1.0 <= host.cpus {
+        Ok(())
+    } else {
+        Err(format!("{} is full", host.hostname))
+    }
+}
+
+/// Container `i` of `project` on `host`, holding 1 cpu.
+pub(crate) fn one_cpu_on(i: usize, project: &str, host: &str) -> Container {
+    let mut c = container(i, project);
+    c.host = Some(host.into());
+    c.cpu = Some(1.0);
+    c.status = ContainerStatus::Creating;
+    c
+}
+
+async fn services_heartbeat_and_change(store: TestStore) {
+    let first = store
+        .report_service("h1", COMPUTE_BINARY, Some("az1"))
+        .await
+        .unwrap();
+    assert_eq!(first.report_count, 1);
+    let second = store
+        .report_service("h1", COMPUTE_BINARY, Some("az1"))
+        .await
+        .unwrap();
+    assert_eq!((second.id, second.report_count), (first.id, 2));
+    assert!(second.is_up(Utc::now(), Duration::from_secs(60)));
+    assert!(!second.is_up(
+        Utc::now() + chrono::Duration::seconds(61),
+        Duration::from_secs(60)
+    ));
+    let change = ServiceChange {
+        disabled: Some((true, Some("maintenance".into()))),
+        forced_down: Some(true),
+    };
+    let changed = store
+        .update_service("h1", COMPUTE_BINARY, &change)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(changed.disabled && changed.forced_down);
+    assert_eq!(changed.disabled_reason.as_deref(), Some("maintenance"));
+    assert!(
+        !changed.is_up(Utc::now(), Duration::from_secs(60)),
+        "forced down"
+    );
+    assert!(
+        store
+            .update_service("nope", COMPUTE_BINARY, &change)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.upsert_compute_node(&node("h1", 2.0)).await.unwrap();
+    assert!(store.delete_service("h1", COMPUTE_BINARY).await.unwrap());
+    assert!(store.list_services().await.unwrap().is_empty());
+    assert!(
+        store.get_host("h1").await.unwrap().is_none(),
+        "its node went too"
+    );
+}
+
+async fn nodes_keep_their_uuid_and_count_what_is_placed(store: TestStore) {
+    let first = store.upsert_compute_node(&node("h1", 2.0)).await.unwrap();
+    let again = store.upsert_compute_node(&node("h1", 4.0)).await.unwrap();
+    assert_eq!(again.uuid, first.uuid);
+    store
+        .report_service("h1", COMPUTE_BINARY, None)
+        .await
+        .unwrap();
+    for (i, status) in [(1, "Running"), (2, "Stopped"), (3, "Error")] {
+        let mut c = container(i, "p1");
+        c.host = Some("h1".into());
+        c.cpu = Some(0.5);
+        c.memory = Some("256".into());
+        c.disk = 1;
+        c.status = match status {
+            "Running" => ContainerStatus::Running,
+            "Stopped" => ContainerStatus::Stopped,
+            _ => ContainerStatus::Error,
+        };
+        store
+            .insert_container(&c, &new_action("create", Some("h1")), None)
+            .await
+            .unwrap();
+    }
+    let view = store.get_host(&first.uuid).await.unwrap().unwrap();
+    assert_eq!(view.node.cpus, 4.0);
+    assert_eq!(
+        view.usage,
+        NodeUsage {
+            cpu_used: 1.0,
+            mem_used: 512,
+            disk_used: 2,
+            total_containers: 2
+        },
+        "Error containers hold nothing"
+    );
+    let listed = store.list_hosts().await.unwrap();
+    assert_eq!(listed, vec![view]);
+}
+
+/// A host's memory is summed as a project's is: the MiB of the decimal
+/// string, nothing for a container without a limit; hosts without a node
+/// are not listed, nodes without containers hold nothing.
+async fn host_usage_reads_memory_as_quota_usage_does(store: TestStore) {
+    store.upsert_compute_node(&node("h1", 8.0)).await.unwrap();
+    store.upsert_compute_node(&node("h2", 8.0)).await.unwrap();
+    for (i, memory, host) in [
+        (1, None, "h1"),
+        (2, Some("64"), "h1"),
+        (3, Some("1024"), "h1"),
+        (4, Some("512"), "elsewhere"),
+    ] {
+        let mut c = container(i, "p9");
+        c.host = Some(host.into());
+        c.memory = memory.map(str::to_owned);
+        c.cpu = Some(0.25);
+        c.disk = 3;
+        c.status = ContainerStatus::Running;
+        store
+            .insert_container(&c, &new_action("create", Some(host)), None)
+            .await
+            .unwrap();
+    }
+    let hosts = store.list_hosts().await.unwrap();
+    let names: Vec<&str> = hosts.iter().map(|h| h.node.hostname.as_str()).collect();
+    assert_eq!(names, ["h1", "h2"]);
+    assert_eq!(
+        hosts[0].usage,
+        NodeUsage {
+            cpu_used: 0.75,
+            mem_used: 1088,
+            disk_used: 9,
+            total_containers: 3
+        }
+    );
+    assert_eq!(hosts[1].usage, NodeUsage::default());
+    assert!(hosts.iter().all(|h| h.service.is_none()));
+    let quota = store.usage("p9").await.unwrap();
+    assert_eq!(
+        quota.memory,
+        hosts[0].usage.mem_used + 512,
+        "the same reading of memory"
+    );
+}
+
+async fn placed_inserts_never_over_commit_a_host(store: TestStore) {
+    store.upsert_compute_node(&node("h1", 3.0)).await.unwrap();
+    store
+        .report_service("h1", COMPUTE_BINARY, None)
+        .await
+        .unwrap();
+    // Room for three containers of 1 cpu.
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = one_cpu_on(i, "p1", "h1");
+            let placement = Placement {
+                down_after: Duration::from_secs(60),
+                fits: &fits_one_cpu,
+            };
+            barrier.wait().await;
+            store
+                .insert_placed_container(
+                    &c,
+                    &new_action("create", Some("h1")),
+                    None,
+                    Some(&placement),
+                )
+                .await
+        }));
+    }
+    let mut placed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => placed += 1,
+            Err(StoreError::NoRoom(reason)) => assert_eq!(reason, "h1 is full"),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(placed, 3);
+    assert_eq!(store.containers_on_host("h1").await.unwrap().len(), 3);
+    assert_eq!(store.pending_actions("h1").await.unwrap().len(), 3);
+    let missing = Placement {
+        down_after: Duration::from_secs(60),
+        fits: &fits_one_cpu,
+    };
+    let c = one_cpu_on(99, "p1", "ghost");
+    let err = store
+        .insert_placed_container(
+            &c,
+            &new_action("create", Some("ghost")),
+            None,
+            Some(&missing),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoRoom(_)), "{err}");
+    assert!(store.get_container(&c.uuid).await.unwrap().is_none());
 }

@@ -112,7 +112,10 @@ impl Action {
             | Action::ResizeContainer
             | Action::AddSecurityGroup
             | Action::RemoveSecurityGroup => &[Created, Running, Stopped, Paused],
-            Action::Delete => &[Created, Error, Stopped, Deleted, Dead],
+            // Upstream's list plus `Unknown`: a container on a host that is
+            // down may be deleted, and the delete finishes when the host
+            // reports again (an admin's force delete does not wait).
+            Action::Delete => &[Created, Error, Stopped, Deleted, Dead, Unknown],
             Action::DeleteForce => &[
                 Created, Creating, Error, Running, Stopped, Unknown, Deleted, Dead, Restarting,
                 Rebuilding, Deleting,
@@ -179,9 +182,10 @@ mod tests {
                 "remove_security_group",
                 &["Created", "Running", "Stopped", "Paused"],
             ),
+            // + Unknown (ours: a down host's containers can be deleted).
             (
                 "delete",
-                &["Created", "Error", "Stopped", "Deleted", "Dead"],
+                &["Created", "Error", "Stopped", "Deleted", "Dead", "Unknown"],
             ),
             (
                 "delete_force",

@@ -655,6 +655,36 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
     Ok(req)
 }
 
+/// A service's `host` and `binary` query parameters (reference §7.3):
+/// `host` 1–255 of `[a-zA-Z0-9-._]`, `binary` 1–255.
+pub fn service_ident<'a>(
+    host: Option<&'a str>,
+    binary: Option<&'a str>,
+) -> Result<(&'a str, &'a str), ApiError> {
+    let host = required("host", host)?;
+    let binary = required("binary", binary)?;
+    let length = |field: &str, raw: &str| -> Result<(), ApiError> {
+        let len = raw.chars().count();
+        if len == 0 {
+            Err(query_error(field, raw, format!("'{raw}' is too short")))
+        } else if len > 255 {
+            Err(query_error(field, raw, format!("'{raw}' is too long")))
+        } else {
+            Ok(())
+        }
+    };
+    length("host", host)?;
+    if !HOSTNAME_RE.is_match(host) {
+        return Err(query_error(
+            "host",
+            host,
+            format!("'{host}' does not match '{HOSTNAME_PATTERN}'"),
+        ));
+    }
+    length("binary", binary)?;
+    Ok((host, binary))
+}
+
 /// `image_pull_policy`: one of upstream's spellings, lower-cased.
 pub fn image_pull_policy(v: &Value) -> Result<String, ApiError> {
     match v {

@@ -20,6 +20,9 @@ pub struct Config {
     pub quota: QuotaSection,
     pub websocket: WebsocketSection,
     pub registry: RegistrySection,
+    /// The filter scheduler (zun-scheduler's `Policy`: enabled filters,
+    /// allocation ratios, reserved amounts, weigher).
+    pub scheduler: zun_scheduler::Policy,
 }
 
 /// Private registries' passwords are sealed with the service's key.
@@ -37,19 +40,21 @@ pub struct RegistrySection {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     pub listen: SocketAddr,
-    /// Compute host new containers are placed on (the `api` role alone).
-    pub compute_host: Option<String>,
     /// Deadline of `execute` with `run=true`; the command is left running
     /// after it and the caller gets upstream's 409.
     pub exec_timeout_seconds: u64,
+    /// A compute service not heard from for this long is down (upstream's
+    /// `service_down_time`): it gets no new containers and its containers
+    /// show `Unknown`.
+    pub service_down_time_seconds: u64,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9517)),
-            compute_host: None,
             exec_timeout_seconds: 60,
+            service_down_time_seconds: 180,
         }
     }
 }
@@ -81,6 +86,17 @@ impl Default for WebsocketSection {
 }
 
 impl Config {
+    /// The scheduler's settings, checked.
+    pub fn scheduler_settings(&self) -> anyhow::Result<zun_api::placement::SchedulerSettings> {
+        self.scheduler
+            .validate()
+            .context("the [scheduler] section is invalid")?;
+        Ok(zun_api::placement::SchedulerSettings {
+            policy: self.scheduler.clone(),
+            down_after: Duration::from_secs(self.api.service_down_time_seconds.max(1)),
+        })
+    }
+
     /// Where the service's secret key is kept.
     pub fn key_file(&self) -> PathBuf {
         self.registry
@@ -129,6 +145,15 @@ pub struct ComputeSection {
     pub host_name: Option<String>,
     /// Bound of one image pull; a create's own deadline does not count it.
     pub image_pull_timeout_seconds: u64,
+    /// The availability zone of this host's service (the scheduler's
+    /// default zone when unset).
+    pub availability_zone: Option<String>,
+    /// How often the service heartbeats and reports what the host offers.
+    pub report_interval_seconds: u64,
+    /// What the host offers instead of what the engine reports.
+    pub cpus: Option<f64>,
+    pub memory_mib: Option<i64>,
+    pub disk_gib: Option<i64>,
 }
 
 impl Default for ComputeSection {
@@ -137,6 +162,11 @@ impl Default for ComputeSection {
             docker_socket: "/var/run/docker.sock".into(),
             host_name: None,
             image_pull_timeout_seconds: 600,
+            availability_zone: None,
+            report_interval_seconds: 10,
+            cpus: None,
+            memory_mib: None,
+            disk_gib: None,
         }
     }
 }

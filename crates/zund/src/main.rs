@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zun_api::identity::{Keystone, NoAuth, TokenFile};
 use zun_api::{ApiState, Authenticator, Identity, RegistryClient};
-use zun_compute::{Agent, AgentConfig, ContainerIo, DockerRuntime, Runtime};
+use zun_compute::{Advertised, Agent, AgentConfig, ContainerIo, DockerRuntime, Runtime};
 use zun_secrets::SecretKey;
 use zun_store::{PgStore, SqliteStore, Store};
 
@@ -51,9 +51,6 @@ enum Role {
         store: StoreArgs,
         #[command(flatten)]
         api: ApiArgs,
-        /// Compute host that new containers are placed on.
-        #[arg(long, env = "ZUN_COMPUTE_HOST")]
-        compute_host: Option<String>,
     },
     /// Loads the images of a `docker save` tarball into this host's engine,
     /// for hosts without a registry.
@@ -261,10 +258,51 @@ fn secret_key(config: &Config) -> anyhow::Result<SecretKey> {
 }
 
 fn agent_config(config: &Config, host: String) -> anyhow::Result<AgentConfig> {
+    let compute = &config.compute;
     let mut agent = AgentConfig::new(host);
-    agent.pull_timeout = Duration::from_secs(config.compute.image_pull_timeout_seconds.max(1));
+    agent.pull_timeout = Duration::from_secs(compute.image_pull_timeout_seconds.max(1));
     agent.secrets = Some(secret_key(config)?);
+    agent.availability_zone = compute.availability_zone.clone();
+    agent.report_interval = Duration::from_secs(compute.report_interval_seconds.max(1));
+    agent.advertise = Advertised {
+        cpus: compute.cpus,
+        memory: compute.memory_mib,
+        disk: compute.disk_gib,
+    };
     Ok(agent)
+}
+
+/// The API's state, with `host_link` for the streams of its containers.
+fn api_state(
+    config: &Config,
+    store: Arc<dyn Store>,
+    host_link: Arc<dyn zun_api::HostLink>,
+) -> anyhow::Result<ApiState> {
+    Ok(ApiState {
+        store,
+        auth: authenticator(config)?,
+        policy: policy(config)?,
+        scheduler: config.scheduler_settings()?,
+        host_link,
+        quota_defaults: config.quota.limits(),
+        streams: config.stream_settings(),
+        secrets: secret_key(config)?,
+        registry_client: RegistryClient::new(),
+    })
+}
+
+/// Serves the API, with the task that marks the containers of down hosts.
+async fn run_api(state: ApiState, listen: SocketAddr) -> anyhow::Result<()> {
+    let settings = state.scheduler.clone();
+    let every = (settings.down_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
+    let monitor = tokio::spawn(zun_api::monitor::watch_hosts(
+        Arc::clone(&state.store),
+        settings,
+        every,
+    ));
+    let result = serve_api(state, listen).await;
+    monitor.abort();
+    result
 }
 
 fn host_name(config: &Config) -> String {
@@ -303,49 +341,23 @@ async fn main() -> anyhow::Result<()> {
                 runtime.clone(),
                 agent_config(&config, host.clone())?,
             );
+            agent.report().await;
             let agent_task = tokio::spawn(agent.run());
-            let state = ApiState {
+            let state = api_state(
+                &config,
                 store,
-                auth: authenticator(&config)?,
-                policy: policy(&config)?,
-                compute_host: host,
-                host_link: Arc::new(host_link::LocalHost::new(runtime, io)),
-                quota_defaults: config.quota.limits(),
-                streams: config.stream_settings(),
-                secrets: secret_key(&config)?,
-                registry_client: RegistryClient::new(),
-            };
-            let result = serve_api(state, config.api.listen).await;
+                Arc::new(host_link::LocalHost::new(runtime, io)),
+            )?;
+            let result = run_api(state, config.api.listen).await;
             agent_task.abort();
             result
         }
-        Role::Api {
-            store,
-            api,
-            compute_host,
-        } => {
+        Role::Api { store, api } => {
             store.apply(&mut config);
             api.apply(&mut config);
-            if compute_host.is_some() {
-                config.api.compute_host = compute_host;
-            }
             let store = open_store(&config).await?;
-            let state = ApiState {
-                store,
-                auth: authenticator(&config)?,
-                policy: policy(&config)?,
-                compute_host: config
-                    .api
-                    .compute_host
-                    .clone()
-                    .unwrap_or_else(default_host_name),
-                host_link: Arc::new(host_link::Unreachable),
-                quota_defaults: config.quota.limits(),
-                streams: config.stream_settings(),
-                secrets: secret_key(&config)?,
-                registry_client: RegistryClient::new(),
-            };
-            serve_api(state, config.api.listen).await
+            let state = api_state(&config, store, Arc::new(host_link::Unreachable))?;
+            run_api(state, config.api.listen).await
         }
         Role::Compute { store, compute } => {
             store.apply(&mut config);

@@ -434,4 +434,108 @@ mod tests {
         );
         assert!(text.contains("could not be reached"), "{text}");
     }
+
+    mod agent {
+        use zun_secrets::SecretKey;
+        use zun_store::RegistryStore;
+        use zun_types::ContainerStatus;
+
+        use super::*;
+        use crate::reconciler::tests::{
+            FakeEngine, drain, record, setup_with, status_of, submit_create,
+        };
+
+        fn key(dir: &tempfile::TempDir) -> SecretKey {
+            SecretKey::load_or_create(&dir.path().join("secret.key")).expect("key")
+        }
+
+        fn registry(key: &SecretKey) -> Registry {
+            let uuid = uuid::Uuid::new_v4().to_string();
+            Registry {
+                password_sealed: Some(key.seal("s3cret", &uuid).expect("seal")),
+                uuid,
+                name: Some("mine".into()),
+                domain: "reg.example:5000".into(),
+                username: Some("alice".into()),
+                project_id: "p".into(),
+                user_id: "u".into(),
+                created_at: Utc::now(),
+                updated_at: None,
+            }
+        }
+
+        #[tokio::test]
+        async fn a_registry_image_is_pulled_with_its_opened_password() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = key(&dir);
+            let (agent, store, engine) = setup_with(FakeEngine::default(), Some(key.clone())).await;
+            let r = registry(&key);
+            store.insert_registry(&r).await.expect("registry");
+            let mut c = record("private");
+            c.image = "team/app:1".into();
+            c.registry_id = Some(r.uuid.clone());
+            submit_create(&store, &c).await;
+            drain(&agent, &store).await;
+            assert_eq!(
+                status_of(&store, &c.uuid).await,
+                (ContainerStatus::Running, None)
+            );
+            let expected = RegistryAuth {
+                server: "reg.example:5000".into(),
+                username: "alice".into(),
+                password: "s3cret".into(),
+            };
+            let pulls = engine.pulls.lock().expect("pulls").clone();
+            assert_eq!(
+                pulls,
+                vec![("reg.example:5000/team/app:1".to_owned(), Some(expected))]
+            );
+            let created = engine.created_from.lock().expect("creates").clone();
+            assert_eq!(created, vec!["reg.example:5000/team/app:1".to_owned()]);
+        }
+
+        #[tokio::test]
+        async fn without_the_key_the_create_fails_saying_why() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (agent, store, engine) = setup_with(FakeEngine::default(), None).await;
+            let r = registry(&key(&dir));
+            store.insert_registry(&r).await.expect("registry");
+            let mut c = record("private");
+            c.registry_id = Some(r.uuid.clone());
+            submit_create(&store, &c).await;
+            drain(&agent, &store).await;
+            let (status, reason) = status_of(&store, &c.uuid).await;
+            assert_eq!(status, ContainerStatus::Error);
+            assert!(reason.expect("reason").contains("no secret key"));
+            assert!(engine.pulls.lock().expect("pulls").is_empty());
+        }
+
+        #[tokio::test]
+        async fn an_unreachable_registry_falls_back_only_without_credentials() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let key = key(&dir);
+            let engine = FakeEngine {
+                registry_unreachable: true,
+                ..FakeEngine::default()
+            };
+            let (agent, store, _) = setup_with(engine, Some(key.clone())).await;
+            let public = record("public");
+            submit_create(&store, &public).await;
+            let r = registry(&key);
+            store.insert_registry(&r).await.expect("registry");
+            let mut private = record("private");
+            private.registry_id = Some(r.uuid.clone());
+            submit_create(&store, &private).await;
+            drain(&agent, &store).await;
+            // The engine has both images (the fake says so): only the one
+            // without credentials may run from the local copy.
+            assert_eq!(
+                status_of(&store, &public.uuid).await.0,
+                ContainerStatus::Running
+            );
+            let (status, reason) = status_of(&store, &private.uuid).await;
+            assert_eq!(status, ContainerStatus::Error);
+            assert!(reason.expect("reason").contains("could not be reached"));
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! separate process would).
 
 use super::*;
+use crate::HostStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_starting_together_migrate_once() {
@@ -12,7 +13,7 @@ async fn processes_starting_together_migrate_once() {
         .fetch_one(a.pool())
         .await
         .unwrap();
-    assert_eq!(migrations, 4);
+    assert_eq!(migrations, 5);
     for store in [a, b, c] {
         store.close().await;
     }
@@ -111,5 +112,97 @@ async fn the_listener_comes_back_after_its_connection_is_killed() {
 
     api.close().await;
     agent.close().await;
+    db.drop_database().await;
+}
+
+/// Two API processes (two stores, two pools) placing on one host with room
+/// for 10: the host's advisory lock serialises them across connections, so
+/// exactly 10 land. Each insert also checks its project's quota, so the
+/// host lock and the project lock are taken together throughout, and a
+/// concurrent resize of those projects' containers takes the project lock
+/// alone: neither deadlocks nor over-commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_never_over_commit_a_host() {
+    let db = TestDb::create().await;
+    let (first, second) = (db.store().await, db.store().await);
+    first.upsert_compute_node(&node("h1", 10.0)).await.unwrap();
+    second
+        .report_service("h1", COMPUTE_BINARY, None)
+        .await
+        .unwrap();
+    let quota = QuotaLimits {
+        containers: 1000,
+        ..QuotaLimits::UNLIMITED
+    };
+    // Already on another host, resized while the placements run.
+    let elsewhere = one_cpu_on(1000, "p0", "h2");
+    first
+        .insert_container(&elsewhere, &new_action("create", Some("h2")), None)
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(41));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = one_cpu_on(i, ["p0", "p1", "p2"][i % 3], "h1");
+            let placement = Placement {
+                down_after: Duration::from_secs(60),
+                fits: &fits_one_cpu,
+            };
+            barrier.wait().await;
+            store
+                .insert_placed_container(
+                    &c,
+                    &new_action("create", Some("h1")),
+                    Some(&quota),
+                    Some(&placement),
+                )
+                .await
+        }));
+    }
+    let resizes = {
+        let (store, barrier, uuid) = (second.clone(), barrier.clone(), elsewhere.uuid.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            for n in 0..20 {
+                store
+                    .update_container_checked(
+                        &uuid,
+                        &|c: &mut Container| {
+                            c.memory = Some("64".into());
+                            Ok(())
+                        },
+                        None,
+                        Some(&quota),
+                    )
+                    .await
+                    .unwrap_or_else(|err| panic!("resize {n}: {err}"));
+            }
+        })
+    };
+    let mut placed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => placed += 1,
+            Err(StoreError::NoRoom(reason)) => assert_eq!(reason, "h1 is full"),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    resizes.await.unwrap();
+    assert_eq!(placed, 10);
+    for store in [&first, &second] {
+        let view = store.get_host("h1").await.unwrap().unwrap();
+        assert_eq!(view.usage.cpu_used, 10.0);
+        assert_eq!(view.usage.total_containers, 10);
+        assert_eq!(store.containers_on_host("h1").await.unwrap().len(), 10);
+    }
+    first.close().await;
+    second.close().await;
     db.drop_database().await;
 }

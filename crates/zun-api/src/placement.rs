@@ -1,0 +1,180 @@
+//! Where a new container goes (DESIGN decision 7): the filter scheduler
+//! ranks the hosts from one snapshot, outside any transaction; the store
+//! then claims the best host inside the insert's transaction, checking the
+//! same `fits` against the host as it is at that moment, and the next host
+//! is tried when another API process got there first. When no host can take
+//! it, the container is recorded in `Error` with upstream's reason, as
+//! upstream's API does (the create still answers 202).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use zun_scheduler::{HostState, Policy, Request, fits, label_hint, select};
+use zun_store::{ActionRecord, NewAction, Placement, QuotaLimits, Store, StoreError};
+use zun_types::{ApiError, Container, ContainerStatus};
+
+use crate::error::Error;
+
+/// How many ranked hosts a create tries before giving up on a race.
+const MAX_CLAIM_ATTEMPTS: usize = 5;
+
+/// The scheduler's configuration and when a silent host counts as down.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub policy: Policy,
+    /// Upstream's `service_down_time`.
+    pub down_after: Duration,
+}
+
+/// What the container asks of a host.
+async fn request_of(
+    store: &dyn Store,
+    c: &Container,
+    requested_host: Option<&str>,
+) -> Result<Request, Error> {
+    let mut request = Request {
+        cpu: c.cpu.unwrap_or(0.0),
+        memory: c
+            .memory
+            .as_deref()
+            .and_then(|m| m.trim().parse().ok())
+            .unwrap_or(0),
+        disk: c.disk,
+        runtime: c.runtime.clone(),
+        availability_zone: c.availability_zone.clone(),
+        requested_host: requested_host.map(str::to_owned),
+        ..Request::default()
+    };
+    let Some(Value::Object(hints)) = &c.hints else {
+        return Ok(request);
+    };
+    for (key, value) in hints {
+        if let (Some(label), Value::String(v)) = (label_hint(key), value) {
+            request.labels.insert(label.to_owned(), v.clone());
+        }
+    }
+    // `same_host` / `different_host` name containers (a uuid or a list).
+    let named = |value: Option<&Value>| -> Vec<String> {
+        match value {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let hosts_of = async |uuids: Vec<String>| -> Result<BTreeSet<String>, Error> {
+        let mut hosts = BTreeSet::new();
+        for uuid in uuids {
+            if let Some(other) = store.get_container(&uuid).await?
+                && let Some(host) = other.host
+            {
+                hosts.insert(host);
+            }
+        }
+        Ok(hosts)
+    };
+    if hints.contains_key("same_host") {
+        request.same_host = Some(hosts_of(named(hints.get("same_host"))).await?);
+    }
+    request.different_host = hosts_of(named(hints.get("different_host"))).await?;
+    Ok(request)
+}
+
+/// Places `container` and records it with `action`, its quota checked in
+/// the same transaction. On return the container's `host` (and status, when
+/// no host could take it) are what was stored.
+pub(crate) async fn place_and_insert(
+    store: &dyn Store,
+    settings: &SchedulerSettings,
+    container: &mut Container,
+    requested_host: Option<&str>,
+    mut action: NewAction,
+    limits: &QuotaLimits,
+) -> Result<ActionRecord, Error> {
+    let request = request_of(store, container, requested_host).await?;
+    let now = Utc::now();
+    let states: Vec<HostState> = store
+        .list_hosts()
+        .await?
+        .iter()
+        .map(|h| h.state(now, settings.down_after))
+        .collect();
+    let policy = &settings.policy;
+    let check = |host: &HostState| fits(host, &request, policy).map_err(|r| r.to_string());
+    let placement = Placement {
+        down_after: settings.down_after,
+        fits: &check,
+    };
+    match select(&states, &request, policy) {
+        Ok(ranked) => {
+            for index in ranked.into_iter().take(MAX_CLAIM_ATTEMPTS) {
+                let host = states[index].hostname.clone();
+                container.host = Some(host.clone());
+                action.host = Some(host.clone());
+                match store
+                    .insert_placed_container(container, &action, Some(limits), Some(&placement))
+                    .await
+                {
+                    Ok(record) => return Ok(record),
+                    Err(StoreError::NoRoom(reason)) => {
+                        tracing::debug!(uuid = %container.uuid, %host, %reason, "host taken meanwhile; trying the next");
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            tracing::info!(uuid = %container.uuid, "every ranked host filled up meanwhile");
+        }
+        Err(no_host) => {
+            tracing::info!(uuid = %container.uuid, reason = %no_host, "no valid host");
+        }
+    }
+    insert_unplaced(store, container, action, limits).await
+}
+
+/// Records a container no host could take: `Error`, upstream's reason, and
+/// its create action finished as failed.
+async fn insert_unplaced(
+    store: &dyn Store,
+    container: &mut Container,
+    mut action: NewAction,
+    limits: &QuotaLimits,
+) -> Result<ActionRecord, Error> {
+    container.host = None;
+    container.status = ContainerStatus::Error;
+    container.status_reason = Some(zun_scheduler::STATUS_REASON.to_owned());
+    action.host = None;
+    let record = store
+        .insert_container(container, &action, Some(limits))
+        .await?;
+    store.finish_action(record.id, Some("Error")).await?;
+    Ok(record)
+}
+
+/// 404 unless `host` is a known compute host.
+pub(crate) async fn check_requested_host(store: &dyn Store, host: &str) -> Result<(), Error> {
+    match store.get_host(host).await? {
+        Some(_) => Ok(()),
+        None => Err(Error(ApiError::new(
+            404,
+            "requested-host-not-found",
+            format!("Requested host {host} could not be found."),
+        ))),
+    }
+}
+
+/// Whether the service of `host` is up (a container without a host has
+/// none to wait for).
+pub(crate) async fn host_is_up(
+    store: &dyn Store,
+    settings: &SchedulerSettings,
+    host: &str,
+) -> Result<bool, Error> {
+    Ok(store.get_host(host).await?.is_some_and(|view| {
+        view.service
+            .is_some_and(|s| s.is_up(Utc::now(), settings.down_after))
+    }))
+}

@@ -1,0 +1,355 @@
+"""Several hosts (issue 6): two `zund api` processes and three `zund compute`
+agents on one real PostgreSQL, each agent driving its own real dockerd in
+its own network namespace (scripts/hosts.sh), with the real
+`openstack appcontainer` CLI.
+
+Hosts: h1 (zone az1, offers 34 CPUs), h2 (az1, 33), h3 (az2, 33), with
+`cpu_allocation_ratio = 1`, so containers of 1 CPU fill them at exactly
+100. Expected values: reference §7.2-7.4 (hosts, services, zones), upstream's
+"There are not enough hosts available." for a create no host can take.
+
+The tests run in file order: the host-failure test and the 200-container
+race come last.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from conftest import (
+    IMAGE,
+    MAX_VERSION,
+    STATUS_TIMEOUT_S,
+    ZundProcess,
+    Zun,
+    _OUR_HOSTS,
+    free_port,
+)
+from engine_hosts import EngineHosts
+
+V = MAX_VERSION
+SLEEPER = ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+DOWN_AFTER_S = 6
+CAPACITY = {"h1": 34, "h2": 33, "h3": 33}
+ZONES = {"h1": "az1", "h2": "az1", "h3": "az2"}
+NO_HOST = "There are not enough hosts available."
+
+
+def fresh_database(base_url: str) -> str:
+    """A new database on the test PostgreSQL; returns its URL."""
+    name = f"zun_hosts_{uuidlib.uuid4().hex[:10]}"
+    r = subprocess.run(["psql", base_url, "-v", "ON_ERROR_STOP=1", "-c",
+                        f"CREATE DATABASE {name}"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"creating {name}: {r.stderr}"
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+class Cluster(Zun):
+    """The client side: HTTP and CLI against API #1 (`self`), API #2 at
+    `second_url`; the processes of every role."""
+
+    hosts: list[str]
+    computes: dict[str, ZundProcess]
+    apis: list[ZundProcess]
+    engines: EngineHosts
+
+    def compute_args(self, host: str) -> list[str]:
+        return ["--config", str(self.data_dir / f"{host}.toml"), "compute",
+                "--data-dir", str(self.data_dir),
+                "--docker-socket", self.engines.sockets[self.hosts.index(host)],
+                "--host-name", self.host_of[host]]
+
+    def engine_containers(self, host: str) -> set[str]:
+        """uuids of the zun containers in that host's engine."""
+        i = self.hosts.index(host)
+        r = self.engines.docker(i, "ps", "-a", "--filter", "label=zun.uuid",
+                                "--format", '{{.Label "zun.uuid"}}')
+        return {line for line in r.stdout.split() if line}
+
+    def services(self) -> dict[str, dict]:
+        r = self.http("GET", "/v1/services", version=V)
+        assert r.status_code == 200, r.text
+        return {s["host"]: s for s in r.json()["services"]}
+
+    def delete_everything(self) -> None:
+        rows = self.list_all(all_projects="true")
+        for row in rows:
+            self.http("DELETE", f"/v1/containers/{row['uuid']}", version=V,
+                      params={"force": "true"})
+        for row in rows:
+            self.wait_gone(row["uuid"], timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cluster(engine_cleanup, tmp_path_factory, log_dir):
+    base = os.environ.get("ZUN_TEST_POSTGRES_URL")
+    assert base, "ZUN_TEST_POSTGRES_URL is not set: run `bash scripts/postgres.sh start` " \
+                 "(scripts/test.sh does) and export the URL it prints"
+    url = fresh_database(base)
+    data_dir = tmp_path_factory.mktemp("hosts")
+    suffix = uuidlib.uuid4().hex[:6]
+    engines = EngineHosts(3)
+    engines.start()
+    c = Cluster(port=free_port(), data_dir=data_dir, log_dir=log_dir,
+                host_name=f"hosts-{suffix}", project_id=uuidlib.uuid4().hex,
+                user_id=uuidlib.uuid4().hex, roles="admin")
+    c.engines = engines
+    c.hosts = ["h1", "h2", "h3"]
+    c.host_of = {h: f"{h}-{suffix}" for h in c.hosts}
+    c.name_of = {v: k for k, v in c.host_of.items()}
+    _OUR_HOSTS.update(c.host_of.values())
+    common = (f'[store]\nurl = "{url}"\n\n'
+              f"[api]\nservice_down_time_seconds = {DOWN_AFTER_S}\n\n"
+              "[scheduler]\ncpu_allocation_ratio = 1.0\nreserved_host_memory_mb = 0\n\n")
+    (data_dir / "api.toml").write_text(common)
+    for h in c.hosts:
+        (data_dir / f"{h}.toml").write_text(
+            common + "[compute]\nreport_interval_seconds = 1\n"
+            f'availability_zone = "{ZONES[h]}"\ncpus = {CAPACITY[h]}\n')
+    second_port = free_port()
+    c.second_url = f"http://127.0.0.1:{second_port}"
+    c.apis = []
+    for port in (c.port, second_port):
+        p = ZundProcess("api", ["--config", str(data_dir / "api.toml"), "api",
+                                "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
+                                "--project-id", c.project_id, "--user-id", c.user_id,
+                                "--roles", "admin"],
+                        log_dir / f"zund-hosts-{suffix}-api-{port}.log")
+        c.apis.append(p)
+    c.computes = {h: ZundProcess("compute", c.compute_args(h),
+                                 log_dir / f"zund-hosts-{suffix}-{h}.log") for h in c.hosts}
+    c.processes = [*c.apis, *c.computes.values()]
+    try:
+        c.apis[0].start()  # migrates the database first
+        c.wait_ready()
+        c.apis[1].start()
+        for p in c.computes.values():
+            p.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            up = [h for h, s in c.services().items() if s["state"] == "up"]
+            if len(up) == 3:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("compute hosts did not register: " + "; ".join(
+                f"{h}: {p.log_tail(10)}" for h, p in c.computes.items()))
+        # No project quota in the way of the 200-container race.
+        r = c.http("PUT", "/v1/quota_classes/default", version=V,
+                   json={"containers": -1, "cpu": -1, "memory": -1, "disk": -1})
+        assert r.status_code == 200, r.text
+        yield c
+    finally:
+        c.stop()
+        engines.stop()
+
+
+def create(cluster: Cluster, body: dict, base_url: str | None = None) -> dict:
+    body = {"image": IMAGE, "command": SLEEPER, "cpu": 1, "memory": 16, **body}
+    r = cluster.http("POST", (base_url or cluster.base_url) + "/v1/containers", version=V,
+                     json=body, params={"run": "true"})
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def host_of(cluster: Cluster, uuid: str) -> str:
+    row = cluster.get(uuid).json()
+    return cluster.name_of.get(row["host"], row["host"])
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def test_cli_lists_services_and_hosts(cluster):
+    rows = cluster.openstack_json("appcontainer", "service", "list", "-f", "json")
+    ours = {r["Host"]: r for r in rows}
+    assert set(ours) == set(cluster.host_of.values()), rows
+    for h, name in cluster.host_of.items():
+        assert ours[name]["Binary"] == "zun-compute", rows
+        assert ours[name]["State"] == "up", rows
+        assert ours[name]["Disabled"] is False, rows
+        assert ours[name]["Availability Zone"] == ZONES[h], rows
+    hosts = cluster.openstack_json("appcontainer", "host", "list", "-f", "json")
+    by_name = {r["hostname"]: r for r in hosts}
+    assert set(by_name) == set(cluster.host_of.values()), hosts
+    for h, name in cluster.host_of.items():
+        assert by_name[name]["cpus"] == CAPACITY[h], hosts
+        assert by_name[name]["mem_total"] > 0 and by_name[name]["disk_total"] > 0, hosts
+    shown = cluster.openstack_json("appcontainer", "host", "show", "-f", "json",
+                                   cluster.host_of["h3"])
+    assert shown["hostname"] == cluster.host_of["h3"], shown
+    assert shown["uuid"] == by_name[cluster.host_of["h3"]]["uuid"], shown
+    assert shown["cpus"] == 33 and shown["os_type"] == "linux", shown
+    assert "runc" in shown["runtimes"], shown
+    zones = cluster.openstack_json("appcontainer", "availability", "zone", "list", "-f", "json")
+    assert {z["availability_zone"] for z in zones} >= {"az1", "az2"}, zones
+
+
+def test_hosts_api_needs_1_4(cluster):
+    r = cluster.http("GET", "/v1/hosts", version="1.3")
+    assert r.status_code == 406, r.text
+    r = cluster.http("GET", "/v1/hosts/nope", version=V)
+    assert r.status_code == 404, r.text
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def test_thirty_containers_spread_over_the_hosts(cluster):
+    made = [create(cluster, {"name": f"spread-{i}"}) for i in range(30)]
+    counts = {h: 0 for h in cluster.hosts}
+    for c in made:
+        cluster.wait_status(c["uuid"], "Running", timeout=120)
+        counts[host_of(cluster, c["uuid"])] += 1
+    # The spread weigher: most free capacity first, so 10 each.
+    assert counts == {"h1": 10, "h2": 10, "h3": 10}, counts
+    for h in cluster.hosts:
+        on_host = {c["uuid"] for c in made if host_of(cluster, c["uuid"]) == h}
+        assert on_host <= cluster.engine_containers(h), f"{h}: engine lacks some"
+    hosts = {r["hostname"]: r for r in
+             cluster.http("GET", "/v1/hosts", version=V).json()["hosts"]}
+    for h, name in cluster.host_of.items():
+        assert hosts[name]["total_containers"] == 10 and hosts[name]["cpu_used"] == 10.0, hosts
+    cluster.delete_everything()
+
+
+def test_a_disabled_host_gets_nothing(cluster):
+    h3 = cluster.host_of["h3"]
+    rc, out, err = cluster.openstack("appcontainer", "service", "disable", h3, "zun-compute",
+                                     "--reason", "maintenance")
+    assert rc == 0, err
+    try:
+        svc = cluster.services()[h3]
+        assert svc["disabled"] is True and svc["disabled_reason"] == "maintenance", svc
+        made = [create(cluster, {"name": f"disabled-{i}"}) for i in range(6)]
+        for c in made:
+            cluster.wait_status(c["uuid"], "Running", timeout=120)
+            assert host_of(cluster, c["uuid"]) != "h3"
+        assert cluster.engine_containers("h3") == set()
+    finally:
+        rc, out, err = cluster.openstack("appcontainer", "service", "enable", h3, "zun-compute")
+        assert rc == 0, err
+    assert cluster.services()[h3]["disabled"] is False
+    cluster.delete_everything()
+
+
+def test_an_availability_zone_request_lands_in_its_zone(cluster):
+    made = [create(cluster, {"availability_zone": "az2"}) for _ in range(3)]
+    for c in made:
+        cluster.wait_status(c["uuid"], "Running", timeout=120)
+        assert host_of(cluster, c["uuid"]) == "h3"
+    c = create(cluster, {"availability_zone": "az1"})
+    cluster.wait_status(c["uuid"], "Running", timeout=120)
+    assert host_of(cluster, c["uuid"]) in {"h1", "h2"}
+    cluster.delete_everything()
+
+
+def test_a_request_that_fits_nowhere_gets_no_valid_host(cluster):
+    for body in ({"availability_zone": "az9"}, {"runtime": "kata"}):
+        c = create(cluster, body)
+        view = cluster.get(c["uuid"]).json()
+        assert view["status"] == "Error", view
+        assert view["status_reason"] == NO_HOST, view
+        assert view["host"] is None, view
+    # Nothing was claimed; the rows delete at once.
+    cluster.delete_everything()
+    r = cluster.http("POST", "/v1/containers", version=V,
+                     json={"image": IMAGE, "host": "no-such-host"})
+    assert r.status_code == 404 and "Requested host no-such-host could not be found." in r.text
+
+
+def test_a_requested_host_is_used(cluster):
+    c = create(cluster, {"host": cluster.host_of["h2"]})
+    cluster.wait_status(c["uuid"], "Running", timeout=120)
+    assert host_of(cluster, c["uuid"]) == "h2"
+    cluster.delete_everything()
+
+
+# --------------------------------------------------------------------------- failure
+
+
+def test_a_dead_host_is_reported_and_comes_back_true(cluster):
+    made = [create(cluster, {"name": f"down-{i}", "host": cluster.host_of["h2"]})
+            for i in range(4)]
+    for c in made:
+        cluster.wait_status(c["uuid"], "Running", timeout=120)
+    before = cluster.engine_containers("h2")
+    cluster.computes["h2"].kill()
+    killed = time.monotonic()
+    h2 = cluster.host_of["h2"]
+    deadline = killed + DOWN_AFTER_S + 10
+    while cluster.services()[h2]["state"] != "down":
+        assert time.monotonic() < deadline, "h2 not reported down"
+        time.sleep(0.2)
+    for c in made:
+        view = cluster.wait_status(c["uuid"], "Unknown", timeout=DOWN_AFTER_S + 10)
+        assert h2 in view["status_reason"], view
+    took = time.monotonic() - killed
+    assert took < DOWN_AFTER_S + 10, took
+    # New containers avoid it.
+    other = create(cluster, {"name": "while-down"})
+    cluster.wait_status(other["uuid"], "Running", timeout=120)
+    assert host_of(cluster, other["uuid"]) != "h2"
+    # A delete waits for the host; an admin's force delete does not.
+    waiting, forced = made[0]["uuid"], made[1]["uuid"]
+    r = cluster.http("DELETE", f"/v1/containers/{waiting}", version=V)
+    assert r.status_code == 204, r.text
+    assert cluster.get(waiting).json()["status"] == "Deleting"
+    r = cluster.http("DELETE", f"/v1/containers/{forced}", version=V, params={"force": "true"})
+    assert r.status_code == 204, r.text
+    assert cluster.get(forced).status_code == 404
+    # The host returns: what it holds is true again, nothing duplicated.
+    cluster.computes["h2"].start()
+    cluster.wait_gone(waiting, timeout=60)
+    for c in made[2:]:
+        cluster.wait_status(c["uuid"], "Running", timeout=60)
+    deadline = time.monotonic() + 30
+    while True:
+        engine = cluster.engine_containers("h2")
+        rows = {r["uuid"] for r in cluster.list_all(all_projects="true")
+                if r.get("host") == h2}
+        if engine == rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert engine == rows == {c["uuid"] for c in made[2:]}, (engine, rows, before)
+    assert cluster.services()[h2]["state"] == "up"
+    cluster.delete_everything()
+
+
+# --------------------------------------------------------------------------- the race
+
+
+def test_two_apis_placing_200_containers_never_over_commit(cluster):
+    """200 creates at once, half through each API process, against hosts
+    that fit exactly 100 containers of 1 CPU."""
+    urls = [cluster.base_url, cluster.second_url]
+
+    def one(i: int) -> dict:
+        return create(cluster, {"name": f"race-{i}"}, base_url=urls[i % 2])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        made = list(pool.map(one, range(200)))
+    placed = [c for c in made if cluster.get(c["uuid"]).json()["status"] != "Error"]
+    refused = [c for c in made if c not in placed]
+    assert len(placed) == 100, len(placed)
+    for c in refused:
+        assert cluster.get(c["uuid"]).json()["status_reason"] == NO_HOST
+    counts = {h: 0 for h in cluster.hosts}
+    for c in placed:
+        counts[host_of(cluster, c["uuid"])] += 1
+    assert counts == CAPACITY, counts
+    for c in placed:
+        cluster.wait_status(c["uuid"], "Running", timeout=300)
+    for h in cluster.hosts:
+        assert len(cluster.engine_containers(h)) == CAPACITY[h], h
+    cluster.delete_everything()
