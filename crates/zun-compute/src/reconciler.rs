@@ -221,7 +221,7 @@ impl Agent {
                 tracing::warn!(error = %err, "reading pending actions failed");
             }
             tokio::select! {
-                () = self.store.wait_for_work(Duration::from_secs(1)) => {}
+                () = self.store.wait_for_work(&self.config.host, Duration::from_secs(1)) => {}
                 () = self.idle.notified() => {}
             }
         }

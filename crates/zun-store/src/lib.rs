@@ -9,6 +9,7 @@ mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod work;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -431,7 +432,7 @@ pub trait Store: RegistryStore + ImageStore + HostStore + Send + Sync + 'static 
         token_sha256: &str,
     ) -> Result<Option<WebsocketGrant>, StoreError>;
 
-    /// Resolves when new actions may be pending for some host, or after
-    /// `timeout`. Wakes every waiter; a spurious wake-up is harmless.
-    async fn wait_for_work(&self, timeout: Duration);
+    /// Resolves when new actions or image tasks may be pending for `host`,
+    /// or after `timeout`. A spurious wake-up is harmless.
+    async fn wait_for_work(&self, host: &str, timeout: Duration);
 }

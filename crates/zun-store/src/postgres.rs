@@ -26,11 +26,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use zun_types::Container;
 
 use crate::sql::{self, ActionRow, EventRow, format_time, now};
+use crate::work::WorkSignal;
 use crate::{
     ActionRecord, EventRecord, ListQuery, Mutation, NewAction, Placement, QuotaLimits, QuotaUsage,
     Store, StoreError, WebsocketGrant, round_cpu,
@@ -46,10 +46,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 const MAX_WRITE_ATTEMPTS: u32 = 50;
 const MAX_CONNECTIONS: u32 = 10;
 
-/// The one channel every agent listens on; the payload is empty (a wake-up
-/// only: the agent re-reads its host's work from the tables).
+/// The one channel every agent listens on; the payload names the host that
+/// has new work (a wake-up only: its agent re-reads its work from the
+/// tables).
 const CHANNEL: &str = "zun_work";
-const NOTIFY: &str = "SELECT pg_notify('zun_work', '')";
+const NOTIFY: &str = "SELECT pg_notify('zun_work', $1)";
 
 /// Advisory lock classes (first key of the two-key form), so the hashed
 /// second keys of different kinds never meet (a collision within a kind
@@ -86,7 +87,7 @@ impl Drop for RelayTask {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    work: Arc<Notify>,
+    work: Arc<WorkSignal>,
     _relay: Arc<RelayTask>,
     /// Test hook: this many upcoming compare-and-swaps are made to fail.
     #[cfg(test)]
@@ -110,7 +111,7 @@ impl PgStore {
         // whole run, so processes starting together migrate one after the
         // other and the later ones find nothing to do.
         MIGRATOR.run(&pool).await?;
-        let work = Arc::new(Notify::new());
+        let work = Arc::new(WorkSignal::default());
         // Listening before returning: work committed after `connect`
         // returns is never missed by this process.
         let listener = listen(&pool).await?;
@@ -134,8 +135,9 @@ impl PgStore {
         &self.pool
     }
 
-    fn wake_workers(&self) {
-        wake(&self.work);
+    /// Wakes this process's agent of `host` (every agent for `None`).
+    fn wake_workers(&self, host: Option<&str>) {
+        self.work.wake(host);
     }
 
     /// One attempt at an update. `Ok(None)` means the compare-and-swap lost
@@ -295,7 +297,7 @@ impl Store for PgStore {
                 .map(Some)
         })
         .await?;
-        self.wake_workers();
+        self.wake_workers(action.host.as_deref());
         Ok(record)
     }
 
@@ -344,8 +346,8 @@ impl Store for PgStore {
     ) -> Result<(Container, Option<ActionRecord>), StoreError> {
         let what = format!("update of container {uuid}");
         let result = retrying(&what, || self.try_update(uuid, mutate, action, limits)).await?;
-        if result.1.is_some() {
-            self.wake_workers();
+        if let Some(record) = &result.1 {
+            self.wake_workers(record.host.as_deref());
         }
         Ok(result)
     }
@@ -555,21 +557,14 @@ impl Store for PgStore {
         Ok(row.map(sql::grant_from_row))
     }
 
-    async fn wait_for_work(&self, timeout: Duration) {
-        let notified = self.work.notified();
-        // Timing out is the normal idle path; the caller re-polls either way.
-        let _ = tokio::time::timeout(timeout, notified).await;
+    async fn wait_for_work(&self, host: &str, timeout: Duration) {
+        self.work.wait(host, timeout).await;
     }
 }
 
 /// Wakes every current waiter and leaves a permit for a worker that is busy
 /// right now, so work that arrives while it works is not missed until its
 /// next timeout.
-fn wake(work: &Notify) {
-    work.notify_waiters();
-    work.notify_one();
-}
-
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
@@ -581,19 +576,20 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 /// closes. A lost connection is replaced; notifications sent while it was
 /// down are lost, so the waiters are woken to re-read their work, and the
 /// agents' periodic re-poll covers anything else.
-async fn relay(pool: PgPool, mut listener: PgListener, work: Arc<Notify>) {
+async fn relay(pool: PgPool, mut listener: PgListener, work: Arc<WorkSignal>) {
     let mut failures: u32 = 0;
     loop {
         match listener.try_recv().await {
-            Ok(Some(_)) => {
+            Ok(Some(notification)) => {
                 failures = 0;
-                wake(&work);
+                let host = notification.payload();
+                work.wake((!host.is_empty()).then_some(host));
             }
             // The connection dropped; sqlx reconnects and re-LISTENs on the
             // next call.
             Ok(None) => {
                 tracing::warn!("store notification connection lost; reconnecting");
-                wake(&work);
+                work.wake(None);
             }
             Err(sqlx::Error::PoolClosed) => return,
             Err(err) => {
@@ -605,7 +601,7 @@ async fn relay(pool: PgPool, mut listener: PgListener, work: Arc<Notify>) {
                 match listen(&pool).await {
                     Ok(fresh) => {
                         listener = fresh;
-                        wake(&work);
+                        work.wake(None);
                     }
                     Err(sqlx::Error::PoolClosed) => return,
                     Err(err) => tracing::warn!(error = %err, "store notifications not resumed yet"),
@@ -729,6 +725,9 @@ async fn insert_action(
         .bind(format_time(&start_time))
         .fetch_one(&mut *conn)
         .await?;
-    sqlx::query(NOTIFY).execute(&mut *conn).await?;
+    sqlx::query(NOTIFY)
+        .bind(action.host.as_deref().unwrap_or_default())
+        .execute(&mut *conn)
+        .await?;
     Ok(sql::action_record(id, container_uuid, action, start_time))
 }

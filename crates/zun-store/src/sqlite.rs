@@ -17,10 +17,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
-use tokio::sync::Notify;
 use zun_types::Container;
 
 use crate::sql::{self, ActionRow, EventRow, format_time, now};
+use crate::work::WorkSignal;
 use crate::{
     ActionRecord, EventRecord, ListQuery, Mutation, NewAction, Placement, QuotaLimits, QuotaUsage,
     Store, StoreError, WebsocketGrant, round_cpu,
@@ -71,19 +71,16 @@ const MEMORY_MIB: &str = "CAST(memory AS BIGINT)";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    work: Arc<Notify>,
+    work: Arc<WorkSignal>,
     /// Test hook: this many upcoming compare-and-swaps are made to fail.
     #[cfg(test)]
     pub(crate) forced_conflicts: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl SqliteStore {
-    /// Wakes every current waiter and leaves a permit for a worker that is
-    /// busy right now, so a write made while it works is not missed until
-    /// its next timeout.
-    fn wake_workers(&self) {
-        self.work.notify_waiters();
-        self.work.notify_one();
+    /// Wakes the agent of `host` (every agent for `None`).
+    fn wake_workers(&self, host: Option<&str>) {
+        self.work.wake(host);
     }
 
     /// Opens (creating it if missing) the database at `path` and brings its
@@ -140,7 +137,7 @@ impl SqliteStore {
         migrate(&pool).await?;
         Ok(Self {
             pool,
-            work: Arc::new(Notify::new()),
+            work: Arc::default(),
             #[cfg(test)]
             forced_conflicts: Arc::default(),
         })
@@ -306,7 +303,7 @@ impl Store for SqliteStore {
                 other => break other?,
             }
         };
-        self.wake_workers();
+        self.wake_workers(action.host.as_deref());
         Ok(record)
     }
 
@@ -358,8 +355,8 @@ impl Store for SqliteStore {
         for attempt in 1..=MAX_WRITE_ATTEMPTS {
             match self.try_update(uuid, mutate, action, limits).await {
                 Ok(Some(result)) => {
-                    if result.1.is_some() {
-                        self.wake_workers();
+                    if let Some(record) = &result.1 {
+                        self.wake_workers(record.host.as_deref());
                     }
                     return Ok(result);
                 }
@@ -579,10 +576,8 @@ impl Store for SqliteStore {
         Ok(row.map(sql::grant_from_row))
     }
 
-    async fn wait_for_work(&self, timeout: Duration) {
-        let notified = self.work.notified();
-        // Timing out is the normal idle path; the caller re-polls either way.
-        let _ = tokio::time::timeout(timeout, notified).await;
+    async fn wait_for_work(&self, host: &str, timeout: Duration) {
+        self.work.wait(host, timeout).await;
     }
 }
 

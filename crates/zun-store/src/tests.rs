@@ -1232,14 +1232,34 @@ async fn events(store: TestStore) {
 
 async fn wait_for_work_wakes_on_new_actions(store: TestStore) {
     let started = std::time::Instant::now();
-    store.wait_for_work(Duration::from_millis(100)).await;
+    store.wait_for_work("h", Duration::from_millis(100)).await;
     assert!(started.elapsed() >= Duration::from_millis(90));
+
+    // Work for another host does not wake this one.
+    let other = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            store.wait_for_work("h", Duration::from_millis(700)).await;
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store
+        .insert_container(
+            &container(9, "p1"),
+            &new_action("create", Some("elsewhere")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(other.await.unwrap() >= Duration::from_millis(650));
 
     let waiter = {
         let store = store.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            store.wait_for_work(Duration::from_secs(30)).await;
+            store.wait_for_work("h", Duration::from_secs(30)).await;
             started.elapsed()
         })
     };
@@ -1258,7 +1278,7 @@ async fn wait_for_work_wakes_on_new_actions(store: TestStore) {
     // An update with an action wakes waiters too.
     let waiter = {
         let store = store.clone();
-        tokio::spawn(async move { store.wait_for_work(Duration::from_secs(30)).await })
+        tokio::spawn(async move { store.wait_for_work("h", Duration::from_secs(30)).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     store

@@ -131,11 +131,11 @@ impl ImageStore for PgStore {
             .await?;
         if i.task.is_some() {
             // Sent on commit only, to the agents of every process.
-            sqlx::query(NOTIFY).execute(&mut *tx).await?;
+            sqlx::query(NOTIFY).bind(&i.host).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         if i.task.is_some() {
-            self.wake_workers();
+            self.wake_workers(Some(&i.host));
         }
         Ok(())
     }
@@ -187,11 +187,11 @@ impl ImageStore for PgStore {
             .await?;
         let wake = done.rows_affected() > 0 && i.task.is_some();
         if wake {
-            sqlx::query(NOTIFY).execute(&mut *tx).await?;
+            sqlx::query(NOTIFY).bind(&i.host).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         if wake {
-            self.wake_workers();
+            self.wake_workers(Some(&i.host));
         }
         Ok(done.rows_affected() > 0)
     }

@@ -122,7 +122,7 @@ impl ImageStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         if i.task.is_some() {
-            self.wake_workers();
+            self.wake_workers(Some(&i.host));
         }
         Ok(())
     }
@@ -172,7 +172,7 @@ impl ImageStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() > 0 && i.task.is_some() {
-            self.wake_workers();
+            self.wake_workers(Some(&i.host));
         }
         Ok(done.rows_affected() > 0)
     }

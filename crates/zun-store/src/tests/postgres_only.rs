@@ -25,7 +25,7 @@ fn waiter(store: &PgStore, timeout: Duration) -> tokio::task::JoinHandle<Duratio
     let store = store.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        store.wait_for_work(timeout).await;
+        store.wait_for_work("h", timeout).await;
         started.elapsed()
     })
 }
