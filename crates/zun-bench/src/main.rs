@@ -85,11 +85,32 @@ struct Cli {
     /// Give up on one container (or a cleanup wait) after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    /// Run the scale benchmark instead: this many simulated compute hosts
+    /// (`zund simulate`), no engine involved.
+    #[arg(long)]
+    scale_hosts: Option<usize>,
+    /// Containers placed by the scale benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    scale_containers: usize,
+    /// The store of the scale benchmark (`postgres://...`); SQLite when unset.
+    #[arg(long, env = "ZUN_BENCH_STORE_URL")]
+    store_url: Option<String>,
 }
+
+mod scale;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(hosts) = cli.scale_hosts {
+        return match scale::run(&cli, hosts).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("zun-bench: error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

@@ -52,6 +52,10 @@ pub struct AgentConfig {
     pub availability_zone: Option<String>,
     /// How often the service heartbeats and the node reports what it offers.
     pub report_interval: Duration,
+    /// How long the agent waits for a wake-up before looking for work
+    /// anyway (writes in this process, and PostgreSQL notifications, wake
+    /// it at once; another process's SQLite writes only reach it this way).
+    pub idle_poll: Duration,
     /// What the node offers instead of what the engine reports (an
     /// operator keeping part of the host for itself).
     pub advertise: Advertised,
@@ -78,6 +82,7 @@ impl AgentConfig {
             secrets: None,
             availability_zone: None,
             report_interval: Duration::from_secs(10),
+            idle_poll: Duration::from_secs(1),
             advertise: Advertised::default(),
         }
     }
@@ -221,7 +226,7 @@ impl Agent {
                 tracing::warn!(error = %err, "reading pending actions failed");
             }
             tokio::select! {
-                () = self.store.wait_for_work(&self.config.host, Duration::from_secs(1)) => {}
+                () = self.store.wait_for_work(&self.config.host, self.config.idle_poll) => {}
                 () = self.idle.notified() => {}
             }
         }
