@@ -74,11 +74,11 @@ pub(crate) async fn run(cli: &Cli, hosts: usize) -> Result<()> {
     let log_path = data_dir.join("zund.log");
     let log = File::create(&log_path)?;
     let mut command = Command::new(&cli.zund);
+    command.arg("simulate");
     if let Some(url) = &cli.store_url {
         command.arg("--store-url").arg(url);
     }
     command
-        .arg("simulate")
         .arg("--hosts")
         .arg(hosts.to_string())
         .arg("--listen")
@@ -196,7 +196,10 @@ pub(crate) async fn run(cli: &Cli, hosts: usize) -> Result<()> {
             ratio(percentile(&last, 50.0), percentile(&first, 50.0)),
         ],
         vec![
-            format!("GET /v1/containers (1000 of {containers} rows)"),
+            format!(
+                "GET /v1/containers ({} of {containers} rows)",
+                containers.min(1000)
+            ),
             ms(percentile(&list_full, 50.0)),
             ms(percentile(&list_full, 99.0)),
             String::new(),

@@ -721,7 +721,7 @@ type PortSet = HashMap<String, HashMap<(), ()>>;
 /// a tenant gets at most what was asked for, as users expect and as
 /// Kubernetes limits behave, and keep the shares so that relative weighting
 /// under contention matches upstream.
-fn cpu_limits(cpu: f64) -> Result<(i64, i64), RuntimeError> {
+pub(crate) fn cpu_limits(cpu: f64) -> Result<(i64, i64), RuntimeError> {
     if !cpu.is_finite() || cpu <= 0.0 {
         return Err(RuntimeError::Rejected(format!(
             "Invalid cpu value {cpu}: must be a positive number"
@@ -735,7 +735,7 @@ fn cpu_limits(cpu: f64) -> Result<(i64, i64), RuntimeError> {
     Ok((nano, shares))
 }
 
-fn mib_to_bytes(mib: i64) -> Result<i64, RuntimeError> {
+pub(crate) fn mib_to_bytes(mib: i64) -> Result<i64, RuntimeError> {
     if mib <= 0 {
         return Err(RuntimeError::Rejected(format!(
             "Invalid memory value {mib}: must be a positive number of MiB"
@@ -886,7 +886,7 @@ fn exposed_ports(value: &serde_json::Value) -> Result<Option<PortSet>, RuntimeEr
 }
 
 /// The port numbers of Docker ExposedPorts keys, sorted and deduplicated.
-fn exposed_port_numbers(ports: Option<&PortSet>) -> Vec<u16> {
+pub(crate) fn exposed_port_numbers(ports: Option<&PortSet>) -> Vec<u16> {
     let mut out: Vec<u16> = ports
         .into_iter()
         .flat_map(|m| m.keys())
@@ -899,7 +899,7 @@ fn exposed_port_numbers(ports: Option<&PortSet>) -> Vec<u16> {
 
 /// The engine create body for a Zun container record (upstream's
 /// `DockerDriver.create` mapping, networking and volumes aside).
-fn create_body(
+pub(crate) fn create_body(
     c: &Container,
     image: &str,
     host: &str,
@@ -969,7 +969,7 @@ fn create_body(
 // ---- observation ----------------------------------------------------------
 
 /// The uuid in an engine name `/zun-<uuid>` (or `zun-<uuid>`), if it is one.
-fn uuid_of_name(name: &str) -> Option<&str> {
+pub(crate) fn uuid_of_name(name: &str) -> Option<&str> {
     let uuid = name
         .strip_prefix('/')
         .unwrap_or(name)
@@ -1037,7 +1037,7 @@ fn engine_state(state: &ContainerState) -> EngineState {
 /// (`_populate_container_state`): "Up 5 mins", "Up 3 hours (paused)",
 /// "Exited(0) 8 mins ago " (sic, trailing space), "Exited(1) 2 days ago
 /// (error)", "Created", "Restarting", "Dead".
-fn status_detail(
+pub(crate) fn status_detail(
     state: EngineState,
     exit_code: i64,
     error: Option<&str>,
@@ -1068,7 +1068,7 @@ fn status_detail(
 }
 
 /// The exit code is reported for containers that are not running.
-fn reports_exit_code(state: EngineState) -> bool {
+pub(crate) fn reports_exit_code(state: EngineState) -> bool {
     matches!(
         state,
         EngineState::Exited | EngineState::Dead | EngineState::Removing | EngineState::Restarting

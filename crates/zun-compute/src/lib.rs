@@ -4,9 +4,11 @@
 pub mod docker;
 mod docker_io;
 pub mod exec;
+pub mod fake;
 pub mod reconciler;
 pub mod runtime;
 
 pub use docker::DockerRuntime;
+pub use fake::{FakeRuntime, PullFailure};
 pub use reconciler::{Advertised, Agent, AgentConfig};
 pub use runtime::{ContainerIo, Runtime, RuntimeError};

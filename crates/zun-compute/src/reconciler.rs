@@ -832,7 +832,7 @@ pub(crate) mod tests {
 
     const HOST: &str = "host-a";
 
-    pub(super) fn record(name: &str) -> Container {
+    pub(crate) fn record(name: &str) -> Container {
         Container {
             uuid: uuid::Uuid::new_v4().to_string(),
             name: name.into(),

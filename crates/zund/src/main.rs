@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zun_api::identity::{Keystone, NoAuth, TokenFile};
 use zun_api::{ApiState, Authenticator, Identity, RegistryClient};
-use zun_compute::{Advertised, Agent, AgentConfig, ContainerIo, DockerRuntime, Runtime};
+use zun_compute::{
+    Advertised, Agent, AgentConfig, ContainerIo, DockerRuntime, FakeRuntime, Runtime,
+};
 use zun_secrets::SecretKey;
 use zun_store::{PgStore, SqliteStore, Store};
 
@@ -71,6 +73,21 @@ enum Role {
     Migrate {
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// The API with simulated compute hosts: one agent per host over an
+    /// in-memory engine, for scale benchmarks. Never a proof that anything
+    /// works on a real engine.
+    Simulate {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// How many hosts to simulate.
+        #[arg(long, default_value_t = 100)]
+        hosts: usize,
+        /// Their names: `<prefix>-0000`, `<prefix>-0001`, ...
+        #[arg(long, default_value = "sim")]
+        host_prefix: String,
     },
 }
 
@@ -385,6 +402,37 @@ async fn main() -> anyhow::Result<()> {
                 println!("{reference}");
             }
             Ok(())
+        }
+        Role::Simulate {
+            store,
+            api,
+            hosts,
+            host_prefix,
+        } => {
+            store.apply(&mut config);
+            api.apply(&mut config);
+            let store = open_store(&config).await?;
+            let mut agents = Vec::with_capacity(hosts);
+            for i in 0..hosts {
+                let runtime = Arc::new(FakeRuntime::new());
+                runtime
+                    .add_image("busybox:latest")
+                    .context("adding the simulated image")?;
+                let mut agent = agent_config(&config, format!("{host_prefix}-{i:04}"))?;
+                // Many agents share this process: wake-ups are per host and
+                // in-process, so they need not poll often.
+                agent.idle_poll = Duration::from_secs(30);
+                agent.resync_interval = Duration::from_secs(60);
+                agent.report_interval = Duration::from_secs(60);
+                let agent = Agent::new(Arc::clone(&store), runtime, agent);
+                agent.report().await;
+                agents.push(tokio::spawn(agent.run()));
+            }
+            tracing::info!(hosts, "simulated hosts registered");
+            let state = api_state(&config, store, Arc::new(host_link::Unreachable))?;
+            let result = run_api(state, config.api.listen).await;
+            agents.iter().for_each(tokio::task::JoinHandle::abort);
+            result
         }
         Role::Migrate { store } => {
             store.apply(&mut config);
