@@ -12,6 +12,15 @@
 # Engine: $ZUN_BENCH_DOCKER_SOCKET if set; else the project's own dockerd
 # (scripts/dockerd.sh start, stopped again afterwards if this script started
 # it) when that script exists; else /var/run/docker.sock.
+#
+# The scale benchmark (no engine: simulated hosts over in-memory engines):
+#
+#   bash scripts/bench.sh --scale-hosts 1000 [--scale-containers 10000] [--concurrency 16] [--postgres]
+#
+# places the containers through the API of `zund simulate` and prints the
+# placements per second and the p50/p99 of create and list at that size; on
+# SQLite, or with --postgres on the project's PostgreSQL (scripts/postgres.sh,
+# a fresh database per run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +36,21 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cargo build --release -p zund -p zun-bench
+
+if [[ " $* " == *" --scale-hosts "* ]]; then
+    args=()
+    for arg in "$@"; do
+        if [[ "$arg" == --postgres ]]; then
+            base="$(bash scripts/postgres.sh start | tail -n 1)"
+            db="zun_bench_$(date +%s)_$$"
+            psql "$base" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db"
+            export ZUN_BENCH_STORE_URL="${base%/*}/$db"
+        else
+            args+=("$arg")
+        fi
+    done
+    exec ./target/release/zun-bench --zund ./target/release/zund "${args[@]}"
+fi
 
 if [[ -n "${ZUN_BENCH_DOCKER_SOCKET:-}" ]]; then
     SOCKET="$ZUN_BENCH_DOCKER_SOCKET"

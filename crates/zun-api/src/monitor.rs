@@ -80,3 +80,143 @@ pub async fn mark_down_hosts(
     }
     Ok(marked)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use zun_store::{COMPUTE_BINARY, ComputeNode, HostStore, NewAction, SqliteStore, Store};
+    use zun_types::container::DesiredState;
+
+    use super::*;
+
+    fn container(host: &str, status: ContainerStatus) -> Container {
+        Container {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            name: "c".into(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            image: "busybox".into(),
+            image_driver: None,
+            image_pull_policy: None,
+            command: None,
+            entrypoint: None,
+            cpu: Some(1.0),
+            cpu_policy: None,
+            memory: Some("64".into()),
+            disk: 0,
+            workdir: None,
+            environment: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            hostname: None,
+            restart_policy: None,
+            interactive: false,
+            tty: false,
+            auto_remove: false,
+            auto_heal: false,
+            privileged: false,
+            runtime: None,
+            healthcheck: None,
+            security_groups: None,
+            exposed_ports: None,
+            hints: None,
+            availability_zone: None,
+            registry_id: None,
+            host: Some(host.into()),
+            status,
+            status_reason: None,
+            status_detail: None,
+            task_state: None,
+            desired_state: DesiredState::Running,
+            container_id: None,
+            ports: None,
+            addresses: None,
+            created_at: Utc::now(),
+            updated_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn containers_of_a_down_host_become_unknown() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        for host in ["up", "down"] {
+            let node = ComputeNode {
+                uuid: uuid::Uuid::new_v4().to_string(),
+                hostname: host.into(),
+                cpus: 4.0,
+                mem_total: 4096,
+                disk_total: 10,
+                disk_quota_supported: false,
+                runtimes: vec![],
+                labels: BTreeMap::new(),
+                architecture: None,
+                os_type: None,
+                os: None,
+                kernel_version: None,
+                enable_cpu_pinning: false,
+            };
+            store.upsert_compute_node(&node).await.unwrap();
+            store
+                .report_service(host, COMPUTE_BINARY, None)
+                .await
+                .unwrap();
+        }
+        // The host named "down" is forced down; "up" keeps heartbeating.
+        let change = zun_store::ServiceChange {
+            disabled: None,
+            forced_down: Some(true),
+        };
+        store
+            .update_service("down", COMPUTE_BINARY, &change)
+            .await
+            .unwrap();
+        let action = |host: &str| NewAction {
+            request_id: "r".into(),
+            action: "create".into(),
+            user_id: "u".into(),
+            project_id: "p".into(),
+            host: Some(host.into()),
+            params: serde_json::json!({}),
+        };
+        let mut made = Vec::new();
+        for (host, status) in [
+            ("down", ContainerStatus::Running),
+            ("down", ContainerStatus::Stopped),
+            ("down", ContainerStatus::Deleting),
+            ("down", ContainerStatus::Error),
+            ("up", ContainerStatus::Running),
+        ] {
+            let c = container(host, status);
+            store
+                .insert_container(&c, &action(host), None)
+                .await
+                .unwrap();
+            made.push(c);
+        }
+        let settings = SchedulerSettings {
+            policy: zun_scheduler::Policy::default(),
+            down_after: Duration::from_secs(60),
+        };
+        assert_eq!(mark_down_hosts(&store, &settings).await.unwrap(), 2);
+        let status = |i: usize| {
+            let store = store.clone();
+            let uuid = made[i].uuid.clone();
+            async move { store.get_container(&uuid).await.unwrap().unwrap() }
+        };
+        let first = status(0).await;
+        assert_eq!(first.status, ContainerStatus::Unknown);
+        assert!(
+            first
+                .status_reason
+                .unwrap()
+                .contains("The compute host down is down")
+        );
+        assert_eq!(status(1).await.status, ContainerStatus::Unknown);
+        assert_eq!(status(2).await.status, ContainerStatus::Deleting);
+        assert_eq!(status(3).await.status, ContainerStatus::Error);
+        assert_eq!(status(4).await.status, ContainerStatus::Running);
+        // A second pass finds nothing more to mark.
+        assert_eq!(mark_down_hosts(&store, &settings).await.unwrap(), 0);
+    }
+}
