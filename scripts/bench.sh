@@ -15,7 +15,7 @@
 #
 # The scale benchmark (no engine: simulated hosts over in-memory engines):
 #
-#   bash scripts/bench.sh --scale-hosts 1000 [--scale-containers 10000] [--concurrency 16] [--postgres]
+#   bash scripts/bench.sh --scale-hosts 1000 [--scale-containers 10000] [--concurrency 16] [--postgres] [--scale-quota N]
 #
 # places the containers through the API of `zund simulate` and prints the
 # placements per second and the p50/p99 of create and list at that size; on

@@ -282,6 +282,7 @@ async fn create(
     crate::placement::place_and_insert(
         state.store.as_ref(),
         &state.scheduler,
+        &state.host_cache,
         &mut container,
         requested_host.as_deref(),
         action,

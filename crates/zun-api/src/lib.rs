@@ -131,6 +131,8 @@ pub struct ApiState {
     pub policy: zun_policy::PolicyFile,
     /// Where new containers go, and when a silent host counts as down.
     pub scheduler: placement::SchedulerSettings,
+    /// This process's snapshot of the hosts, between reads of the store.
+    pub host_cache: placement::HostCache,
     pub host_link: Arc<dyn HostLink>,
     /// The configured `[quota]` defaults; the quota class `default` and
     /// per-project rows override them.

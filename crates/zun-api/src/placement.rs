@@ -1,13 +1,20 @@
 //! Where a new container goes (DESIGN decision 7): the filter scheduler
-//! ranks the hosts from one snapshot, outside any transaction; the store
+//! ranks the hosts from a snapshot, outside any transaction; the store
 //! then claims the best host inside the insert's transaction, checking the
 //! same `fits` against the host as it is at that moment, and the next host
 //! is tried when another API process got there first. When no host can take
 //! it, the container is recorded in `Error` with upstream's reason, as
 //! upstream's API does (the create still answers 202).
+//!
+//! The snapshot is kept for up to [`SNAPSHOT_MAX_AGE`] and charged with
+//! each placement this process makes (as Nova's host manager does), so a
+//! create costs a rank over the hosts in memory instead of a read of every
+//! node and of every container's claim; the claim inside the transaction
+//! keeps it exact, and a host found full is re-read at once.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
@@ -19,6 +26,81 @@ use crate::error::Error;
 
 /// How many ranked hosts a create tries before giving up on a race.
 const MAX_CLAIM_ATTEMPTS: usize = 5;
+
+/// How long a snapshot of the hosts serves before it is read again.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// This API process's view of the hosts, between reads of the store.
+#[derive(Debug, Default)]
+pub struct HostCache {
+    snapshot: Mutex<Option<(Instant, Vec<HostState>)>>,
+}
+
+impl HostCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Vec<HostState>)>> {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The hosts `request` may go to, best first (by hostname), from a
+    /// snapshot no older than [`SNAPSHOT_MAX_AGE`]. "No host" is only
+    /// answered from a snapshot read for this request: a kept one may miss
+    /// room freed since.
+    async fn rank(
+        &self,
+        store: &dyn Store,
+        settings: &SchedulerSettings,
+        request: &Request,
+    ) -> Result<Result<Vec<String>, zun_scheduler::NoValidHost>, Error> {
+        let kept = self
+            .lock()
+            .as_ref()
+            .is_some_and(|(read, _)| read.elapsed() < SNAPSHOT_MAX_AGE);
+        if kept {
+            let ranked = self.select(request, settings);
+            if ranked.is_ok() {
+                return Ok(ranked);
+            }
+        }
+        let now = Utc::now();
+        let states: Vec<HostState> = store
+            .list_hosts()
+            .await?
+            .iter()
+            .map(|h| h.state(now, settings.down_after))
+            .collect();
+        *self.lock() = Some((Instant::now(), states));
+        Ok(self.select(request, settings))
+    }
+
+    fn select(
+        &self,
+        request: &Request,
+        settings: &SchedulerSettings,
+    ) -> Result<Vec<String>, zun_scheduler::NoValidHost> {
+        let guard = self.lock();
+        let states = guard.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+        select(states, request, &settings.policy).map(|ranked| {
+            ranked
+                .into_iter()
+                .map(|i| states[i].hostname.clone())
+                .collect()
+        })
+    }
+
+    /// Charges a placement this process made to the snapshot.
+    fn charge(&self, host: &str, request: &Request) {
+        if let Some((_, states)) = self.lock().as_mut()
+            && let Some(state) = states.iter_mut().find(|s| s.hostname == host)
+        {
+            state.consume(request);
+        }
+    }
+
+    /// Forgets the snapshot: the next create reads the hosts again.
+    fn invalidate(&self) {
+        *self.lock() = None;
+    }
+}
 
 /// The scheduler's configuration and when a silent host counts as down.
 #[derive(Debug, Clone)]
@@ -90,37 +172,35 @@ async fn request_of(
 pub(crate) async fn place_and_insert(
     store: &dyn Store,
     settings: &SchedulerSettings,
+    cache: &HostCache,
     container: &mut Container,
     requested_host: Option<&str>,
     mut action: NewAction,
     limits: &QuotaLimits,
 ) -> Result<ActionRecord, Error> {
     let request = request_of(store, container, requested_host).await?;
-    let now = Utc::now();
-    let states: Vec<HostState> = store
-        .list_hosts()
-        .await?
-        .iter()
-        .map(|h| h.state(now, settings.down_after))
-        .collect();
     let policy = &settings.policy;
     let check = |host: &HostState| fits(host, &request, policy).map_err(|r| r.to_string());
     let placement = Placement {
         down_after: settings.down_after,
         fits: &check,
     };
-    match select(&states, &request, policy) {
+    match cache.rank(store, settings, &request).await? {
         Ok(ranked) => {
-            for index in ranked.into_iter().take(MAX_CLAIM_ATTEMPTS) {
-                let host = states[index].hostname.clone();
+            for host in ranked.into_iter().take(MAX_CLAIM_ATTEMPTS) {
                 container.host = Some(host.clone());
                 action.host = Some(host.clone());
                 match store
                     .insert_placed_container(container, &action, Some(limits), Some(&placement))
                     .await
                 {
-                    Ok(record) => return Ok(record),
+                    Ok(record) => {
+                        cache.charge(&host, &request);
+                        return Ok(record);
+                    }
                     Err(StoreError::NoRoom(reason)) => {
+                        // Another process placed there meanwhile.
+                        cache.invalidate();
                         tracing::debug!(uuid = %container.uuid, %host, %reason, "host taken meanwhile; trying the next");
                     }
                     Err(other) => return Err(other.into()),

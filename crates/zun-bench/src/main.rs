@@ -92,6 +92,10 @@ struct Cli {
     /// Containers placed by the scale benchmark.
     #[arg(long, default_value_t = 10_000)]
     scale_containers: usize,
+    /// Keep a container quota (of this many) in the scale benchmark, so each
+    /// create also counts its project's usage; without it quotas are lifted.
+    #[arg(long)]
+    scale_quota: Option<i64>,
     /// The store of the scale benchmark (`postgres://...`); SQLite when unset.
     #[arg(long, env = "ZUN_BENCH_STORE_URL")]
     store_url: Option<String>,
@@ -422,7 +426,14 @@ impl Api {
     /// `PUT /v1/quota_classes/default` with every limit -1: the run holds
     /// more containers than the default quota (20 vCPUs) allows.
     async fn lift_quotas(&self) -> Result<()> {
-        let unlimited = serde_json::json!({"containers": -1, "cpu": -1, "memory": -1, "disk": -1});
+        self.set_container_quota(-1).await
+    }
+
+    /// The class `default`: `containers` limited to `limit` (-1: none),
+    /// every other resource unlimited.
+    async fn set_container_quota(&self, limit: i64) -> Result<()> {
+        let unlimited =
+            serde_json::json!({"containers": limit, "cpu": -1, "memory": -1, "disk": -1});
         let resp = self
             .request(Method::PUT, "/v1/quota_classes/default")
             .json(&unlimited)

@@ -103,7 +103,8 @@ pub(crate) async fn run(cli: &Cli, hosts: usize) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    api.lift_quotas().await?;
+    api.set_container_quota(cli.scale_quota.unwrap_or(-1))
+        .await?;
     let registered = Instant::now();
     loop {
         let seen = count(&api, "/v1/hosts?limit=1000", "hosts").await?;
@@ -117,10 +118,14 @@ pub(crate) async fn run(cli: &Cli, hosts: usize) -> Result<()> {
     }
     let registration = registered.elapsed();
     println!(
-        "zun-bench scale: {hosts} simulated hosts registered in {:.1} s; placing {containers} containers, {} at a time ({})",
+        "zun-bench scale: {hosts} simulated hosts registered in {:.1} s; placing {containers} containers, {} at a time ({}; {})",
         registration.as_secs_f64(),
         cli.concurrency,
         cli.store_url.as_deref().map_or("SQLite", |_| "PostgreSQL"),
+        match cli.scale_quota {
+            Some(limit) => format!("quota of {limit} containers counted on every create"),
+            None => "quotas lifted".to_owned(),
+        },
     );
 
     let body = json!({"image": "busybox", "command": ["sleep", "1000"], "cpu": 0.5, "memory": 128});

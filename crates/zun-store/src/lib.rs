@@ -174,6 +174,13 @@ impl QuotaLimits {
         disk: 100,
     };
 
+    /// Whether no limit applies at all: then nothing needs counting.
+    pub fn is_unlimited(&self) -> bool {
+        [self.containers, self.cpu, self.memory, self.disk]
+            .iter()
+            .all(|limit| *limit < 0)
+    }
+
     /// The limit of `resource` (`containers`, `cpu`, `memory`, `disk`).
     pub fn get(&self, resource: &str) -> Option<i64> {
         match resource {

@@ -162,7 +162,7 @@ impl PgStore {
         mutate(&mut container).map_err(StoreError::Rejected)?;
         container.uuid = uuid.to_owned();
         container.updated_at = Some(now());
-        if let Some(limits) = limits {
+        if let Some(limits) = limits.filter(|l| !l.is_unlimited()) {
             lock(&mut tx, QUOTA_LOCK, &container.project_id).await?;
             // The project's other containers plus this one as mutated.
             let others = usage_in(&mut tx, &container.project_id, Some(uuid)).await?;
@@ -225,7 +225,7 @@ impl PgStore {
             let view = hosts::host_view_in(&mut tx, host).await?;
             sql::check_placement(placement, host, view)?;
         }
-        if let Some(limits) = limits {
+        if let Some(limits) = limits.filter(|l| !l.is_unlimited()) {
             // Held to commit: no other write of this project can count the
             // same usage before this insert is visible.
             lock(&mut tx, QUOTA_LOCK, &container.project_id).await?;

@@ -175,7 +175,7 @@ impl SqliteStore {
         mutate(&mut container).map_err(StoreError::Rejected)?;
         container.uuid = uuid.to_owned();
         container.updated_at = Some(now());
-        if let Some(limits) = limits {
+        if let Some(limits) = limits.filter(|l| !l.is_unlimited()) {
             // The project's other containers plus this one as mutated.
             let others = usage_in(&mut tx, &container.project_id, Some(uuid)).await?;
             limits
@@ -230,7 +230,7 @@ impl SqliteStore {
             let view = hosts::host_view_in(&mut tx, host).await?;
             sql::check_placement(placement, host, view)?;
         }
-        if let Some(limits) = limits {
+        if let Some(limits) = limits.filter(|l| !l.is_unlimited()) {
             let usage = usage_in(&mut tx, &container.project_id, None).await?;
             limits
                 .check(&usage.with(container))

@@ -300,6 +300,7 @@ fn api_state(
         auth: authenticator(config)?,
         policy: policy(config)?,
         scheduler: config.scheduler_settings()?,
+        host_cache: zun_api::placement::HostCache::default(),
         host_link,
         quota_defaults: config.quota.limits(),
         streams: config.stream_settings(),
