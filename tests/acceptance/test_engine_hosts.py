@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from engine_hosts import EngineHosts
+from engine_hosts import PREFIX, EngineHosts
 
 COUNT = 3
 
@@ -28,7 +28,7 @@ def ok(r):
 
 def test_sockets_and_namespaces(hosts):
     assert len(hosts.sockets) == COUNT == len(set(hosts.sockets))
-    assert hosts.namespaces == [f"zun-host-{i}" for i in range(1, COUNT + 1)]
+    assert hosts.namespaces == [f"{PREFIX}-{i}" for i in range(1, COUNT + 1)]
     for i in range(COUNT):
         assert os.path.exists(f"/var/run/netns/{hosts.namespaces[i]}")
         assert ok(hosts.docker(i, "image", "inspect", "--format", "{{.Id}}", "busybox:latest"))
@@ -59,7 +59,7 @@ def test_container_runs_in_each_engine_only_visible_there(hosts):
             assert not set(seen) & (set(names) - {name}), f"host {i + 1} sees {seen}"
             # Its process lives in a cgroup under the host's cgroup parent.
             with open(f"/proc/{state['Pid']}/cgroup") as f:
-                assert f"/zun-host-{i + 1}/" in f.read()
+                assert f"/{PREFIX}-{i + 1}/" in f.read()
     finally:
         for i, name in enumerate(names):
             hosts.docker(i, "rm", "-f", name)
