@@ -14,7 +14,11 @@ race come last.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
+import struct
 import subprocess
 import threading
 import time
@@ -24,6 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import requests
+import websocket  # websocket-client, the library python-zunclient uses
 
 from conftest import (
     IMAGE,
@@ -112,10 +118,13 @@ def cluster(engine_cleanup, tmp_path_factory, log_dir):
               f"[api]\nservice_down_time_seconds = {DOWN_AFTER_S}\n\n"
               "[scheduler]\ncpu_allocation_ratio = 1.0\nreserved_host_memory_mb = 0\n\n")
     (data_dir / "api.toml").write_text(common)
+    # Each agent's endpoint, on a fixed port so a restarted agent keeps it.
+    c.agent_ports = {h: free_port() for h in c.hosts}
     for h in c.hosts:
         (data_dir / f"{h}.toml").write_text(
             common + "[compute]\nreport_interval_seconds = 1\n"
-            f'availability_zone = "{ZONES[h]}"\ncpus = {CAPACITY[h]}\n')
+            f'availability_zone = "{ZONES[h]}"\ncpus = {CAPACITY[h]}\n'
+            f'listen = "127.0.0.1:{c.agent_ports[h]}"\n')
     second_port = free_port()
     c.second_url = f"http://127.0.0.1:{second_port}"
     c.apis = []
@@ -273,6 +282,141 @@ def test_a_requested_host_is_used(cluster):
     cluster.wait_status(c["uuid"], "Running", timeout=120)
     assert host_of(cluster, c["uuid"]) == "h2"
     cluster.delete_everything()
+
+
+# --------------------------------------------------------------------------- streams
+
+
+@pytest.fixture
+def via_second(cluster):
+    """The cluster, with HTTP and the CLI going to API #2."""
+    first = cluster.base_url
+    cluster.base_url = cluster.second_url
+    try:
+        yield cluster
+    finally:
+        cluster.base_url = first
+
+
+@pytest.mark.parametrize("h", ["h2", "h3"])
+def test_streams_through_a_separate_api_reach_the_containers_agent(via_second, tmp_path, h):
+    """logs, exec, cp, stats, top and an interactive exec over the websocket,
+    through API #2 (no agent in its process) to the agent of h2 or h3."""
+    cluster = via_second
+    name = f"streams-{h}-{uuidlib.uuid4().hex[:6]}"
+    command = ["/bin/sh", "-c",
+               f"echo hello-from-{h}; trap 'exit 0' TERM; while true; do sleep 1; done"]
+    c = create(cluster, {"name": name, "host": cluster.host_of[h], "command": command})
+    uuid = c["uuid"]
+    try:
+        cluster.wait_status(uuid, "Running", timeout=120)
+        assert host_of(cluster, uuid) == h
+        assert uuid in cluster.engine_containers(h)
+
+        deadline = time.monotonic() + 30
+        while True:
+            rc, out, err = cluster.openstack("appcontainer", "logs", name)
+            assert rc == 0, err
+            if f"hello-from-{h}" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert f"hello-from-{h}" in out, out
+
+        rc, out, err = cluster.openstack("appcontainer", "exec", name,
+                                         "sh", "-c", "echo out-$((6*7)); exit 5")
+        assert rc == 5, (out, err)
+        assert "out-42" in out, out
+
+        payload = os.urandom(256 * 1024)
+        src = tmp_path / "blob.bin"
+        src.write_bytes(payload)
+        rc, out, err = cluster.openstack("appcontainer", "cp", str(src), f"{name}:/tmp")
+        assert rc == 0, (out, err)
+        r = cluster.http("POST", f"/v1/containers/{uuid}/execute", version=V,
+                         params={"command": "sha256sum /tmp/blob.bin"})
+        assert r.status_code == 200, r.text
+        assert r.json()["output"].split()[0] == hashlib.sha256(payload).hexdigest()
+        back = tmp_path / "back"
+        back.mkdir()
+        rc, out, err = cluster.openstack("appcontainer", "cp", f"{name}:/tmp/blob.bin", str(back))
+        assert rc == 0, (out, err)
+        assert (back / "blob.bin").read_bytes() == payload
+
+        data = cluster.openstack_json("appcontainer", "stats", "-f", "json", name)
+        assert data["CONTAINER"] == name, data
+        assert data["MEM USAGE(MiB)"] > 0, data
+        r = cluster.http("GET", f"/v1/containers/{uuid}/top", version=V)
+        assert r.status_code == 200, r.text
+        assert "PID" in r.json()["Titles"], r.text
+
+        # The agent's errors arrive as the in-process link gives them.
+        r = cluster.http("GET", f"/v1/containers/{uuid}/get_archive", version=V,
+                         params={"path": "/no/such/file"})
+        assert r.status_code == 404, r.text
+
+        r = cluster.http("POST", f"/v1/containers/{uuid}/execute", version=V,
+                         params={"command": "/bin/sh", "run": "false", "interactive": "true"})
+        assert r.status_code == 200, r.text
+        url = r.json()["proxy_url"]
+        assert url.startswith(cluster.second_url.replace("http://", "ws://") + "/websocket?")
+        ws = websocket.create_connection(url, subprotocols=["binary", "base64"], timeout=15)
+        try:
+            ws.send_binary(b"echo over-$((1+1))-" + h.encode() + b"\n")
+            seen = b""
+            while f"over-2-{h}".encode() not in seen:
+                seen += ws.recv()
+            ws.send_binary(b"exit\n")
+            with pytest.raises(websocket.WebSocketConnectionClosedException):
+                while True:
+                    ws.recv()
+        finally:
+            ws.close()
+    finally:
+        cluster.http("DELETE", f"/v1/containers/{uuid}", version=V, params={"force": "true"})
+        cluster.wait_gone(uuid, timeout=120)
+
+
+def agent_token(cluster: Cluster, host: str) -> str:
+    """The token the API presents to `host`'s agent: HMAC-SHA256 under the
+    shared service key of the length-prefixed purpose, then the host name."""
+    key = base64.b64decode((cluster.data_dir / "secret.key").read_text().strip())
+    purpose = b"zun agent endpoint v1"
+    message = struct.pack(">Q", len(purpose)) + purpose + host.encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def test_agent_endpoints_refuse_other_callers(cluster):
+    c = create(cluster, {"host": cluster.host_of["h2"]})
+    uuid = c["uuid"]
+    try:
+        cluster.wait_status(uuid, "Running", timeout=120)
+        h2 = f"http://127.0.0.1:{cluster.agent_ports['h2']}"
+        h3 = f"http://127.0.0.1:{cluster.agent_ports['h3']}"
+        stats = f"/v1/agent/containers/{uuid}/stats"
+        for headers in ({}, {"Authorization": "Bearer " + "0" * 64},
+                        {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+            r = requests.post(h2 + stats, json={}, headers=headers, timeout=10)
+            assert r.status_code == 401 and r.text == "", (headers, r.status_code, r.text)
+        # A websocket without the token is refused before any upgrade.
+        with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+            websocket.create_connection(
+                h2.replace("http", "ws") + f"/v1/agent/containers/{uuid}/attach", timeout=10)
+        assert caught.value.status_code == 401
+        # Another host's token is no good here.
+        r = requests.post(h3 + stats, json={}, timeout=10, headers={
+            "Authorization": "Bearer " + agent_token(cluster, cluster.host_of["h2"])})
+        assert r.status_code == 401 and r.text == "", r.text
+        # h3's own token does not reach a container of h2.
+        r = requests.post(h3 + stats, json={}, timeout=10, headers={
+            "Authorization": "Bearer " + agent_token(cluster, cluster.host_of["h3"])})
+        assert r.status_code == 403 and r.text == "", r.text
+        # The right token works (the test derives it like the API does).
+        r = requests.post(h2 + stats, json={}, timeout=10, headers={
+            "Authorization": "Bearer " + agent_token(cluster, cluster.host_of["h2"])})
+        assert r.status_code == 200 and r.json()["memory_bytes"] > 0, r.text
+    finally:
+        cluster.http("DELETE", f"/v1/containers/{uuid}", version=V, params={"force": "true"})
+        cluster.wait_gone(uuid, timeout=120)
 
 
 # --------------------------------------------------------------------------- failure

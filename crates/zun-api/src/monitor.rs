@@ -155,6 +155,7 @@ mod tests {
                 os: None,
                 kernel_version: None,
                 enable_cpu_pinning: false,
+                endpoint: None,
             };
             store.upsert_compute_node(&node).await.unwrap();
             store

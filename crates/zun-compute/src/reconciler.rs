@@ -59,6 +59,9 @@ pub struct AgentConfig {
     /// What the node offers instead of what the engine reports (an
     /// operator keeping part of the host for itself).
     pub advertise: Advertised,
+    /// Where this host's agent endpoint answers; recorded in its compute
+    /// node for the API.
+    pub endpoint: Option<String>,
 }
 
 /// Overrides of what a compute node offers.
@@ -84,6 +87,7 @@ impl AgentConfig {
             report_interval: Duration::from_secs(10),
             idle_poll: Duration::from_secs(1),
             advertise: Advertised::default(),
+            endpoint: None,
         }
     }
 }

@@ -4,6 +4,11 @@
 //! keeps it in a file only its own user may read. A sealed value is bound
 //! to the record it belongs to (its "context", e.g. the registry's uuid), so
 //! copying a sealed password onto another record does not decrypt.
+//!
+//! The same key authenticates the API to compute agents: [`SecretKey::mac`]
+//! derives a per-purpose, per-host token (HMAC-SHA256) that only holders of
+//! the key can compute, and [`SecretKey::verify_mac`] checks one in
+//! constant time.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -14,6 +19,10 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// Prefix of every sealed value; names the scheme so it can change later.
 const SCHEME: &str = "v1:";
@@ -44,6 +53,9 @@ pub enum SecretsError {
 #[derive(Clone)]
 pub struct SecretKey {
     cipher: Aes256Gcm,
+    /// The raw key, for [`SecretKey::mac`] (a different algorithm from the
+    /// cipher, and every MAC names its purpose, so the uses do not mix).
+    mac_key: [u8; KEY_LEN],
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -89,8 +101,11 @@ impl SecretKey {
             .ok_or_else(|| SecretsError::MalformedKey {
                 path: path.to_owned(),
             })?;
+        let mut mac_key = [0u8; KEY_LEN];
+        mac_key.copy_from_slice(&bytes);
         Ok(Self {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            mac_key,
         })
     }
 
@@ -165,6 +180,45 @@ impl SecretKey {
             .map_err(|_| SecretsError::Undecryptable)?;
         String::from_utf8(plain).map_err(|_| SecretsError::Undecryptable)
     }
+}
+
+impl SecretKey {
+    fn hmac(&self, purpose: &str, message: &str) -> HmacSha256 {
+        // Any key length is valid for HMAC.
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.mac_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        // Length-prefixed, so (purpose, message) pairs cannot collide.
+        mac.update(&(purpose.len() as u64).to_be_bytes());
+        mac.update(purpose.as_bytes());
+        mac.update(message.as_bytes());
+        mac
+    }
+
+    /// HMAC-SHA256 of `message` for `purpose` (a fixed string naming the
+    /// use, e.g. `"zun agent endpoint v1"`), as lowercase hex.
+    pub fn mac(&self, purpose: &str, message: &str) -> String {
+        let tag = self.hmac(purpose, message).finalize().into_bytes();
+        tag.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `candidate` is [`SecretKey::mac`] of `message` for `purpose`;
+    /// compared in constant time.
+    pub fn verify_mac(&self, purpose: &str, message: &str, candidate: &str) -> bool {
+        let Some(bytes) = decode_hex(candidate) else {
+            return false;
+        };
+        self.hmac(purpose, message).verify_slice(&bytes).is_ok()
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -248,5 +302,32 @@ mod tests {
             SecretKey::load(&path),
             Err(SecretsError::MalformedKey { .. })
         ));
+    }
+
+    #[test]
+    fn macs_are_stable_bound_and_verified() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, key) = key_in(&dir);
+        let token = key.mac("agent", "host-1");
+        assert_eq!(token.len(), 64);
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+        // The same key (another process) derives the same token.
+        let again = SecretKey::load(&path).expect("reload");
+        assert_eq!(again.mac("agent", "host-1"), token);
+        assert!(again.verify_mac("agent", "host-1", &token));
+        // Bound to the host and the purpose.
+        assert_ne!(key.mac("agent", "host-2"), token);
+        assert!(!key.verify_mac("agent", "host-2", &token));
+        assert!(!key.verify_mac("other", "host-1", &token));
+        assert_ne!(key.mac("agen", "thost-1"), token);
+        // Malformed or truncated candidates fail.
+        assert!(!key.verify_mac("agent", "host-1", ""));
+        assert!(!key.verify_mac("agent", "host-1", &token[..62]));
+        assert!(!key.verify_mac("agent", "host-1", "zz"));
+        assert!(!key.verify_mac("agent", "host-1", &token.to_uppercase().replace('A', "é")));
+        // Another key derives another token.
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        let (_, other) = key_in(&other_dir);
+        assert!(!other.verify_mac("agent", "host-1", &token));
     }
 }

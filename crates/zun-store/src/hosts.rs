@@ -69,6 +69,11 @@ pub struct ComputeNode {
     pub os: Option<String>,
     pub kernel_version: Option<String>,
     pub enable_cpu_pinning: bool,
+    /// Base URL of the host's agent endpoint (`http://addr:port`), which
+    /// the API calls for logs, exec, attach and the other streams. Absent
+    /// in rows written before agents served one.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// What the containers placed on a host hold (containers in `Error` hold
@@ -167,4 +172,19 @@ pub trait HostStore: Send + Sync {
 
     /// One node by uuid or hostname.
     async fn get_host(&self, ident: &str) -> Result<Option<HostView>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ComputeNode;
+
+    #[test]
+    fn nodes_recorded_before_endpoints_still_parse() {
+        let old = r#"{"uuid": "u", "hostname": "h", "cpus": 2.0, "mem_total": 1024,
+            "disk_total": 10, "disk_quota_supported": false, "runtimes": ["runc"],
+            "labels": {}, "architecture": null, "os_type": null, "os": null,
+            "kernel_version": null, "enable_cpu_pinning": false}"#;
+        let node: ComputeNode = serde_json::from_str(old).expect("old row");
+        assert_eq!(node.endpoint, None);
+    }
 }

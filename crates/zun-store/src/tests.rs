@@ -1541,6 +1541,7 @@ pub(crate) fn node(hostname: &str, cpus: f64) -> ComputeNode {
         os: Some("Debian".into()),
         kernel_version: Some("6.1".into()),
         enable_cpu_pinning: false,
+        endpoint: None,
     }
 }
 

@@ -154,6 +154,16 @@ pub struct ComputeSection {
     pub cpus: Option<f64>,
     pub memory_mib: Option<i64>,
     pub disk_gib: Option<i64>,
+    /// Address of this host's agent endpoint, which the API calls for
+    /// logs, exec, attach and the other streams (authenticated with a token
+    /// derived from the service key). The default, loopback on a free
+    /// port, only serves an API on the same machine: on several hosts set
+    /// an address the API hosts can reach (and firewall it to them).
+    pub listen: SocketAddr,
+    /// The URL the API should use for the endpoint (`http://host:port`),
+    /// when `listen` is not what the API can reach (a wildcard address,
+    /// NAT); by default `http://<the bound listen address>`.
+    pub advertise_url: Option<String>,
 }
 
 impl Default for ComputeSection {
@@ -167,6 +177,8 @@ impl Default for ComputeSection {
             cpus: None,
             memory_mib: None,
             disk_gib: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_url: None,
         }
     }
 }
@@ -306,6 +318,8 @@ mod tests {
             [compute]
             docker_socket = "/run/docker.sock"
             host_name = "c1"
+            listen = "0.0.0.0:9518"
+            advertise_url = "http://10.0.0.12:9518"
             [identity]
             mode = "keystone"
             [identity.keystone]
@@ -323,6 +337,12 @@ mod tests {
         let config: Config = toml::from_str(text).expect("valid");
         assert_eq!(config.identity.mode, IdentityMode::Keystone);
         assert_eq!(config.api.listen.port(), 9999);
+        assert_eq!(config.compute.listen.port(), 9518);
+        assert_eq!(
+            config.compute.advertise_url.as_deref(),
+            Some("http://10.0.0.12:9518")
+        );
+        assert_eq!(Config::default().compute.listen.port(), 0);
         assert_eq!(
             config.store.url.as_deref(),
             Some("postgres://zun:pw@db.example.com/zun")

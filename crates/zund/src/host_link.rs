@@ -1,6 +1,8 @@
-//! How the API reaches a container's agent for synchronous requests. In the
-//! all-in-one the agent is in the same process: these are direct calls to
-//! the engine driver on its local socket.
+//! How the API reaches a container's agent for synchronous requests.
+//! [`LocalHost`] is the agent's own side: direct calls to the engine driver
+//! on its local socket. The all-in-one uses it for its own host, and every
+//! agent's endpoint ([`crate::agent_endpoint`]) serves it to APIs elsewhere
+//! ([`crate::remote_host::RemoteHost`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use zun_types::{ApiError, Container};
 /// Most output `execute` with `run=true` returns (the end of it).
 const MAX_EXEC_OUTPUT_BYTES: usize = 1024 * 1024;
 
+#[derive(Clone)]
 pub struct LocalHost {
     runtime: Arc<dyn Runtime>,
     io: Arc<dyn ContainerIo>,
@@ -197,65 +200,75 @@ impl HostLink for LocalHost {
     }
 }
 
-/// The API role alone has no agent endpoint to call yet (that arrives with
-/// the separate-hosts work), so synchronous requests answer 503.
-pub struct Unreachable;
+/// The all-in-one's link: its own host's containers through the in-process
+/// [`LocalHost`], every other host's through its agent endpoint.
+pub struct Dispatch {
+    pub host: String,
+    pub local: LocalHost,
+    pub remote: crate::remote_host::RemoteHost,
+}
 
-impl Unreachable {
-    fn refuse<T>(container: &Container) -> Result<T, ApiError> {
-        Err(ApiError::service_unavailable(format!(
-            "The compute host {} cannot be reached from this API process.",
-            container.host.as_deref().unwrap_or("(none)")
-        )))
+impl Dispatch {
+    fn pick(&self, container: &Container) -> &dyn HostLink {
+        if container.host.as_deref() == Some(self.host.as_str()) {
+            &self.local
+        } else {
+            &self.remote
+        }
     }
 }
 
 #[async_trait]
-impl HostLink for Unreachable {
-    async fn logs(&self, c: &Container, _: &LogOptions) -> Result<String, ApiError> {
-        Self::refuse(c)
+impl HostLink for Dispatch {
+    async fn logs(&self, c: &Container, o: &LogOptions) -> Result<String, ApiError> {
+        self.pick(c).logs(c, o).await
     }
     async fn exec_run(
         &self,
         c: &Container,
-        _: &[String],
-        _: Duration,
+        command: &[String],
+        timeout: Duration,
     ) -> Result<Option<ExecOutput>, ApiError> {
-        Self::refuse(c)
+        self.pick(c).exec_run(c, command, timeout).await
     }
-    async fn exec_create(&self, c: &Container, _: &[String], _: bool) -> Result<String, ApiError> {
-        Self::refuse(c)
+    async fn exec_create(
+        &self,
+        c: &Container,
+        command: &[String],
+        interactive: bool,
+    ) -> Result<String, ApiError> {
+        self.pick(c).exec_create(c, command, interactive).await
     }
-    async fn exec_resize(&self, c: &Container, _: &str, _: u16, _: u16) -> Result<(), ApiError> {
-        Self::refuse(c)
+    async fn exec_resize(&self, c: &Container, id: &str, h: u16, w: u16) -> Result<(), ApiError> {
+        self.pick(c).exec_resize(c, id, h, w).await
     }
-    async fn exec_connect(&self, c: &Container, _: &str) -> Result<Terminal, ApiError> {
-        Self::refuse(c)
+    async fn exec_connect(&self, c: &Container, id: &str) -> Result<Terminal, ApiError> {
+        self.pick(c).exec_connect(c, id).await
     }
     async fn attach(&self, c: &Container) -> Result<Terminal, ApiError> {
-        Self::refuse(c)
+        self.pick(c).attach(c).await
     }
-    async fn resize(&self, c: &Container, _: u16, _: u16) -> Result<(), ApiError> {
-        Self::refuse(c)
+    async fn resize(&self, c: &Container, h: u16, w: u16) -> Result<(), ApiError> {
+        self.pick(c).resize(c, h, w).await
     }
-    async fn top(&self, c: &Container, _: Option<&str>) -> Result<Processes, ApiError> {
-        Self::refuse(c)
+    async fn top(&self, c: &Container, ps_args: Option<&str>) -> Result<Processes, ApiError> {
+        self.pick(c).top(c, ps_args).await
     }
     async fn stats(&self, c: &Container) -> Result<Usage, ApiError> {
-        Self::refuse(c)
+        self.pick(c).stats(c).await
     }
     async fn get_archive(
         &self,
         c: &Container,
-        _: &str,
-        _: usize,
+        path: &str,
+        max_bytes: usize,
     ) -> Result<(PathStat, Bytes), ApiError> {
-        Self::refuse(c)
+        self.pick(c).get_archive(c, path, max_bytes).await
     }
-    async fn put_archive(&self, c: &Container, _: &str, _: Bytes) -> Result<(), ApiError> {
-        Self::refuse(c)
+    async fn put_archive(&self, c: &Container, path: &str, tar: Bytes) -> Result<(), ApiError> {
+        self.pick(c).put_archive(c, path, tar).await
     }
-    async fn commit(&self, c: &Container, _: &str, _: &str) -> Result<String, ApiError> {
-        Self::refuse(c)
+    async fn commit(&self, c: &Container, repo: &str, tag: &str) -> Result<String, ApiError> {
+        self.pick(c).commit(c, repo, tag).await
     }
 }

@@ -17,8 +17,10 @@ use zun_compute::{
 use zun_secrets::SecretKey;
 use zun_store::{PgStore, SqliteStore, Store};
 
+mod agent_endpoint;
 mod config;
 mod host_link;
+mod remote_host;
 
 use config::{Config, IdentityMode};
 
@@ -274,6 +276,54 @@ fn secret_key(config: &Config) -> anyhow::Result<SecretKey> {
         .with_context(|| format!("loading the secret key {}", path.display()))
 }
 
+/// Binds this host's agent endpoint (`[compute] listen`) and serves it in
+/// the background; returns the URL the agent records for the API.
+async fn serve_agent_endpoint(
+    config: &Config,
+    store: Arc<dyn Store>,
+    host: &str,
+    link: host_link::LocalHost,
+) -> anyhow::Result<String> {
+    let listen = config.compute.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the agent endpoint ([compute] listen) {listen}"))?;
+    let bound = listener
+        .local_addr()
+        .context("the agent endpoint's address")?;
+    let url = match &config.compute.advertise_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            if bound.ip().is_unspecified() {
+                tracing::warn!(
+                    %bound,
+                    "the agent endpoint listens on a wildcard address: set [compute] advertise_url to the address the API hosts should use"
+                );
+            }
+            format!("http://{bound}")
+        }
+    };
+    let endpoint = Arc::new(agent_endpoint::Endpoint {
+        host: host.to_owned(),
+        store,
+        link: Arc::new(link),
+        key: secret_key(config)?,
+    });
+    let app = agent_endpoint::router(endpoint);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "the agent endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, %url, "agent endpoint listening");
+    Ok(url)
+}
+
+fn remote_host(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<remote_host::RemoteHost> {
+    remote_host::RemoteHost::new(Arc::clone(store), secret_key(config)?)
+        .context("building the agent endpoint client")
+}
+
 fn agent_config(config: &Config, host: String) -> anyhow::Result<AgentConfig> {
     let compute = &config.compute;
     let mut agent = AgentConfig::new(host);
@@ -354,18 +404,19 @@ async fn main() -> anyhow::Result<()> {
             let docker = connect_docker(&config, &host).await?;
             let runtime: Arc<dyn Runtime> = docker.clone();
             let io: Arc<dyn ContainerIo> = docker;
-            let agent = Agent::new(
-                store.clone(),
-                runtime.clone(),
-                agent_config(&config, host.clone())?,
-            );
+            let local = host_link::LocalHost::new(runtime.clone(), io);
+            let mut agent_config = agent_config(&config, host.clone())?;
+            agent_config.endpoint =
+                Some(serve_agent_endpoint(&config, store.clone(), &host, local.clone()).await?);
+            let agent = Agent::new(store.clone(), runtime, agent_config);
             agent.report().await;
             let agent_task = tokio::spawn(agent.run());
-            let state = api_state(
-                &config,
-                store,
-                Arc::new(host_link::LocalHost::new(runtime, io)),
-            )?;
+            let link = host_link::Dispatch {
+                host,
+                local,
+                remote: remote_host(&config, &store)?,
+            };
+            let state = api_state(&config, store, Arc::new(link))?;
             let result = run_api(state, config.api.listen).await;
             agent_task.abort();
             result
@@ -374,7 +425,8 @@ async fn main() -> anyhow::Result<()> {
             store.apply(&mut config);
             api.apply(&mut config);
             let store = open_store(&config).await?;
-            let state = api_state(&config, store, Arc::new(host_link::Unreachable))?;
+            let link = remote_host(&config, &store)?;
+            let state = api_state(&config, store, Arc::new(link))?;
             run_api(state, config.api.listen).await
         }
         Role::Compute { store, compute } => {
@@ -382,10 +434,12 @@ async fn main() -> anyhow::Result<()> {
             compute.apply(&mut config);
             let store = open_store(&config).await?;
             let host = host_name(&config);
-            let runtime = connect_docker(&config, &host).await?;
-            Agent::new(store, runtime, agent_config(&config, host)?)
-                .run()
-                .await;
+            let docker = connect_docker(&config, &host).await?;
+            let local = host_link::LocalHost::new(docker.clone(), docker.clone());
+            let mut agent_config = agent_config(&config, host.clone())?;
+            agent_config.endpoint =
+                Some(serve_agent_endpoint(&config, store.clone(), &host, local).await?);
+            Agent::new(store, docker, agent_config).run().await;
             Ok(())
         }
         Role::ImportImage { compute, file } => {
@@ -430,7 +484,9 @@ async fn main() -> anyhow::Result<()> {
                 agents.push(tokio::spawn(agent.run()));
             }
             tracing::info!(hosts, "simulated hosts registered");
-            let state = api_state(&config, store, Arc::new(host_link::Unreachable))?;
+            // Simulated hosts serve no endpoint: their streams answer 503.
+            let link = remote_host(&config, &store)?;
+            let state = api_state(&config, store, Arc::new(link))?;
             let result = run_api(state, config.api.listen).await;
             agents.iter().for_each(tokio::task::JoinHandle::abort);
             result

@@ -60,6 +60,7 @@ impl Agent {
             os: facts.os,
             kernel_version: facts.kernel_version,
             enable_cpu_pinning: false,
+            endpoint: self.config.endpoint.clone(),
         }
     }
 }
