@@ -17,10 +17,7 @@ use zun_compute::{
 use zun_secrets::SecretKey;
 use zun_store::{PgStore, SqliteStore, Store};
 
-mod agent_endpoint;
 mod config;
-mod host_link;
-mod remote_host;
 
 use config::{Config, IdentityMode};
 
@@ -282,7 +279,7 @@ async fn serve_agent_endpoint(
     config: &Config,
     store: Arc<dyn Store>,
     host: &str,
-    link: host_link::LocalHost,
+    link: zun_hostlink::local::LocalHost,
 ) -> anyhow::Result<String> {
     let listen = config.compute.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -303,13 +300,13 @@ async fn serve_agent_endpoint(
             format!("http://{bound}")
         }
     };
-    let endpoint = Arc::new(agent_endpoint::Endpoint {
+    let endpoint = Arc::new(zun_hostlink::endpoint::Endpoint {
         host: host.to_owned(),
         store,
         link: Arc::new(link),
         key: secret_key(config)?,
     });
-    let app = agent_endpoint::router(endpoint);
+    let app = zun_hostlink::endpoint::router(endpoint);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "the agent endpoint stopped");
@@ -319,8 +316,11 @@ async fn serve_agent_endpoint(
     Ok(url)
 }
 
-fn remote_host(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<remote_host::RemoteHost> {
-    remote_host::RemoteHost::new(Arc::clone(store), secret_key(config)?)
+fn remote_host(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<zun_hostlink::remote::RemoteHost> {
+    zun_hostlink::remote::RemoteHost::new(Arc::clone(store), secret_key(config)?)
         .context("building the agent endpoint client")
 }
 
@@ -404,14 +404,14 @@ async fn main() -> anyhow::Result<()> {
             let docker = connect_docker(&config, &host).await?;
             let runtime: Arc<dyn Runtime> = docker.clone();
             let io: Arc<dyn ContainerIo> = docker;
-            let local = host_link::LocalHost::new(runtime.clone(), io);
+            let local = zun_hostlink::local::LocalHost::new(runtime.clone(), io);
             let mut agent_config = agent_config(&config, host.clone())?;
             agent_config.endpoint =
                 Some(serve_agent_endpoint(&config, store.clone(), &host, local.clone()).await?);
             let agent = Agent::new(store.clone(), runtime, agent_config);
             agent.report().await;
             let agent_task = tokio::spawn(agent.run());
-            let link = host_link::Dispatch {
+            let link = zun_hostlink::local::Dispatch {
                 host,
                 local,
                 remote: remote_host(&config, &store)?,
@@ -435,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let host = host_name(&config);
             let docker = connect_docker(&config, &host).await?;
-            let local = host_link::LocalHost::new(docker.clone(), docker.clone());
+            let local = zun_hostlink::local::LocalHost::new(docker.clone(), docker.clone());
             let mut agent_config = agent_config(&config, host.clone())?;
             agent_config.endpoint =
                 Some(serve_agent_endpoint(&config, store.clone(), &host, local).await?);

@@ -1,8 +1,8 @@
 //! How the API reaches a container's agent for synchronous requests.
 //! [`LocalHost`] is the agent's own side: direct calls to the engine driver
 //! on its local socket. The all-in-one uses it for its own host, and every
-//! agent's endpoint ([`crate::agent_endpoint`]) serves it to APIs elsewhere
-//! ([`crate::remote_host::RemoteHost`]).
+//! agent's endpoint ([`crate::endpoint`]) serves it to APIs elsewhere
+//! ([`crate::remote::RemoteHost`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,7 +205,7 @@ impl HostLink for LocalHost {
 pub struct Dispatch {
     pub host: String,
     pub local: LocalHost,
-    pub remote: crate::remote_host::RemoteHost,
+    pub remote: crate::remote::RemoteHost,
 }
 
 impl Dispatch {

@@ -7,7 +7,7 @@
 //! from the service key and this host's name ([`token`]), compared in
 //! constant time. One-shot calls are plain HTTP bodies; attach and
 //! interactive exec are a websocket relayed chunk by chunk. The operations
-//! themselves are the in-process link's ([`crate::host_link::LocalHost`]).
+//! themselves are the in-process link's ([`crate::local::LocalHost`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,7 +24,7 @@ use zun_store::Store;
 use zun_types::host::{ExecOutput, LogOptions, PathStat, Processes, Usage};
 use zun_types::{ApiError, Container};
 
-use crate::agent_endpoint::{
+use crate::endpoint::{
     self, ArchiveQuery, CommitRequest, ExecCreateRequest, ExecRunRequest, PATH_STAT_HEADER,
     ResizeRequest, TopRequest, WireError,
 };
@@ -117,7 +117,7 @@ pub struct RemoteHost {
 }
 
 impl RemoteHost {
-    pub fn new(store: Arc<dyn Store>, key: SecretKey) -> anyhow::Result<Self> {
+    pub fn new(store: Arc<dyn Store>, key: SecretKey) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT)
             .build()?;
@@ -145,7 +145,7 @@ impl RemoteHost {
         let base = format!(
             "{}{}",
             url.trim_end_matches('/'),
-            agent_endpoint::container_path(&container.uuid)
+            endpoint::container_path(&container.uuid)
         );
         Ok((host, base))
     }
@@ -156,7 +156,7 @@ impl RemoteHost {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ApiError> {
         let response = request
-            .bearer_auth(agent_endpoint::token(&self.key, host))
+            .bearer_auth(endpoint::token(&self.key, host))
             .send()
             .await
             .map_err(|e| unreachable(host, &e))?;
@@ -211,7 +211,7 @@ impl RemoteHost {
         let mut request = url
             .into_client_request()
             .map_err(|e| unreachable(&host, &e))?;
-        let bearer = format!("Bearer {}", agent_endpoint::token(&self.key, &host));
+        let bearer = format!("Bearer {}", endpoint::token(&self.key, &host));
         let bearer = bearer.parse().map_err(|e| unreachable(&host, &e))?;
         request.headers_mut().insert("authorization", bearer);
         let config = WebSocketConfig::default().max_message_size(Some(16 * 1024 * 1024));
@@ -390,7 +390,7 @@ impl HostLink for RemoteHost {
             .headers()
             .get(PATH_STAT_HEADER)
             .and_then(|v| v.to_str().ok())
-            .and_then(agent_endpoint::hex_header::decode)
+            .and_then(endpoint::hex_header::decode)
             .and_then(|json| serde_json::from_slice::<PathStat>(&json).ok())
             .ok_or_else(|| unreachable(&host, &"no path stat in the archive answer"))?;
         let tar = read_bounded(&host, response, max_bytes, false).await?;
@@ -436,7 +436,7 @@ impl HostLink for RemoteHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent_endpoint::error_response;
+    use crate::endpoint::error_response;
 
     async fn across(err: &ApiError) -> ApiError {
         let response = error_response(err);
