@@ -217,64 +217,43 @@ fn base_time() -> DateTime<Utc> {
 pub(crate) fn container(i: usize, project: &str) -> Container {
     let statuses = ContainerStatus::ALL;
     Container {
-        uuid: uuid::Uuid::new_v4().to_string(),
-        name: format!("c{}", i % 7),
-        project_id: project.to_owned(),
-        user_id: ["u1", "u2", "u3"][i % 3].to_owned(),
-        image: ["nginx", "busybox", "alpine", "redis"][i % 4].to_owned(),
         image_driver: Some("docker".into()),
-        image_pull_policy: None,
         command: Some(vec!["sleep".into(), "1000".into()]),
-        entrypoint: None,
         cpu: match i % 6 {
             0 => None,
             _ => Some([0.5, 1.0, 2.0][i % 3]),
         },
-        cpu_policy: None,
         memory: match i % 5 {
             0 => None,
             _ => Some(["512", "1024", "64"][i % 3].to_owned()),
         },
         disk: (i % 4) as i64 * 10,
-        workdir: None,
         environment: BTreeMap::from([("A".to_owned(), i.to_string())]),
-        labels: BTreeMap::new(),
-        hostname: None,
-        restart_policy: None,
-        interactive: false,
-        tty: false,
         auto_remove: i % 2 != 1,
-        auto_heal: false,
-        privileged: false,
-        runtime: None,
-        healthcheck: None,
-        security_groups: None,
-        exposed_ports: None,
-        hints: None,
-        availability_zone: None,
-        registry_id: None,
         host: match i % 4 {
             0 => None,
             _ => Some(format!("host{}", i % 3)),
         },
         status: statuses[i % 5],
-        status_reason: None,
-        status_detail: None,
         task_state: match i % 3 {
             0 => None,
             1 => Some(TaskState::ImagePulling),
             _ => Some(TaskState::ContainerStarting),
         },
         desired_state: DesiredState::Running,
-        container_id: None,
-        ports: None,
-        addresses: None,
         created_at: base_time() + chrono::Duration::minutes((i % 9) as i64),
         updated_at: if i % 3 == 1 {
             None
         } else {
             Some(base_time() + chrono::Duration::seconds((i * 7 % 11) as i64))
         },
+        ..Container::new(
+            uuid::Uuid::new_v4().to_string(),
+            format!("c{}", i % 7),
+            project,
+            ["u1", "u2", "u3"][i % 3],
+            ["nginx", "busybox", "alpine", "redis"][i % 4],
+        )
     }
 }
 

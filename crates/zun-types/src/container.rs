@@ -176,6 +176,61 @@ pub struct Container {
 }
 
 impl Container {
+    /// A record with nothing but its identity and image: no limits, no
+    /// options, `Creating` on no host, to be created but not started.
+    /// Callers set the rest with struct update syntax.
+    pub fn new(
+        uuid: impl Into<String>,
+        name: impl Into<String>,
+        project_id: impl Into<String>,
+        user_id: impl Into<String>,
+        image: impl Into<String>,
+    ) -> Self {
+        Self {
+            uuid: uuid.into(),
+            name: name.into(),
+            project_id: project_id.into(),
+            user_id: user_id.into(),
+            image: image.into(),
+            image_driver: None,
+            image_pull_policy: None,
+            command: None,
+            entrypoint: None,
+            cpu: None,
+            cpu_policy: None,
+            memory: None,
+            disk: 0,
+            workdir: None,
+            environment: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            hostname: None,
+            restart_policy: None,
+            interactive: false,
+            tty: false,
+            auto_remove: false,
+            auto_heal: false,
+            privileged: false,
+            runtime: None,
+            healthcheck: None,
+            security_groups: None,
+            exposed_ports: None,
+            hints: None,
+            availability_zone: None,
+            registry_id: None,
+            host: None,
+            status: ContainerStatus::Creating,
+            status_reason: None,
+            status_detail: None,
+            task_state: None,
+            desired_state: DesiredState::Created,
+            container_id: None,
+            ports: None,
+            addresses: None,
+            created_at: Utc::now(),
+            updated_at: None,
+        }
+    }
+
     /// The engine-side name, `zun-<uuid>` as upstream names it.
     pub fn engine_name(&self) -> String {
         format!("zun-{}", self.uuid)

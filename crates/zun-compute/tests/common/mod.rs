@@ -4,14 +4,11 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::collections::BTreeMap;
-
 use bollard::query_parameters::{RemoveContainerOptions, RemoveImageOptions};
 use bollard::{API_DEFAULT_VERSION, Docker};
-use chrono::Utc;
 use zun_compute::DockerRuntime;
 use zun_types::Container;
-use zun_types::container::{ContainerStatus, DesiredState};
+use zun_types::container::DesiredState;
 
 pub const HOST: &str = "zun-test-host";
 pub const IMAGE: &str = "busybox:latest";
@@ -102,46 +99,9 @@ pub fn new_uuid() -> String {
 /// A container record of this host running `command` in busybox.
 pub fn record(uuid: &str, command: &[&str]) -> Container {
     Container {
-        name: format!("test-{uuid}"),
-        uuid: uuid.to_owned(),
-        project_id: "p".into(),
-        user_id: "u".into(),
-        image: IMAGE.into(),
-        image_driver: None,
-        image_pull_policy: None,
         command: Some(command.iter().map(|s| (*s).to_owned()).collect()),
-        entrypoint: None,
-        cpu: None,
-        cpu_policy: None,
-        memory: None,
-        disk: 0,
-        workdir: None,
-        environment: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        hostname: None,
-        restart_policy: None,
-        interactive: false,
-        tty: false,
-        auto_remove: false,
-        auto_heal: false,
-        privileged: false,
-        runtime: None,
-        healthcheck: None,
-        security_groups: None,
-        exposed_ports: None,
-        hints: None,
-        availability_zone: None,
-        registry_id: None,
         host: Some(HOST.into()),
-        status: ContainerStatus::Creating,
-        status_reason: None,
-        status_detail: None,
-        task_state: None,
         desired_state: DesiredState::Running,
-        container_id: None,
-        ports: None,
-        addresses: None,
-        created_at: Utc::now(),
-        updated_at: None,
+        ..Container::new(uuid, format!("test-{uuid}"), "p", "u", IMAGE)
     }
 }
