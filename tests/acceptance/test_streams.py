@@ -303,6 +303,11 @@ def test_commit_then_run_the_new_image(zun, box):
     assert "Request to commit container" in out and "The image is" in out, out
     image_uuid = out.strip().rsplit(" ", 1)[-1].rstrip(".")
     uuidlib.UUID(image_uuid)
+    # Listed among the host's images, as a pulled one would be.
+    listed = zun.openstack_json("appcontainer", "image", "show", "-f", "json", image_uuid)
+    assert listed["repo"] == repo and listed["tag"] == "v1", listed
+    assert listed["image_id"].startswith("sha256:"), listed
+    assert listed["host"] == zun.host_name, listed
     try:
         name = f"from-commit-{suffix()}"
         data = zun.openstack_json("appcontainer", "run", "-f", "json", "--name", name,

@@ -244,9 +244,52 @@ async fn commit(state: &ApiState, container: &Container, params: &Params) -> Res
     let repository = validation::required("repository", params.query("repository"))?;
     let tag = params.get("tag").unwrap_or("latest");
     let image_id = state.host_link.commit(container, repository, tag).await?;
-    let mut response = Json(json!({"uuid": image_uuid(&image_id)})).into_response();
+    let uuid = image_uuid(&image_id);
+    record_committed_image(state, container, &uuid, &image_id, repository, tag).await;
+    let mut response = Json(json!({"uuid": uuid})).into_response();
     *response.status_mut() = StatusCode::ACCEPTED;
     Ok(response)
+}
+
+/// Lists a committed image among the images of the container's host (and
+/// project), as a pull through `/v1/images` would: `image list` shows it and
+/// `image delete` removes it. The image exists whatever happens here, so a
+/// failure to record it is logged, not answered.
+async fn record_committed_image(
+    state: &ApiState,
+    container: &Container,
+    uuid: &str,
+    image_id: &str,
+    repository: &str,
+    tag: &str,
+) {
+    let Some(host) = container.host.clone() else {
+        return;
+    };
+    let repo = zun_types::image::ImageRef::parse(repository)
+        .map_or_else(|_| repository.to_owned(), |r| r.repository());
+    let image = zun_types::image::Image {
+        uuid: uuid.to_owned(),
+        image_id: Some(image_id.to_owned()),
+        repo,
+        tag: tag.to_owned(),
+        size: None,
+        host,
+        project_id: container.project_id.clone(),
+        user_id: container.user_id.clone(),
+        task: None,
+        created_at: chrono::Utc::now(),
+        updated_at: None,
+    };
+    let recorded = match state.store.get_image(uuid).await {
+        // The same image committed again: already listed.
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => state.store.insert_image(&image).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = recorded {
+        tracing::warn!(%uuid, error = %err, "recording the committed image failed");
+    }
 }
 
 /// Upstream answers a commit with the uuid of the Glance image it uploads
