@@ -33,6 +33,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use zun_types::Container;
 use zun_types::image::ImageRef;
 
+use crate::exec::TailBuffer;
 use crate::runtime::{
     EngineState, HostFacts, ImageInfo, LogOptions, Observed, PullError, RegistryAuth, Runtime,
     RuntimeError, RuntimeEvent,
@@ -45,6 +46,8 @@ pub const LABEL_UUID: &str = "zun.uuid";
 /// Label carrying the name of the compute host that created the container.
 pub const LABEL_HOST: &str = "zun.host";
 
+/// Most of a container's log one `logs` request returns (the end of it).
+pub const MAX_LOG_BYTES: usize = 32 * 1024 * 1024;
 /// Read/write timeout of one engine request (not of a stream's body).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// How many containers `list` inspects at once when it meets new ones.
@@ -526,13 +529,15 @@ impl Runtime for DockerRuntime {
                 .tail
                 .map_or_else(|| "all".to_owned(), |n| n.to_string()),
         };
-        let mut out: Vec<u8> = Vec::new();
+        // The answer is one JSON string: only the end of a huge log is kept
+        // (saying how much was left out), so memory stays bounded.
+        let mut out = TailBuffer::new(MAX_LOG_BYTES);
         let mut frames = self.docker.logs(name, Some(query));
         while let Some(frame) = frames.next().await {
             let frame = frame.map_err(map_err)?;
-            out.extend_from_slice(frame.as_ref());
+            out.push(frame.as_ref());
         }
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        Ok(out.into_text())
     }
 
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {

@@ -68,14 +68,14 @@ async fn wait_for_exit_code(io: &dyn ContainerIo, exec_id: &str) -> Result<i64, 
 /// The last `max` bytes of a stream, with a count of what was dropped.
 /// Holds at most twice `max` at any time.
 #[derive(Debug)]
-struct TailBuffer {
+pub(crate) struct TailBuffer {
     bytes: Vec<u8>,
     max: usize,
     dropped: u64,
 }
 
 impl TailBuffer {
-    fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             bytes: Vec::new(),
             max,
@@ -83,7 +83,7 @@ impl TailBuffer {
         }
     }
 
-    fn push(&mut self, chunk: &[u8]) {
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
         // A chunk larger than the whole budget only contributes its end.
         let keep_from = chunk.len().saturating_sub(self.max);
         self.dropped += keep_from as u64;
@@ -99,7 +99,7 @@ impl TailBuffer {
         self.dropped += excess as u64;
     }
 
-    fn into_text(mut self) -> String {
+    pub(crate) fn into_text(mut self) -> String {
         self.trim();
         let text = String::from_utf8_lossy(&self.bytes);
         if self.dropped == 0 {

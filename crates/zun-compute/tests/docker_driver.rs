@@ -390,6 +390,29 @@ async fn update_changes_live_limits() {
 }
 
 #[tokio::test]
+async fn a_huge_log_is_cut_to_its_end() {
+    let rt = runtime().await;
+    let mut cleanup = Cleanup::default();
+    // 2 MiB more than the cap, in lines of 1 KiB, then a last line.
+    let lines = (zun_compute::docker::MAX_LOG_BYTES / 1024) + 2048;
+    let script = format!("yes $(printf '%01023d' 0) | head -n {lines}; echo the-end");
+    let c = record(&new_uuid(), &["sh", "-c", &script]);
+    let name = cleanup.container(c.engine_name());
+    rt.create(&c, &c.image).await.expect("create");
+    rt.start(&name).await.expect("start");
+    wait_for(&rt, &name, "exited", |o| o.state == EngineState::Exited).await;
+    let log = rt.logs(&name, &LogOptions::default()).await.expect("logs");
+    assert!(log.starts_with("["), "{}", &log[..80.min(log.len())]);
+    let (notice, rest) = log.split_once('\n').expect("a notice line");
+    assert!(
+        notice.ends_with(" bytes of earlier output omitted]"),
+        "{notice}"
+    );
+    assert!(rest.len() <= zun_compute::docker::MAX_LOG_BYTES);
+    assert!(rest.ends_with("the-end\n"), "the end is kept");
+}
+
+#[tokio::test]
 async fn logs_honour_streams_and_tail() {
     let rt = runtime().await;
     let mut cleanup = Cleanup::default();
