@@ -280,6 +280,7 @@ async fn serve_agent_endpoint(
     store: Arc<dyn Store>,
     host: &str,
     link: zun_hostlink::local::LocalHost,
+    key: &SecretKey,
 ) -> anyhow::Result<String> {
     let listen = config.compute.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -304,7 +305,7 @@ async fn serve_agent_endpoint(
         host: host.to_owned(),
         store,
         link: Arc::new(link),
-        key: secret_key(config)?,
+        key: key.clone(),
     });
     let app = zun_hostlink::endpoint::router(endpoint);
     tokio::spawn(async move {
@@ -317,18 +318,18 @@ async fn serve_agent_endpoint(
 }
 
 fn remote_host(
-    config: &Config,
     store: &Arc<dyn Store>,
+    key: &SecretKey,
 ) -> anyhow::Result<zun_hostlink::remote::RemoteHost> {
-    zun_hostlink::remote::RemoteHost::new(Arc::clone(store), secret_key(config)?)
+    zun_hostlink::remote::RemoteHost::new(Arc::clone(store), key.clone())
         .context("building the agent endpoint client")
 }
 
-fn agent_config(config: &Config, host: String) -> anyhow::Result<AgentConfig> {
+fn agent_config(config: &Config, host: String, key: &SecretKey) -> AgentConfig {
     let compute = &config.compute;
     let mut agent = AgentConfig::new(host);
     agent.pull_timeout = Duration::from_secs(compute.image_pull_timeout_seconds.max(1));
-    agent.secrets = Some(secret_key(config)?);
+    agent.secrets = Some(key.clone());
     agent.availability_zone = compute.availability_zone.clone();
     agent.report_interval = Duration::from_secs(compute.report_interval_seconds.max(1));
     agent.advertise = Advertised {
@@ -336,7 +337,7 @@ fn agent_config(config: &Config, host: String) -> anyhow::Result<AgentConfig> {
         memory: compute.memory_mib,
         disk: compute.disk_gib,
     };
-    Ok(agent)
+    agent
 }
 
 /// The API's state, with `host_link` for the streams of its containers.
@@ -344,6 +345,7 @@ fn api_state(
     config: &Config,
     store: Arc<dyn Store>,
     host_link: Arc<dyn zun_api::HostLink>,
+    key: SecretKey,
 ) -> anyhow::Result<ApiState> {
     Ok(ApiState {
         store,
@@ -354,7 +356,7 @@ fn api_state(
         host_link,
         quota_defaults: config.quota.limits(),
         streams: config.stream_settings(),
-        secrets: secret_key(config)?,
+        secrets: key,
         registry_client: RegistryClient::new(),
     })
 }
@@ -405,18 +407,20 @@ async fn main() -> anyhow::Result<()> {
             let runtime: Arc<dyn Runtime> = docker.clone();
             let io: Arc<dyn ContainerIo> = docker;
             let local = zun_hostlink::local::LocalHost::new(runtime.clone(), io);
-            let mut agent_config = agent_config(&config, host.clone())?;
-            agent_config.endpoint =
-                Some(serve_agent_endpoint(&config, store.clone(), &host, local.clone()).await?);
+            let key = secret_key(&config)?;
+            let mut agent_config = agent_config(&config, host.clone(), &key);
+            agent_config.endpoint = Some(
+                serve_agent_endpoint(&config, store.clone(), &host, local.clone(), &key).await?,
+            );
             let agent = Agent::new(store.clone(), runtime, agent_config);
             agent.report().await;
             let agent_task = tokio::spawn(agent.run());
             let link = zun_hostlink::local::Dispatch {
                 host,
                 local,
-                remote: remote_host(&config, &store)?,
+                remote: remote_host(&store, &key)?,
             };
-            let state = api_state(&config, store, Arc::new(link))?;
+            let state = api_state(&config, store, Arc::new(link), key)?;
             let result = run_api(state, config.api.listen).await;
             agent_task.abort();
             result
@@ -425,8 +429,9 @@ async fn main() -> anyhow::Result<()> {
             store.apply(&mut config);
             api.apply(&mut config);
             let store = open_store(&config).await?;
-            let link = remote_host(&config, &store)?;
-            let state = api_state(&config, store, Arc::new(link))?;
+            let key = secret_key(&config)?;
+            let link = remote_host(&store, &key)?;
+            let state = api_state(&config, store, Arc::new(link), key)?;
             run_api(state, config.api.listen).await
         }
         Role::Compute { store, compute } => {
@@ -436,9 +441,10 @@ async fn main() -> anyhow::Result<()> {
             let host = host_name(&config);
             let docker = connect_docker(&config, &host).await?;
             let local = zun_hostlink::local::LocalHost::new(docker.clone(), docker.clone());
-            let mut agent_config = agent_config(&config, host.clone())?;
+            let key = secret_key(&config)?;
+            let mut agent_config = agent_config(&config, host.clone(), &key);
             agent_config.endpoint =
-                Some(serve_agent_endpoint(&config, store.clone(), &host, local).await?);
+                Some(serve_agent_endpoint(&config, store.clone(), &host, local, &key).await?);
             Agent::new(store, docker, agent_config).run().await;
             Ok(())
         }
@@ -467,13 +473,15 @@ async fn main() -> anyhow::Result<()> {
             store.apply(&mut config);
             api.apply(&mut config);
             let store = open_store(&config).await?;
+            // Read once; every simulated agent shares it.
+            let key = secret_key(&config)?;
             let mut agents = Vec::with_capacity(hosts);
             for i in 0..hosts {
                 let runtime = Arc::new(FakeRuntime::new());
                 runtime
                     .add_image("busybox:latest")
                     .context("adding the simulated image")?;
-                let mut agent = agent_config(&config, format!("{host_prefix}-{i:04}"))?;
+                let mut agent = agent_config(&config, format!("{host_prefix}-{i:04}"), &key);
                 // Many agents share this process: wake-ups are per host and
                 // in-process, so they need not poll often.
                 agent.idle_poll = Duration::from_secs(30);
@@ -485,8 +493,8 @@ async fn main() -> anyhow::Result<()> {
             }
             tracing::info!(hosts, "simulated hosts registered");
             // Simulated hosts serve no endpoint: their streams answer 503.
-            let link = remote_host(&config, &store)?;
-            let state = api_state(&config, store, Arc::new(link))?;
+            let link = remote_host(&store, &key)?;
+            let state = api_state(&config, store, Arc::new(link), key)?;
             let result = run_api(state, config.api.listen).await;
             agents.iter().for_each(tokio::task::JoinHandle::abort);
             result
