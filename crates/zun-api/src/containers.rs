@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,7 +23,7 @@ use zun_types::{ApiError, Container, ContainerStatus, TaskState, view};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::params::{self, Params};
-use crate::{ApiState, null_response, streams};
+use crate::{ApiState, created, null_response, streams};
 
 type Shared = State<Arc<ApiState>>;
 type Result<T> = std::result::Result<T, Error>;
@@ -290,12 +290,13 @@ async fn create(
     )
     .await?;
     tracing::info!(uuid = %container.uuid, name = %container.name, host = ?container.host, run, "container create accepted");
-    let location = format!("{}/v1/containers/{}", ctx.host_url, container.uuid);
-    let mut response = (StatusCode::ACCEPTED, Json(view_one(&ctx, &container))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(created(
+        StatusCode::ACCEPTED,
+        view_one(&ctx, &container),
+        &ctx.host_url,
+        "containers",
+        &container.uuid,
+    ))
 }
 
 const LIST_KEYS: &[&str] = &[

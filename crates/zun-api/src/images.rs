@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,7 +23,7 @@ use crate::context::Ctx;
 use crate::error::Error;
 use crate::params::{self, MAX_LIMIT, Params};
 use crate::registry_client::{RegistryError, Target};
-use crate::{ApiState, null_response};
+use crate::{ApiState, created, null_response};
 
 type Shared = State<Arc<ApiState>>;
 type Result<T> = std::result::Result<T, Error>;
@@ -100,16 +100,13 @@ async fn pull(
     };
     state.store.insert_image(&image).await?;
     tracing::info!(uuid = %image.uuid, repo = %image.repo, tag = %image.tag, "image pull accepted");
-    let mut response = (
+    Ok(created(
         StatusCode::ACCEPTED,
-        Json(image::image_view(&image, &ctx.host_url)),
-    )
-        .into_response();
-    let location = format!("{}/v1/images/{}", ctx.host_url, image.uuid);
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+        image::image_view(&image, &ctx.host_url),
+        &ctx.host_url,
+        "images",
+        &image.uuid,
+    ))
 }
 
 async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Result<Response> {

@@ -254,6 +254,23 @@ async fn v1_root(headers: HeaderMap) -> Response {
     axum::Json(doc).into_response()
 }
 
+/// A new resource's view with `status` and a `Location` header naming
+/// `<host_url>/v1/<collection>/<uuid>`, as upstream answers a create.
+fn created(
+    status: axum::http::StatusCode,
+    view: Value,
+    host_url: &str,
+    collection: &str,
+    uuid: &str,
+) -> Response {
+    let mut response = (status, axum::Json(view)).into_response();
+    let location = format!("{host_url}/v1/{collection}/{uuid}");
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 /// `null` with the given status: upstream's rendering of handlers that
 /// return nothing.
 fn null_response(status: axum::http::StatusCode) -> Response {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,11 +17,11 @@ use zun_store::{REGISTRY_FILTER_KEYS, REGISTRY_SORT_KEYS, RegistryListQuery, Sto
 use zun_types::ApiError;
 use zun_types::image::{self, Registry, RegistryFields};
 
-use crate::ApiState;
 use crate::containers::body_bytes;
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::params::{self, Params};
+use crate::{ApiState, created};
 
 type Shared = State<Arc<ApiState>>;
 type Result<T> = std::result::Result<T, Error>;
@@ -118,12 +118,13 @@ async fn create(
     apply(&state, &mut registry, fields)?;
     state.store.insert_registry(&registry).await?;
     tracing::info!(uuid = %registry.uuid, domain = %registry.domain, "registry created");
-    let mut response = (StatusCode::CREATED, Json(item(&registry, &ctx))).into_response();
-    let location = format!("{}/v1/registries/{}", ctx.host_url, registry.uuid);
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(created(
+        StatusCode::CREATED,
+        item(&registry, &ctx),
+        &ctx.host_url,
+        "registries",
+        &registry.uuid,
+    ))
 }
 
 const LIST_KEYS: &[&str] = &["limit", "marker", "sort_key", "sort_dir", "all_projects"];
