@@ -40,11 +40,9 @@ pub async fn mark_down_hosts(
 ) -> Result<usize, zun_store::StoreError> {
     let now = Utc::now();
     let mut marked = 0;
-    for host in store.list_hosts().await? {
-        let Some(service) = &host.service else {
-            continue;
-        };
-        if service.is_up(now, settings.down_after) {
+    // The service rows say who is down; nodes and their usage are not needed.
+    for service in store.list_services().await? {
+        if service.binary != zun_store::COMPUTE_BINARY || service.is_up(now, settings.down_after) {
             continue;
         }
         let since = service
@@ -52,9 +50,10 @@ pub async fn mark_down_hosts(
             .map_or_else(|| "never".to_owned(), |t| view::action_time(&t));
         let reason = format!(
             "The compute host {} is down (last heard from: {since}); the container's state is unknown until it reports again.",
-            host.node.hostname
+            service.host
         );
-        for container in store.containers_on_host(&host.node.hostname).await? {
+        let mut marked_here = 0;
+        for container in store.containers_on_host(&service.host).await? {
             if keeps_status(container.status) {
                 continue;
             }
@@ -69,14 +68,15 @@ pub async fn mark_down_hosts(
                 Ok(())
             };
             match store.update_container(&container.uuid, &mutate, None).await {
-                Ok(_) => marked += 1,
+                Ok(_) => marked_here += 1,
                 Err(zun_store::StoreError::Rejected(_) | zun_store::StoreError::NotFound(_)) => {}
                 Err(other) => return Err(other),
             }
         }
-        if marked > 0 {
-            tracing::warn!(host = %host.node.hostname, marked, "compute host down: its containers are Unknown");
+        if marked_here > 0 {
+            tracing::warn!(host = %service.host, marked = marked_here, "compute host down: its containers are Unknown");
         }
+        marked += marked_here;
     }
     Ok(marked)
 }
