@@ -231,14 +231,10 @@ const HOST_SORT_KEYS: &[&str] = &[
     "total_containers",
 ];
 
-/// Hosts are a 1.4 resource.
+/// Hosts are a 1.4 resource: before it, upstream's 406 for a versioned route.
 fn require_hosts_version(ctx: &Ctx) -> Result<()> {
     if ctx.version < Version::new(1, 4) {
-        return Err(Error(ApiError::not_acceptable(format!(
-            "Version {} was requested but the minor version is not supported by this resource. The supported version range is: [1.4, {}].",
-            ctx.version,
-            Version::MAX
-        ))));
+        return Err(Error(ctx.version.unsupported_route()));
     }
     Ok(())
 }
