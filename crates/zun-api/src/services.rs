@@ -161,19 +161,8 @@ async fn disable(
     ctx.authorize("zun-service:disable", &ctx.own_target())?;
     let (host, binary) = validation::service_ident(params.get("host"), params.get("binary"))?;
     let reason = params.get("disabled_reason").map(str::to_owned);
-    if let Some(r) = &reason
-        && (r.is_empty() || r.chars().count() > 255)
-    {
-        let why = if r.is_empty() {
-            "is too short"
-        } else {
-            "is too long"
-        };
-        return Err(Error(validation::query_error(
-            "disabled_reason",
-            r,
-            format!("'{r}' {why}"),
-        )));
+    if let Some(r) = &reason {
+        validation::service_text("disabled_reason", r)?;
     }
     let change = ServiceChange {
         disabled: Some((true, reason.clone())),

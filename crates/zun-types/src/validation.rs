@@ -663,17 +663,7 @@ pub fn service_ident<'a>(
 ) -> Result<(&'a str, &'a str), ApiError> {
     let host = required("host", host)?;
     let binary = required("binary", binary)?;
-    let length = |field: &str, raw: &str| -> Result<(), ApiError> {
-        let len = raw.chars().count();
-        if len == 0 {
-            Err(query_error(field, raw, format!("'{raw}' is too short")))
-        } else if len > 255 {
-            Err(query_error(field, raw, format!("'{raw}' is too long")))
-        } else {
-            Ok(())
-        }
-    };
-    length("host", host)?;
+    service_text("host", host)?;
     if !HOSTNAME_RE.is_match(host) {
         return Err(query_error(
             "host",
@@ -681,8 +671,21 @@ pub fn service_ident<'a>(
             format!("'{host}' does not match '{HOSTNAME_PATTERN}'"),
         ));
     }
-    length("binary", binary)?;
+    service_text("binary", binary)?;
     Ok((host, binary))
+}
+
+/// A services query parameter's length: 1 to 255 characters (`host`,
+/// `binary`, `disabled_reason`).
+pub fn service_text(field: &str, raw: &str) -> Result<(), ApiError> {
+    let len = raw.chars().count();
+    if len == 0 {
+        Err(query_error(field, raw, format!("'{raw}' is too short")))
+    } else if len > 255 {
+        Err(query_error(field, raw, format!("'{raw}' is too long")))
+    } else {
+        Ok(())
+    }
 }
 
 /// `image_pull_policy`: one of upstream's spellings, lower-cased.
@@ -1388,5 +1391,22 @@ mod tests {
         );
         let err = quota_update_query([("cpu", "1"), ("cpu", "2")]).expect_err("repeated");
         assert!(err.detail.contains("is not of type 'integer', 'string'"));
+    }
+
+    #[test]
+    fn service_parameters_follow_the_schema() {
+        assert_eq!(
+            service_ident(Some("node-1"), Some("zun-compute")),
+            Ok(("node-1", "zun-compute"))
+        );
+        let detail = |host: Option<&str>, binary: Option<&str>| {
+            service_ident(host, binary).expect_err("invalid").detail
+        };
+        assert_eq!(detail(None, Some("b")), "'host' is a required property");
+        assert!(detail(Some(""), Some("b")).contains("is too short"));
+        assert!(detail(Some("a b"), Some("b")).contains("does not match"));
+        assert!(detail(Some("h"), Some(&"x".repeat(256))).contains("is too long"));
+        assert!(service_text("disabled_reason", "maintenance").is_ok());
+        assert!(service_text("disabled_reason", "").is_err());
     }
 }
