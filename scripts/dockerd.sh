@@ -28,6 +28,15 @@
 #                        status also check that the daemon really runs in it, and
 #                        a daemon that answers from another namespace is restarted
 #   ZUN_DOCKER_LOG_TAG   prefix of this script's messages (default dockerd)
+#   ZUN_RUNC_BIN         the zun-runc OCI runtime wrapper the engine registers as
+#                        `zun-runc` (default /usr/local/libexec/zun-runc; built
+#                        by cargo, installed there by scripts/test.sh and run.sh):
+#                        containers on the service's networks run through it
+#
+# The engine also knows the OCI runtime `zun-runc` (--add-runtime): it starts a
+# container inside the network namespace the service's network driver made for
+# it. The binary need not exist when the daemon starts, only when such a
+# container is created; a running daemon without the runtime is restarted.
 # scripts/hosts.sh uses these to run one engine per simulated compute host.
 set -euo pipefail
 
@@ -45,6 +54,7 @@ CGROUP_PARENT="${ZUN_DOCKER_CGROUP_PARENT:-/zun-docker}"
 NETNS="${ZUN_DOCKERD_NETNS:-}"
 NETNS_PATH="${NETNS:+/var/run/netns/$NETNS}"
 LOG_TAG="${ZUN_DOCKER_LOG_TAG:-dockerd}"
+RUNC_BIN="${ZUN_RUNC_BIN:-/usr/local/libexec/zun-runc}"
 
 log() { printf '[%s] %s\n' "$LOG_TAG" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -52,6 +62,11 @@ die() { log "error: $*"; exit 1; }
 dk() { docker -H "unix://$SOCKET" "$@"; }
 
 answers() { [[ -S "$SOCKET" ]] && dk version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+# True when the daemon knows the zun-runc runtime at RUNC_BIN.
+has_runtime() {
+    [[ "$(dk info --format '{{with index .Runtimes "zun-runc"}}{{.Path}}{{end}}' 2>/dev/null)" == "$RUNC_BIN" ]]
+}
 
 pid_alive() {
     local pid
@@ -135,11 +150,11 @@ start() {
         launcher=(nsenter "--net=$NETNS_PATH")
     fi
     mkdir -p "$RUN_DIR" "$DATA_ROOT" "$EXEC_ROOT"
-    if pid_alive && answers && in_netns; then
+    if pid_alive && answers && in_netns && has_runtime; then
         log "already running (pid $(cat "$PIDFILE"))"
     else
         if pid_alive; then
-            log "pid $(cat "$PIDFILE") does not answer on $SOCKET or runs outside ${NETNS:-its namespace}; stopping it"
+            log "pid $(cat "$PIDFILE") does not answer on $SOCKET, runs outside ${NETNS:-its namespace} or lacks the zun-runc runtime; stopping it"
             stop_daemon
         fi
         rm -f "$PIDFILE"
@@ -161,6 +176,7 @@ start() {
             --ip-masq=false \
             --ip-forward=false \
             --userland-proxy=false \
+            --add-runtime "zun-runc=$RUNC_BIN" \
             --cgroup-parent="$CGROUP_PARENT" \
             --shutdown-timeout=5 \
             --log-level=warn \

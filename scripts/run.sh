@@ -42,9 +42,12 @@ trap 'exit 130' INT TERM
 if [[ -n "${ZUND_BIN:-}" ]]; then
     echo "[run] using ZUND_BIN=$ZUND_BIN (no build)" >&2
 else
-    cargo build --release -p zund
+    cargo build --release -p zund -p zun-runc
     ZUND_BIN="$ROOT/target/release/zund"
 fi
+# The OCI runtime wrapper the engine starts networked containers through
+# (scripts/dockerd.sh registers it as `zun-runc`).
+install -D -m 0755 "$(dirname "$ZUND_BIN")/zun-runc" /usr/local/libexec/zun-runc
 mkdir -p "$DATA_DIR"
 
 "$ZUND_BIN" all-in-one --listen "$LISTEN" --data-dir "$DATA_DIR" \

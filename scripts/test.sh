@@ -116,6 +116,11 @@ if step build cargo build --workspace --all-targets; then
     built=1
 fi
 export ZUND_BIN="$ROOT/target/debug/zund"
+if ((built)); then
+    # The OCI runtime wrapper the engines start networked containers through
+    # (scripts/dockerd.sh registers this path as `zun-runc`).
+    install -D -m 0755 "$ROOT/target/debug/zun-runc" /usr/local/libexec/zun-runc
+fi
 
 if ((built)); then
     if cargo nextest --version >/dev/null 2>&1; then

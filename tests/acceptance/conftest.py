@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -120,14 +122,33 @@ def docker_inspect(name: str) -> dict | None:
     return data[0] if data else None
 
 
-class ZundProcess:
-    """One `zund` process with its log file."""
+# 448 pools of /20 in 10.100.0.0-10.127.255.255, below the default pool
+# (10.128.0.0/9); each session starts at a random one, so the leftovers of an
+# interrupted earlier session are unlikely to share its subnets.
+_POOLS = 28 * 16
+_pools = itertools.count(random.randrange(_POOLS))
 
-    def __init__(self, role: str, args: list[str], log_path: Path):
+
+def network_pool() -> str:
+    """A pool (/20: sixteen /24 networks) no other zund of this session uses:
+    several deployments share this machine's network namespace, and two
+    stores handing out the same subnet would share a bridge and addresses."""
+    n = next(_pools) % _POOLS
+    return f"10.{100 + n // 16}.{(n % 16) * 16}.0/20"
+
+
+class ZundProcess:
+    """One `zund` process with its log file. Processes that run an agent get
+    a network pool of their own (ZUN_NETWORK_POOL, /24 subnets) unless
+    `network_pool` is given."""
+
+    def __init__(self, role: str, args: list[str], log_path: Path, network_pool: str | None = None):
         self.role = role
         self.args = args
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        self.network_pool = network_pool or (globals()["network_pool"]()
+                                             if role in ("all-in-one", "compute") else "")
         _ALL_SERVERS.append(self)
 
     def start(self) -> None:
@@ -135,6 +156,9 @@ class ZundProcess:
         env["RUST_LOG"] = RUST_LOG
         env["NO_COLOR"] = "1"
         env.setdefault("RUST_BACKTRACE", "1")
+        if self.network_pool:
+            env["ZUN_NETWORK_POOL"] = self.network_pool
+            env["ZUN_NETWORK_SUBNET_PREFIX"] = "24"
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start {' '.join(self.args)}\n".encode())
             log.flush()

@@ -39,6 +39,7 @@ from conftest import (
     Zun,
     _OUR_HOSTS,
     free_port,
+    network_pool,
 )
 from engine_hosts import EngineHosts
 
@@ -73,7 +74,9 @@ class Cluster(Zun):
         return ["--config", str(self.data_dir / f"{host}.toml"), "compute",
                 "--data-dir", str(self.data_dir),
                 "--docker-socket", self.engines.sockets[self.hosts.index(host)],
-                "--host-name", self.host_of[host]]
+                "--host-name", self.host_of[host],
+                # The host's bridges live beside its engine.
+                "--network-host-netns", self.engines.namespaces[self.hosts.index(host)]]
 
     def engine_containers(self, host: str) -> set[str]:
         """uuids of the zun containers in that host's engine."""
@@ -135,8 +138,11 @@ def cluster(engine_cleanup, tmp_path_factory, log_dir):
                                 "--roles", "admin"],
                         log_dir / f"zund-hosts-{suffix}-api-{port}.log")
         c.apis.append(p)
+    # One deployment: every agent carves subnets from the same pool.
+    pool = network_pool()
     c.computes = {h: ZundProcess("compute", c.compute_args(h),
-                                 log_dir / f"zund-hosts-{suffix}-{h}.log") for h in c.hosts}
+                                 log_dir / f"zund-hosts-{suffix}-{h}.log", network_pool=pool)
+                  for h in c.hosts}
     c.processes = [*c.apis, *c.computes.values()]
     try:
         c.apis[0].start()  # migrates the database first

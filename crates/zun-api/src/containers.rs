@@ -167,12 +167,12 @@ fn check_unsupported(req: &CreateRequest, ctx: &Ctx) -> Result<()> {
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
     if non_empty(&req.nets) {
         return Err(Error(ApiError::invalid(
-            "Networks cannot be chosen: no network driver is configured in this deployment.",
+            "Networks cannot be chosen in this deployment yet: every container joins its project's network.",
         )));
     }
     if req.security_groups.as_ref().is_some_and(|g| !g.is_empty()) {
         return Err(Error(ApiError::invalid(
-            "Security groups cannot be set: no network driver is configured in this deployment.",
+            "Security groups cannot be set in this deployment yet.",
         )));
     }
     if non_empty(&req.mounts) {
@@ -603,6 +603,12 @@ async fn action(
             None,
         ),
         "rename" => return rename(store, &ctx, &container, &params).await,
+        "network_list" => {
+            // One entry per port from 1.18, one per address before.
+            let per_port = ctx.version >= Version::new(1, 18);
+            let list = zun_types::network::network_list(container.addresses.as_ref(), per_port);
+            return Ok(Json(list).into_response());
+        }
         "logs" => return logs(&state, &container, &params).await,
         other => {
             return Err(Error(ApiError::new(

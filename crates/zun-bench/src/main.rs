@@ -8,7 +8,9 @@
 //!   `GET` every few milliseconds until `status` is `Running`), sequentially
 //!   and N at a time;
 //! * the raw engine baseline: create + start + inspect of the same image and
-//!   command through bollard, sequentially and N at a time;
+//!   command through bollard, sequentially and N at a time, each container
+//!   on an engine bridge network made for the run (zund gives its
+//!   containers networks, so the baseline pays for one too);
 //! * `GET /v1/containers` latency with the containers present (and the raw
 //!   engine's container list beside it);
 //! * zund's resident memory idle, with the containers running, and after.
@@ -158,10 +160,21 @@ async fn run(cli: Cli) -> Result<bool> {
         cli.warmup
     );
 
+    let raw_network = format!("zunbench-{run_id}");
+    docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: raw_network.clone(),
+            driver: Some("bridge".into()),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating the baseline's bridge network {raw_network}"))?;
+
     let mut zund = match Zund::spawn(&cli, &host_name, &data_dir) {
         Ok(z) => z,
         Err(err) => {
             let _ = std::fs::remove_dir_all(&data_dir);
+            let _ = docker.remove_network(&raw_network).await;
             return Err(err);
         }
     };
@@ -172,6 +185,7 @@ async fn run(cli: Cli) -> Result<bool> {
         run_id: run_id.clone(),
         host_name: host_name.clone(),
         pid: zund.pid(),
+        raw_network: raw_network.clone(),
     };
 
     let outcome = tokio::select! {
@@ -186,6 +200,9 @@ async fn run(cli: Cli) -> Result<bool> {
     // Always: stop zund, then remove whatever engine containers this run left.
     let stopped = zund.stop().await;
     let leftovers = cleanup_engine(&docker, &host_name, &run_id).await;
+    if let Err(err) = docker.remove_network(&raw_network).await {
+        eprintln!("zun-bench: removing the network {raw_network} failed: {err}");
+    }
     let log_path = zund.log_path.clone();
     match (&outcome, &stopped) {
         (Ok(_), Ok(())) => {
@@ -588,6 +605,8 @@ struct Ctx {
     run_id: String,
     host_name: String,
     pid: u32,
+    /// The engine bridge network the raw baseline's containers join.
+    raw_network: String,
 }
 
 /// The statuses of every listed container, refreshed by ONE poller with
@@ -748,6 +767,7 @@ impl Ctx {
                 memory: Some(512 * 1024 * 1024),
                 nano_cpus: Some(1_000_000_000),
                 cpu_shares: Some(1024),
+                network_mode: Some(self.raw_network.clone()),
                 ..Default::default()
             }),
             ..Default::default()

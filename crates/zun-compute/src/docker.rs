@@ -35,8 +35,8 @@ use zun_types::image::ImageRef;
 
 use crate::exec::TailBuffer;
 use crate::runtime::{
-    EngineState, HostFacts, ImageInfo, LogOptions, Observed, PullError, RegistryAuth, Runtime,
-    RuntimeError, RuntimeEvent,
+    Attachment, EngineState, HostFacts, ImageInfo, LogOptions, Observed, PullError, RegistryAuth,
+    Runtime, RuntimeError, RuntimeEvent,
 };
 
 /// Prefix of every engine-side container name this service manages.
@@ -45,6 +45,13 @@ pub const NAME_PREFIX: &str = "zun-";
 pub const LABEL_UUID: &str = "zun.uuid";
 /// Label carrying the name of the compute host that created the container.
 pub const LABEL_HOST: &str = "zun.host";
+
+/// Prefix of the OCI runtime wrappers that start a container in the network
+/// driver's namespace: the engine must know `zun-runc`
+/// (`dockerd --add-runtime zun-runc=/path/to/zun-runc`).
+pub const NETNS_RUNTIME_PREFIX: &str = "zun-";
+/// The OCI runtime a container gets when it names none.
+pub const DEFAULT_OCI_RUNTIME: &str = "runc";
 
 /// Most of a container's log one `logs` request returns (the end of it).
 pub const MAX_LOG_BYTES: usize = 32 * 1024 * 1024;
@@ -291,9 +298,14 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn create(&self, container: &Container, image: &str) -> Result<String, RuntimeError> {
+    async fn create(
+        &self,
+        container: &Container,
+        image: &str,
+        network: Option<&Attachment>,
+    ) -> Result<String, RuntimeError> {
         let name = container.engine_name();
-        let body = create_body(container, image, &self.host)?;
+        let body = create_body(container, image, &self.host, network)?;
         let ports = exposed_port_numbers(body.exposed_ports.as_ref());
         // Creating first and resolving a name conflict by inspecting keeps the
         // common path to one request; the conflict means an earlier attempt
@@ -316,6 +328,9 @@ impl Runtime for DockerRuntime {
             Err(e) => return Err(map_err(e)),
         };
         self.remember_ports(&id, &ports);
+        if let Some(network) = network {
+            link_netns(&id, &network.netns)?;
+        }
         Ok(id)
     }
 
@@ -384,12 +399,17 @@ impl Runtime for DockerRuntime {
             v: true,
             link: false,
         };
+        let engine_id = self.inspect_raw(name).await?.and_then(|info| info.id);
         // The port cache is pruned by the next `list`.
         match self.docker.remove_container(name, Some(options)).await {
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) if refused_with(&e, "already in progress") => Ok(()),
-            other => other.map_err(map_err),
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) if refused_with(&e, "already in progress") => {}
+            other => other.map_err(map_err)?,
         }
+        if let Some(id) = engine_id {
+            unlink_netns(&id);
+        }
+        Ok(())
     }
 
     async fn update(
@@ -439,6 +459,7 @@ impl Runtime for DockerRuntime {
     /// the container for them. Exposed ports are learned by one inspect per
     /// container the first time it is listed, then cached.
     async fn list(&self) -> Result<Vec<Observed>, RuntimeError> {
+        prune_netns_links();
         let options = ListContainersOptions {
             all: true,
             filters: Some(HashMap::from([(
@@ -903,11 +924,15 @@ pub(crate) fn exposed_port_numbers(ports: Option<&PortSet>) -> Vec<u16> {
 }
 
 /// The engine create body for a Zun container record (upstream's
-/// `DockerDriver.create` mapping, networking and volumes aside).
+/// `DockerDriver.create` mapping, volumes aside). On a network, the
+/// container runs through the `zun-` wrapper of its OCI runtime (which
+/// puts it into the driver's namespace: see `zun-runc`) with the engine's
+/// own networking disabled, and gets the network's files.
 pub(crate) fn create_body(
     c: &Container,
     image: &str,
     host: &str,
+    network: Option<&Attachment>,
 ) -> Result<ContainerCreateBody, RuntimeError> {
     let mut labels: HashMap<String, String> = c
         .labels
@@ -928,7 +953,21 @@ pub(crate) fn create_body(
         auto_remove: Some(c.auto_remove),
         ..Default::default()
     };
-    if let Some(runtime) = c.runtime.as_deref().filter(|r| !r.is_empty()) {
+    let runtime = c.runtime.as_deref().filter(|r| !r.is_empty());
+    if let Some(network) = network {
+        host_config.runtime = Some(format!(
+            "{NETNS_RUNTIME_PREFIX}{}",
+            runtime.unwrap_or(DEFAULT_OCI_RUNTIME)
+        ));
+        host_config.network_mode = Some("none".to_owned());
+        host_config.binds = Some(
+            network
+                .files
+                .iter()
+                .map(|(source, target)| format!("{}:{target}:ro", source.display()))
+                .collect(),
+        );
+    } else if let Some(runtime) = runtime {
         host_config.runtime = Some(runtime.to_owned());
     }
     if let Some(cpu) = c.cpu {
@@ -966,9 +1005,55 @@ pub(crate) fn create_body(
             Some(p) => exposed_ports(p)?,
             None => None,
         },
+        network_disabled: network.map(|_| true),
         host_config: Some(host_config),
         ..Default::default()
     })
+}
+
+// ---- network namespaces ---------------------------------------------------
+
+/// Tells the `zun-runc` wrapper which namespace engine container `id` runs
+/// in (before its first start; kept across restarts).
+fn link_netns(id: &str, netns: &std::path::Path) -> Result<(), RuntimeError> {
+    let dir = std::path::Path::new(zun_runc::ENGINE_NETNS_DIR);
+    let failed = |e: std::io::Error| {
+        RuntimeError::Unavailable(format!("cannot link {id} to {}: {e}", netns.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let link = zun_runc::link_path(dir, id);
+    if std::fs::read_link(&link).is_ok_and(|target| target == netns) {
+        return Ok(());
+    }
+    match std::fs::remove_file(&link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
+    std::os::unix::fs::symlink(netns, &link).map_err(failed)
+}
+
+fn unlink_netns(id: &str) {
+    let link = zun_runc::link_path(std::path::Path::new(zun_runc::ENGINE_NETNS_DIR), id);
+    if let Err(e) = std::fs::remove_file(&link)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(link = %link.display(), error = %e, "removing a namespace link failed");
+    }
+}
+
+/// Removes links whose namespace is gone (containers the engine removed by
+/// itself, `auto_remove`): a link to nothing serves no one.
+fn prune_netns_links() {
+    let Ok(entries) = std::fs::read_dir(zun_runc::ENGINE_NETNS_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if std::fs::read_link(&path).is_ok() && !path.exists() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 // ---- observation ----------------------------------------------------------

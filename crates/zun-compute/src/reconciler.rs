@@ -25,6 +25,8 @@ use zun_types::{ApiError, Container, ContainerStatus};
 
 use zun_secrets::SecretKey;
 
+use zun_network::{NetworkDriver, NetworkError};
+
 use crate::runtime::{EngineState, Observed, Runtime, RuntimeError};
 
 mod images;
@@ -96,6 +98,8 @@ impl AgentConfig {
 enum WorkError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("network: {0}")]
+    Network(#[from] NetworkError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -106,6 +110,8 @@ enum WorkError {
 pub struct Agent {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
+    /// Gives containers their network; without one they get none.
+    network: Option<Arc<dyn NetworkDriver>>,
     config: AgentConfig,
     /// Containers whose actions are being worked on right now.
     busy: Mutex<HashSet<String>>,
@@ -189,10 +195,16 @@ fn restarts_on_its_own(c: &Container) -> bool {
 }
 
 impl Agent {
-    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, config: AgentConfig) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        network: Option<Arc<dyn NetworkDriver>>,
+        config: AgentConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             runtime,
+            network,
             config,
             busy: Mutex::new(HashSet::new()),
             idle: Notify::new(),
@@ -213,6 +225,11 @@ impl Agent {
         // Registered before anything else, so the scheduler sees the host.
         self.report().await;
         let reports = tokio::spawn(Arc::clone(&self).report_periodically());
+        if let Some(network) = &self.network
+            && let Err(err) = network.prepare_host().await
+        {
+            tracing::error!(error = %err, "preparing the host's networking failed; creates will fail until it works");
+        }
         if let Err(err) = self.resync().await {
             tracing::warn!(error = %err, "initial resync failed; retrying on the timer");
         }
@@ -332,14 +349,21 @@ impl Agent {
     /// Puts the container in Error with a reason a user can act on, and for
     /// a failed create removes whatever the engine was left holding.
     async fn fail(&self, uuid: &str, action: &str, err: &WorkError) -> Result<(), StoreError> {
-        if action == "create" {
+        let failed_create = action == "create";
+        if failed_create {
             let name = format!("zun-{uuid}");
             if let Err(remove_err) = self.runtime.remove(&name).await {
                 tracing::warn!(%name, error = %remove_err, "cleaning up a failed create");
             }
+            if let Some(network) = &self.network
+                && let Err(detach_err) = network.detach(uuid).await
+            {
+                tracing::warn!(%uuid, error = %detach_err, "releasing the network of a failed create");
+            }
         }
         let reason = match err {
             WorkError::Runtime(e) => e.to_string(),
+            WorkError::Network(e) => format!("Network setup failed: {e}"),
             WorkError::TimedOut(text) => text.clone(),
             WorkError::Store(_) => "Unexpected exception occurred.".into(),
         };
@@ -347,6 +371,9 @@ impl Agent {
             c.status = ContainerStatus::Error;
             c.status_reason = Some(reason.clone());
             c.task_state = None;
+            if failed_create {
+                c.addresses = None;
+            }
             Ok(())
         };
         ignore_rejection(self.store.update_container(uuid, &mutate, None).await)
@@ -408,6 +435,9 @@ impl Agent {
                     }
                 }
                 self.retrying(|| rt.remove(&name)).await?;
+                if let Some(network) = &self.network {
+                    network.detach(&container.uuid).await?;
+                }
                 self.store.delete_container(&container.uuid).await?;
                 tracing::info!(uuid = %container.uuid, "container deleted");
                 return Ok(());
@@ -453,8 +483,16 @@ impl Agent {
         let rt = &self.runtime;
         let name = container.engine_name();
         let began = std::time::Instant::now();
-        let engine_id = self.retrying(|| rt.create(container, image)).await?;
+        let attachment = match &self.network {
+            Some(network) => Some(network.attach(container).await?),
+            None => None,
+        };
+        let attached = began.elapsed();
+        let engine_id = self
+            .retrying(|| rt.create(container, image, attachment.as_ref()))
+            .await?;
         let created = began.elapsed();
+        let addresses = attachment.map(|a| a.addresses);
         if run {
             self.retrying(|| rt.start(&name)).await?;
         }
@@ -463,6 +501,9 @@ impl Agent {
         let inspected = began.elapsed();
         let mutate = move |c: &mut Container| {
             c.container_id = Some(engine_id.clone());
+            if addresses.is_some() {
+                c.addresses.clone_from(&addresses);
+            }
             // Whatever the pull said is over.
             c.status_reason = None;
             match &observed {
@@ -480,7 +521,8 @@ impl Agent {
             .await?;
         tracing::debug!(
             uuid = %container.uuid,
-            create_ms = created.as_millis(),
+            network_ms = attached.as_millis(),
+            create_ms = (created - attached).as_millis(),
             start_ms = (started - created).as_millis(),
             inspect_ms = (inspected - started).as_millis(),
             record_ms = (began.elapsed() - inspected).as_millis(),
@@ -669,6 +711,14 @@ impl Agent {
             self.record_observation(&record.uuid, observed, true)
                 .await?;
         }
+        if let Some(network) = &self.network {
+            let live: HashSet<String> = records.iter().map(|c| c.uuid.clone()).collect();
+            match network.collect_garbage(&live).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(containers = n, "removed leftover network objects"),
+                Err(err) => tracing::warn!(error = %err, "collecting network garbage failed"),
+            }
+        }
         Ok(())
     }
 }
@@ -686,7 +736,9 @@ pub(crate) mod tests {
     use zun_store::{NewAction, SqliteStore};
 
     use super::*;
-    use crate::runtime::{HostFacts, ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
+    use crate::runtime::{
+        Attachment, HostFacts, ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent,
+    };
 
     #[derive(Default)]
     pub(crate) struct FakeEngine {
@@ -772,7 +824,12 @@ pub(crate) mod tests {
         async fn remove_image(&self, _: &str) -> Result<(), RuntimeError> {
             Ok(())
         }
-        async fn create(&self, c: &Container, image: &str) -> Result<String, RuntimeError> {
+        async fn create(
+            &self,
+            c: &Container,
+            image: &str,
+            _: Option<&Attachment>,
+        ) -> Result<String, RuntimeError> {
             self.created_from
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -875,7 +932,7 @@ pub(crate) mod tests {
         let mut config = AgentConfig::new(HOST);
         config.create_deadline = Duration::from_millis(300);
         config.secrets = secrets;
-        let agent = Agent::new(store.clone(), engine.clone(), config);
+        let agent = Agent::new(store.clone(), engine.clone(), None, config);
         (agent, store, engine)
     }
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use tokio::io::AsyncWrite;
+pub use zun_network::Attachment;
 use zun_types::Container;
 pub use zun_types::host::{LogOptions, PathStat, Processes, Usage};
 
@@ -165,8 +166,15 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Creates the engine container `zun-<uuid>` from the record and the
     /// resolved `image` reference, or returns the id of the one that already
-    /// exists. Returns the engine id.
-    async fn create(&self, container: &Container, image: &str) -> Result<String, RuntimeError>;
+    /// exists. Returns the engine id. With `network`, the container runs in
+    /// the network namespace the network driver made for it and gets its
+    /// files; without, in an empty namespace of its own.
+    async fn create(
+        &self,
+        container: &Container,
+        image: &str,
+        network: Option<&Attachment>,
+    ) -> Result<String, RuntimeError>;
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError>;
     async fn stop(&self, name: &str, timeout_secs: Option<u64>) -> Result<(), RuntimeError>;

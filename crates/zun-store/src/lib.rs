@@ -4,6 +4,7 @@
 
 mod catalog;
 mod hosts;
+mod networks;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -27,6 +28,7 @@ pub use hosts::{
     COMPUTE_BINARY, ComputeNode, HostStore, HostView, NodeUsage, Placement, ServiceChange,
     ServiceRecord,
 };
+pub use networks::{NetworkRecord, NetworkStore, PortRecord};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -49,6 +51,9 @@ pub enum StoreError {
     /// A placed insert found its host unable to take the container.
     #[error("no room on the host: {0}")]
     NoRoom(String),
+    /// An address pool or a subnet has nothing left to hand out.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 /// Columns a list may be sorted by (upstream allows any DB column; these are
@@ -294,9 +299,12 @@ pub struct WebsocketGrant {
 pub type Mutation<'a> = &'a (dyn Fn(&mut Container) -> Result<(), ApiError> + Send + Sync);
 
 /// Everything the service keeps: containers, their action log, quotas and
-/// websocket grants here; registries and images in their own traits.
+/// websocket grants here; registries, images, hosts and networks in their
+/// own traits.
 #[async_trait]
-pub trait Store: RegistryStore + ImageStore + HostStore + Send + Sync + 'static {
+pub trait Store:
+    RegistryStore + ImageStore + HostStore + NetworkStore + Send + Sync + 'static
+{
     /// Inserts the container and its first action in one transaction. With
     /// `limits`, the same transaction first counts the project's usage and
     /// refuses ([`StoreError::Rejected`] with a 403 `over-quota`, nothing
@@ -366,7 +374,9 @@ pub trait Store: RegistryStore + ImageStore + HostStore + Send + Sync + 'static 
         limits: Option<&QuotaLimits>,
     ) -> Result<(Container, Option<ActionRecord>), StoreError>;
 
-    /// Removes the row; its action log is kept. Returns whether it existed.
+    /// Removes the row and, in the same transaction, its network ports (so
+    /// no address outlives its container); its action log is kept. Returns
+    /// whether the row existed.
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError>;
 
     async fn list_actions(&self, container_uuid: &str) -> Result<Vec<ActionRecord>, StoreError>;

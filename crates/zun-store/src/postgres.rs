@@ -38,6 +38,7 @@ use crate::{
 
 mod catalog;
 mod hosts;
+mod networks;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -57,11 +58,18 @@ const NOTIFY: &str = "SELECT pg_notify('zun_work', $1)";
 /// only serialises more than needed). A transaction taking several takes
 /// them in one order: the host ([`HOST_LOCK`], placed inserts and node
 /// upserts), then the project ([`QUOTA_LOCK`]), then registries shared
-/// ([`REGISTRY_LOCK`]); `delete_registry` takes only its registry's. So no
-/// two transactions can wait on each other's advisory locks in a cycle.
+/// ([`REGISTRY_LOCK`]); `delete_registry` takes only its registry's; a
+/// network's creation takes [`VNI_LOCK`] alone and a port's allocation its
+/// network's [`PORT_LOCK`] alone. So no two transactions can wait on each
+/// other's advisory locks in a cycle.
 const QUOTA_LOCK: i32 = 1;
 const REGISTRY_LOCK: i32 = 2;
 const HOST_LOCK: i32 = 3;
+/// One key for every network ([`VNI_KEY`]): vnis are unique across all.
+const VNI_LOCK: i32 = 4;
+const VNI_KEY: &str = "vni";
+/// Keyed on a network's uuid.
+const PORT_LOCK: i32 = 5;
 const LOCK: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 const LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))";
 
@@ -353,10 +361,18 @@ impl Store for PgStore {
     }
 
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError> {
+        // One transaction: a crash cannot leave the ports of a deleted
+        // container holding their addresses.
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(sql::DELETE_CONTAINER)
             .bind(uuid)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(sql::RELEASE_PORTS)
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 

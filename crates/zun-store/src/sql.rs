@@ -7,17 +7,19 @@
 //! column names and types (text times, BIGINT ids and counts), so one row
 //! struct decodes from either.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::query::Query;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use zun_types::image::{Image, ImageTask, Registry};
+use zun_types::network::{Ipv4Net, mac_for};
 use zun_types::{ApiError, Container};
 
 use crate::{
-    ActionRecord, ComputeNode, EventRecord, HostView, ListQuery, NodeUsage, Placement,
-    ServiceRecord, SortDir, StoreError, round_cpu,
+    ActionRecord, ComputeNode, EventRecord, HostView, ListQuery, NetworkRecord, NodeUsage,
+    Placement, PortRecord, ServiceRecord, SortDir, StoreError, round_cpu,
 };
 
 pub(crate) const INSERT_CONTAINER: &str = "INSERT INTO containers (uuid, revision, body, name, \
@@ -468,7 +470,7 @@ pub(crate) fn format_time(time: &DateTime<Utc>) -> String {
 pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
-        .map_err(|err| StoreError::Database(sqlx::Error::Decode(Box::new(err))))
+        .map_err(decode_error)
 }
 
 pub(crate) fn decode_all(bodies: &[String]) -> Result<Vec<Container>, StoreError> {
@@ -825,6 +827,253 @@ impl TryFrom<ServiceRow> for ServiceRecord {
     }
 }
 
+// Built-in networks and their ports (`NetworkStore`).
+
+const NETWORK_COLUMNS: &str = "uuid, name, project_id, subnet_uuid, cidr, gateway, vni, created_at";
+
+const PORT_COLUMNS: &str = "uuid, network_uuid, container_uuid, project_id, host, ip_address, \
+     mac_address, created_at";
+
+pub(crate) fn network_sql() -> String {
+    format!("SELECT {NETWORK_COLUMNS} FROM networks WHERE uuid = $1")
+}
+
+pub(crate) fn network_by_name_sql() -> String {
+    format!("SELECT {NETWORK_COLUMNS} FROM networks WHERE project_id = $1 AND name = $2")
+}
+
+pub(crate) fn list_networks_sql() -> String {
+    format!(
+        "SELECT {NETWORK_COLUMNS} FROM networks WHERE ($1 IS NULL OR project_id = $1) ORDER BY vni"
+    )
+}
+
+/// Every vni taken, whatever pool its network came from: vnis are unique
+/// across all networks.
+pub(crate) const NETWORK_VNIS: &str = "SELECT vni FROM networks ORDER BY vni";
+
+pub(crate) fn insert_network_sql() -> String {
+    format!("INSERT INTO networks ({NETWORK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+}
+
+/// Binds a network in [`NETWORK_COLUMNS`] order.
+pub(crate) fn bind_network<'q, DB: Database>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    n: &NetworkRecord,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(n.uuid.clone())
+        .bind(n.name.clone())
+        .bind(n.project_id.clone())
+        .bind(n.subnet_uuid.clone())
+        .bind(n.cidr.to_string())
+        .bind(n.gateway.to_string())
+        .bind(n.vni)
+        .bind(format_time(&n.created_at))
+}
+
+pub(crate) fn port_sql() -> String {
+    format!(
+        "SELECT {PORT_COLUMNS} FROM network_ports WHERE container_uuid = $1 AND network_uuid = $2"
+    )
+}
+
+pub(crate) fn ports_of_container_sql() -> String {
+    format!("SELECT {PORT_COLUMNS} FROM network_ports WHERE container_uuid = $1 ORDER BY id")
+}
+
+pub(crate) fn ports_on_host_sql() -> String {
+    format!("SELECT {PORT_COLUMNS} FROM network_ports WHERE host = $1 ORDER BY id")
+}
+
+pub(crate) const PORT_ADDRESSES: &str =
+    "SELECT ip_address FROM network_ports WHERE network_uuid = $1";
+
+pub(crate) fn insert_port_sql() -> String {
+    format!("INSERT INTO network_ports ({PORT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+}
+
+/// Binds a port in [`PORT_COLUMNS`] order.
+pub(crate) fn bind_port<'q, DB: Database>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    p: &PortRecord,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(p.uuid.clone())
+        .bind(p.network_uuid.clone())
+        .bind(p.container_uuid.clone())
+        .bind(p.project_id.clone())
+        .bind(p.host.clone())
+        .bind(p.ip.to_string())
+        .bind(p.mac.clone())
+        .bind(format_time(&p.created_at))
+}
+
+pub(crate) const RELEASE_PORTS: &str = "DELETE FROM network_ports WHERE container_uuid = $1";
+
+/// The network `name` of `project_id` would be, given the vnis already
+/// taken (ascending): the lowest free vni >= 1 (0 is never used), the
+/// subnet of that index in `pool`, its gateway, fresh uuids.
+pub(crate) fn new_network(
+    project_id: &str,
+    name: &str,
+    pool: Ipv4Net,
+    prefix: u8,
+    taken: &[i64],
+) -> Result<NetworkRecord, StoreError> {
+    let mut vni: i64 = 1;
+    for &used in taken {
+        if used == vni {
+            vni = vni.saturating_add(1);
+        } else if used > vni {
+            break;
+        }
+    }
+    // Subnets exist for indexes below a bound: if this one has none, no
+    // higher free index has either.
+    let cidr = u64::try_from(vni)
+        .ok()
+        .and_then(|index| pool.subnet(prefix, index))
+        .ok_or_else(|| StoreError::Exhausted(format!("no /{prefix} subnet left in pool {pool}")))?;
+    let gateway = cidr.gateway().ok_or_else(|| {
+        StoreError::Exhausted(format!(
+            "subnet {cidr} of pool {pool} has no room for a gateway"
+        ))
+    })?;
+    Ok(NetworkRecord {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name: name.to_owned(),
+        project_id: project_id.to_owned(),
+        subnet_uuid: uuid::Uuid::new_v4().to_string(),
+        cidr,
+        gateway,
+        vni,
+        created_at: now(),
+    })
+}
+
+/// The addresses of [`PORT_ADDRESSES`].
+pub(crate) fn parse_addresses(rows: &[String]) -> Result<BTreeSet<Ipv4Addr>, StoreError> {
+    rows.iter()
+        .map(|ip| ip.parse().map_err(decode_error))
+        .collect()
+}
+
+/// The address a new port on `network` takes, given the addresses `used`
+/// there: `fixed` when it may, else the lowest free one.
+pub(crate) fn choose_address(
+    network: &NetworkRecord,
+    fixed: Option<Ipv4Addr>,
+    used: &BTreeSet<Ipv4Addr>,
+) -> Result<Ipv4Addr, StoreError> {
+    let cidr = network.cidr;
+    match fixed {
+        Some(ip) if !cidr.is_assignable(ip) => Err(StoreError::Rejected(ApiError::invalid(
+            format!("IP address {ip} is not assignable in subnet {cidr}"),
+        ))),
+        Some(ip) if used.contains(&ip) => Err(StoreError::Rejected(ApiError::conflict(format!(
+            "IP address {ip} is already allocated in subnet {cidr}"
+        )))),
+        Some(ip) => Ok(ip),
+        None => cidr.first_free(used).ok_or_else(|| {
+            StoreError::Exhausted(format!(
+                "no free IP address left in subnet {cidr} of network {}",
+                network.uuid
+            ))
+        }),
+    }
+}
+
+/// A new port of `container_uuid` holding `ip` on `network`.
+pub(crate) fn new_port(
+    network: &NetworkRecord,
+    container_uuid: &str,
+    project_id: &str,
+    host: Option<&str>,
+    ip: Ipv4Addr,
+) -> PortRecord {
+    PortRecord {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        network_uuid: network.uuid.clone(),
+        container_uuid: container_uuid.to_owned(),
+        project_id: project_id.to_owned(),
+        host: host.map(str::to_owned),
+        ip,
+        mac: mac_for(ip),
+        created_at: now(),
+    }
+}
+
+fn decode_error(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(Box::new(err)))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct NetworkRow {
+    uuid: String,
+    name: String,
+    project_id: String,
+    subnet_uuid: String,
+    cidr: String,
+    gateway: String,
+    vni: i64,
+    created_at: String,
+}
+
+impl TryFrom<NetworkRow> for NetworkRecord {
+    type Error = StoreError;
+
+    fn try_from(row: NetworkRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            uuid: row.uuid,
+            name: row.name,
+            project_id: row.project_id,
+            subnet_uuid: row.subnet_uuid,
+            cidr: row.cidr.parse().map_err(decode_error)?,
+            gateway: row.gateway.parse().map_err(decode_error)?,
+            vni: row.vni,
+            created_at: parse_time(&row.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PortRow {
+    uuid: String,
+    network_uuid: String,
+    container_uuid: String,
+    project_id: String,
+    host: Option<String>,
+    ip_address: String,
+    mac_address: String,
+    created_at: String,
+}
+
+impl TryFrom<PortRow> for PortRecord {
+    type Error = StoreError;
+
+    fn try_from(row: PortRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            uuid: row.uuid,
+            network_uuid: row.network_uuid,
+            container_uuid: row.container_uuid,
+            project_id: row.project_id,
+            host: row.host,
+            ip: row.ip_address.parse().map_err(decode_error)?,
+            mac: row.mac_address,
+            created_at: parse_time(&row.created_at)?,
+        })
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -846,6 +1095,24 @@ mod tests {
         assert!(parse_time("yesterday").is_err());
         let n = now();
         assert_eq!(parse_time(&format_time(&n)).unwrap(), n);
+    }
+
+    #[test]
+    fn new_networks_take_the_lowest_free_vni_above_zero() {
+        let pool: Ipv4Net = "10.0.0.0/16".parse().unwrap();
+        let vni = |taken: &[i64]| new_network("p", "n", pool, 24, taken).unwrap().vni;
+        assert_eq!(vni(&[]), 1);
+        assert_eq!(vni(&[1, 2, 4]), 3);
+        assert_eq!(vni(&[2, 3]), 1);
+        assert_eq!(vni(&[1, 2, 3]), 4);
+        let network = new_network("p", "n", pool, 24, &[1, 2]).unwrap();
+        assert_eq!(network.cidr, "10.0.3.0/24".parse().unwrap());
+        assert_eq!(network.gateway, Ipv4Addr::new(10, 0, 3, 1));
+        let taken: Vec<i64> = (1..256).collect();
+        assert!(matches!(
+            new_network("p", "n", pool, 24, &taken),
+            Err(StoreError::Exhausted(_))
+        ));
     }
 
     #[test]

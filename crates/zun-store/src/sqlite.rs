@@ -28,6 +28,7 @@ use crate::{
 
 mod catalog;
 mod hosts;
+mod networks;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -376,10 +377,18 @@ impl Store for SqliteStore {
     }
 
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError> {
+        // One transaction: a crash cannot leave the ports of a deleted
+        // container holding their addresses.
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query(sql::DELETE_CONTAINER)
             .bind(uuid)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(sql::RELEASE_PORTS)
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -633,6 +642,26 @@ fn is_busy(err: &sqlx::Error) -> bool {
             .and_then(|code| code.parse::<i32>().ok())
             .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
         _ => false,
+    }
+}
+
+/// Runs `attempt` again while it finds the database busy, at most
+/// [`MAX_WRITE_ATTEMPTS`] times.
+async fn retrying_busy<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt().await {
+            Err(StoreError::Database(err)) if is_busy(&err) && n < MAX_WRITE_ATTEMPTS => {
+                tracing::debug!(what, n, error = %err, "database busy, retrying");
+                backoff(n).await;
+            }
+            other => return other,
+        }
     }
 }
 

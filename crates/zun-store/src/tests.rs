@@ -10,6 +10,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -22,13 +23,14 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use zun_types::container::DesiredState;
 use zun_types::image::{Image, ImageTask, Registry};
+use zun_types::network::{Ipv4Net, mac_for};
 use zun_types::{ApiError, Container, ContainerStatus, TaskState};
 
 use crate::sql::{format_time, parse_bool};
 use crate::{
-    COMPUTE_BINARY, ComputeNode, FILTER_KEYS, ImageListQuery, ImageStore, ListQuery, NewAction,
-    NodeUsage, PgStore, Placement, QuotaLimits, QuotaUsage, RegistryListQuery, SORT_KEYS,
-    ServiceChange, SortDir, SqliteStore, Store, StoreError, WebsocketGrant,
+    COMPUTE_BINARY, ComputeNode, FILTER_KEYS, ImageListQuery, ImageStore, ListQuery, NetworkRecord,
+    NewAction, NodeUsage, PgStore, Placement, QuotaLimits, QuotaUsage, RegistryListQuery,
+    SORT_KEYS, ServiceChange, SortDir, SqliteStore, Store, StoreError, WebsocketGrant,
 };
 
 mod postgres_only;
@@ -208,6 +210,14 @@ both_backends!(
     nodes_keep_their_uuid_and_count_what_is_placed,
     host_usage_reads_memory_as_quota_usage_does,
     placed_inserts_never_over_commit_a_host,
+    networks_are_created_once_per_project_and_name,
+    pools_run_out_of_subnets,
+    ports_take_the_lowest_free_address,
+    fixed_addresses_are_checked,
+    a_subnet_runs_out_of_addresses,
+    concurrent_allocations_never_share_an_address,
+    deleting_a_container_releases_its_ports,
+    ports_on_host_and_release,
 );
 
 fn base_time() -> DateTime<Utc> {
@@ -1730,4 +1740,399 @@ async fn placed_inserts_never_over_commit_a_host(store: TestStore) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NoRoom(_)), "{err}");
     assert!(store.get_container(&c.uuid).await.unwrap().is_none());
+}
+
+pub(crate) fn net(cidr: &str) -> Ipv4Net {
+    cidr.parse().unwrap()
+}
+
+pub(crate) fn ip(addr: &str) -> Ipv4Addr {
+    addr.parse().unwrap()
+}
+
+/// The pool and prefix of the network tests: /20s from 10.128.0.0/9.
+pub(crate) const PREFIX: u8 = 20;
+
+pub(crate) fn pool() -> Ipv4Net {
+    net("10.128.0.0/9")
+}
+
+async fn networks_are_created_once_per_project_and_name(store: TestStore) {
+    let first = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    assert_eq!(first.vni, 1, "vni 0 is never used");
+    assert_eq!(first.cidr, net("10.128.16.0/20"));
+    assert_eq!(first.gateway, ip("10.128.16.1"));
+    assert_eq!(
+        (first.project_id.as_str(), first.name.as_str()),
+        ("p1", "default")
+    );
+    assert_ne!(first.uuid, first.subnet_uuid);
+    let again = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        store.get_network(&first.uuid).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.get_network("nope").await.unwrap(), None);
+
+    // Ten callers at once for another project's network: one row, which
+    // every caller gets.
+    let barrier = Arc::new(tokio::sync::Barrier::new(10));
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.ensure_network("p2", "default", pool(), PREFIX).await
+        }));
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.unwrap().unwrap());
+    }
+    let other = got[0].clone();
+    assert!(got.iter().all(|n| *n == other), "{got:?}");
+    assert_eq!(other.vni, 2);
+    assert_eq!(other.cidr, net("10.128.32.0/20"));
+    assert_ne!(other.uuid, first.uuid);
+    assert_ne!(other.subnet_uuid, first.subnet_uuid);
+
+    // Another name in one project is a network of its own.
+    let second = store
+        .ensure_network("p1", "backend", pool(), PREFIX)
+        .await
+        .unwrap();
+    assert_eq!(second.vni, 3);
+    assert_eq!(
+        store.list_networks(None).await.unwrap(),
+        vec![first.clone(), other.clone(), second.clone()]
+    );
+    assert_eq!(
+        store.list_networks(Some("p1")).await.unwrap(),
+        vec![first, second]
+    );
+    assert_eq!(store.list_networks(Some("p2")).await.unwrap(), vec![other]);
+    assert!(store.list_networks(Some("p3")).await.unwrap().is_empty());
+}
+
+async fn pools_run_out_of_subnets(store: TestStore) {
+    // The /31s of a /30 have no room for a gateway.
+    let err = store
+        .ensure_network("p1", "default", net("10.0.0.0/30"), 31)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exhausted(_)), "{err}");
+    assert!(store.list_networks(None).await.unwrap().is_empty());
+    // A /28 holds two /29s, and index 0 is never used: room for one.
+    let small = net("10.0.0.0/28");
+    let only = store
+        .ensure_network("p1", "default", small, 29)
+        .await
+        .unwrap();
+    assert_eq!(
+        (only.vni, only.cidr, only.gateway),
+        (1, net("10.0.0.8/29"), ip("10.0.0.9"))
+    );
+    let err = store
+        .ensure_network("p2", "default", small, 29)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exhausted(_)), "{err}");
+    assert!(err.to_string().contains("10.0.0.0/28"), "{err}");
+    // An existing network is found whatever the pool has left.
+    assert_eq!(
+        store
+            .ensure_network("p1", "default", small, 29)
+            .await
+            .unwrap(),
+        only
+    );
+    // Subnets wider than the pool: nothing to carve.
+    let err = store
+        .ensure_network("p3", "default", small, 27)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exhausted(_)), "{err}");
+    assert_eq!(store.list_networks(None).await.unwrap(), vec![only]);
+}
+
+async fn ports_take_the_lowest_free_address(store: TestStore) {
+    let network = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    let mut ports = Vec::new();
+    for name in ["c-a", "c-b", "c-c"] {
+        ports.push(
+            store
+                .allocate_port(&network, name, "p1", Some("h1"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let ips: Vec<Ipv4Addr> = ports.iter().map(|p| p.ip).collect();
+    assert_eq!(
+        ips,
+        [ip("10.128.16.2"), ip("10.128.16.3"), ip("10.128.16.4")]
+    );
+    let a = ports[0].clone();
+    assert_eq!(a.network_uuid, network.uuid);
+    assert_eq!(a.container_uuid, "c-a");
+    assert_eq!(a.project_id, "p1");
+    assert_eq!(a.host.as_deref(), Some("h1"));
+    assert_eq!(a.mac, mac_for(a.ip));
+    // Idempotent per container and network: the same port comes back.
+    let again = store
+        .allocate_port(&network, "c-a", "p1", Some("h2"), None)
+        .await
+        .unwrap();
+    assert_eq!(again, a);
+    assert_eq!(
+        store.ports_of_container("c-a").await.unwrap(),
+        vec![a.clone()]
+    );
+
+    // A released address is the next one handed out; then the lowest
+    // never used.
+    assert_eq!(store.release_ports("c-b").await.unwrap(), 1);
+    assert_eq!(store.release_ports("c-b").await.unwrap(), 0);
+    let d = store
+        .allocate_port(&network, "c-d", "p1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(d.ip, ip("10.128.16.3"));
+    assert_eq!(d.host, None);
+    let e = store
+        .allocate_port(&network, "c-e", "p1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(e.ip, ip("10.128.16.5"));
+
+    // The same container on a second network: a port there too, counted
+    // in that network's subnet.
+    let backend = store
+        .ensure_network("p1", "backend", pool(), PREFIX)
+        .await
+        .unwrap();
+    let a2 = store
+        .allocate_port(&backend, "c-a", "p1", Some("h1"), None)
+        .await
+        .unwrap();
+    assert_eq!(a2.ip, ip("10.128.32.2"));
+    assert_eq!(store.ports_of_container("c-a").await.unwrap(), vec![a, a2]);
+
+    // A network the store does not have.
+    let ghost = NetworkRecord {
+        uuid: "ghost".into(),
+        ..network.clone()
+    };
+    let err = store
+        .allocate_port(&ghost, "c-f", "p1", None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn fixed_addresses_are_checked(store: TestStore) {
+    let network = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    let a = store
+        .allocate_port(&network, "c-a", "p1", None, Some(ip("10.128.20.7")))
+        .await
+        .unwrap();
+    assert_eq!(a.ip, ip("10.128.20.7"));
+    let err = store
+        .allocate_port(&network, "c-b", "p1", None, Some(ip("10.128.20.7")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Rejected(e) if e.status == 409),
+        "{err}"
+    );
+    // The network address, the gateway, the broadcast address, and an
+    // address of another subnet.
+    for bad in ["10.128.16.0", "10.128.16.1", "10.128.31.255", "10.128.32.2"] {
+        let err = store
+            .allocate_port(&network, "c-b", "p1", None, Some(ip(bad)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Rejected(e) if e.status == 400),
+            "{bad}: {err}"
+        );
+    }
+    assert!(store.ports_of_container("c-b").await.unwrap().is_empty());
+    // Fixed addresses are skipped by the next free one.
+    let b = store
+        .allocate_port(&network, "c-b", "p1", None, Some(ip("10.128.16.2")))
+        .await
+        .unwrap();
+    assert_eq!(b.ip, ip("10.128.16.2"));
+    let c = store
+        .allocate_port(&network, "c-c", "p1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(c.ip, ip("10.128.16.3"));
+}
+
+async fn a_subnet_runs_out_of_addresses(store: TestStore) {
+    // vni 1 of /29s in 10.3.0.0/24 is 10.3.0.8/29: .10 to .14 assignable.
+    let network = store
+        .ensure_network("p1", "default", net("10.3.0.0/24"), 29)
+        .await
+        .unwrap();
+    assert_eq!(network.cidr, net("10.3.0.8/29"));
+    for i in 0..5 {
+        let port = store
+            .allocate_port(&network, &format!("c-{i}"), "p1", None, None)
+            .await
+            .unwrap();
+        assert_eq!(port.ip, Ipv4Addr::new(10, 3, 0, 10 + i));
+    }
+    let err = store
+        .allocate_port(&network, "c-5", "p1", None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exhausted(_)), "{err}");
+    assert!(store.ports_of_container("c-5").await.unwrap().is_empty());
+    assert_eq!(store.release_ports("c-2").await.unwrap(), 1);
+    let port = store
+        .allocate_port(&network, "c-5", "p1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(port.ip, ip("10.3.0.12"));
+}
+
+async fn concurrent_allocations_never_share_an_address(store: TestStore) {
+    let network = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    // Twenty containers at once, and five calls for one more container.
+    let barrier = Arc::new(tokio::sync::Barrier::new(25));
+    let mut tasks = Vec::new();
+    for i in 0..25 {
+        let (store, barrier, network) = (store.clone(), barrier.clone(), network.clone());
+        tasks.push(tokio::spawn(async move {
+            let container = if i < 20 {
+                format!("c-{i}")
+            } else {
+                "c-same".to_owned()
+            };
+            barrier.wait().await;
+            store
+                .allocate_port(&network, &container, "p1", Some("h1"), None)
+                .await
+        }));
+    }
+    let mut ports = Vec::new();
+    for task in tasks {
+        ports.push(task.await.unwrap().unwrap());
+    }
+    let same = &ports[20..];
+    assert!(same.iter().all(|p| *p == same[0]), "{same:?}");
+    let ips: HashSet<Ipv4Addr> = ports.iter().map(|p| p.ip).collect();
+    assert_eq!(ips.len(), 21, "every container its own address");
+    let expected: HashSet<Ipv4Addr> = (2..=22).map(|d| Ipv4Addr::new(10, 128, 16, d)).collect();
+    assert_eq!(ips, expected, "the lowest 21, no gaps");
+    assert_eq!(store.ports_on_host("h1").await.unwrap().len(), 21);
+}
+
+async fn deleting_a_container_releases_its_ports(store: TestStore) {
+    let network = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    let backend = store
+        .ensure_network("p1", "backend", pool(), PREFIX)
+        .await
+        .unwrap();
+    let c = container(1, "p1");
+    store
+        .insert_container(&c, &new_action("create", c.host.as_deref()), None)
+        .await
+        .unwrap();
+    let first = store
+        .allocate_port(&network, &c.uuid, "p1", c.host.as_deref(), None)
+        .await
+        .unwrap();
+    store
+        .allocate_port(&backend, &c.uuid, "p1", c.host.as_deref(), None)
+        .await
+        .unwrap();
+    let other = store
+        .allocate_port(&network, "c-other", "p1", None, None)
+        .await
+        .unwrap();
+    assert!(store.delete_container(&c.uuid).await.unwrap());
+    assert!(store.ports_of_container(&c.uuid).await.unwrap().is_empty());
+    assert_eq!(
+        store.ports_of_container("c-other").await.unwrap(),
+        vec![other]
+    );
+    // The address is free again.
+    let next = store
+        .allocate_port(&network, "c-next", "p1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(next.ip, first.ip);
+    // Deleting a container that is gone still clears ports left for it.
+    store
+        .allocate_port(&backend, &c.uuid, "p1", None, None)
+        .await
+        .unwrap();
+    assert!(!store.delete_container(&c.uuid).await.unwrap());
+    assert!(store.ports_of_container(&c.uuid).await.unwrap().is_empty());
+}
+
+async fn ports_on_host_and_release(store: TestStore) {
+    let one = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    let two = store
+        .ensure_network("p2", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    let a = store
+        .allocate_port(&one, "c-a", "p1", Some("h1"), None)
+        .await
+        .unwrap();
+    let b = store
+        .allocate_port(&two, "c-b", "p2", Some("h1"), None)
+        .await
+        .unwrap();
+    let c = store
+        .allocate_port(&one, "c-c", "p1", Some("h2"), None)
+        .await
+        .unwrap();
+    store
+        .allocate_port(&one, "c-d", "p1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ports_on_host("h1").await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    assert_eq!(store.ports_on_host("h2").await.unwrap(), vec![c]);
+    assert!(store.ports_on_host("h3").await.unwrap().is_empty());
+    let a2 = store
+        .allocate_port(&two, "c-a", "p1", Some("h1"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ports_on_host("h1").await.unwrap(),
+        vec![a, b.clone(), a2]
+    );
+    assert_eq!(store.release_ports("c-a").await.unwrap(), 2);
+    assert_eq!(store.ports_on_host("h1").await.unwrap(), vec![b]);
+    assert_eq!(store.release_ports("c-a").await.unwrap(), 0);
 }

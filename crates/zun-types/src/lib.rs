@@ -7,6 +7,7 @@ pub mod error;
 pub mod host;
 pub mod image;
 pub mod microversion;
+pub mod network;
 pub mod state;
 pub mod validation;
 pub mod view;

@@ -20,6 +20,7 @@ pub struct Config {
     pub quota: QuotaSection,
     pub websocket: WebsocketSection,
     pub registry: RegistrySection,
+    pub network: NetworkSection,
     /// The filter scheduler (zun-scheduler's `Policy`: enabled filters,
     /// allocation ratios, reserved amounts, weigher).
     pub scheduler: zun_scheduler::Policy,
@@ -180,6 +181,73 @@ impl Default for ComputeSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_url: None,
         }
+    }
+}
+
+/// How a compute host gives its containers networks.
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkDriverKind {
+    /// Per-project networks on Linux bridges, addresses in the store.
+    #[default]
+    Builtin,
+    /// No network: containers get loopback only.
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    pub driver: NetworkDriverKind,
+    /// Where every project network's subnet is carved from; every API and
+    /// compute host of a deployment must agree (a network keeps the subnet
+    /// it was given).
+    pub pool: String,
+    /// Length of each network's subnet.
+    pub subnet_prefix: u8,
+    /// A named network namespace (`ip netns`) holding this host's bridges
+    /// and rules, for several simulated hosts on one machine; unset: the
+    /// agent's own namespace.
+    pub host_netns: Option<String>,
+    /// Per-container resolv.conf and hosts files.
+    pub state_dir: PathBuf,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            driver: NetworkDriverKind::Builtin,
+            pool: zun_network::BuiltinConfig::DEFAULT_POOL.into(),
+            subnet_prefix: zun_network::BuiltinConfig::DEFAULT_SUBNET_PREFIX,
+            host_netns: None,
+            state_dir: PathBuf::from("/run/zun/net"),
+        }
+    }
+}
+
+impl NetworkSection {
+    /// The built-in driver's settings for `host`, checked; None when
+    /// containers get no network.
+    pub fn builtin(&self, host: &str) -> anyhow::Result<Option<zun_network::BuiltinConfig>> {
+        if self.driver == NetworkDriverKind::None {
+            return Ok(None);
+        }
+        let pool: zun_types::network::Ipv4Net = self
+            .pool
+            .parse()
+            .context("[network] pool must be an IPv4 network such as 10.128.0.0/9")?;
+        if self.subnet_prefix < pool.prefix() || self.subnet_prefix > 29 {
+            anyhow::bail!(
+                "[network] subnet_prefix must be between the pool's length ({}) and 29",
+                pool.prefix()
+            );
+        }
+        let mut config = zun_network::BuiltinConfig::new(host);
+        config.pool = pool;
+        config.subnet_prefix = self.subnet_prefix;
+        config.host_netns = self.host_netns.clone();
+        config.state_dir = self.state_dir.clone();
+        Ok(Some(config))
     }
 }
 

@@ -11,9 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zun_api::identity::{Keystone, NoAuth, TokenFile};
 use zun_api::{ApiState, Authenticator, Identity, RegistryClient};
+use zun_compute::docker::{DEFAULT_OCI_RUNTIME, NETNS_RUNTIME_PREFIX};
 use zun_compute::{
     Advertised, Agent, AgentConfig, ContainerIo, DockerRuntime, FakeRuntime, Runtime,
 };
+use zun_network::{BuiltinDriver, NetworkDriver};
 use zun_secrets::SecretKey;
 use zun_store::{PgStore, SqliteStore, Store};
 
@@ -122,6 +124,19 @@ struct ComputeArgs {
     /// The Docker engine's local socket [default: /var/run/docker.sock].
     #[arg(long, env = "ZUN_DOCKER_SOCKET")]
     docker_socket: Option<String>,
+    /// How containers get networks: builtin or none [default: builtin].
+    #[arg(long, env = "ZUN_NETWORK_DRIVER")]
+    network_driver: Option<config::NetworkDriverKind>,
+    /// Where project networks' subnets are carved from [default: 10.128.0.0/9].
+    #[arg(long, env = "ZUN_NETWORK_POOL")]
+    network_pool: Option<String>,
+    /// Length of each project network's subnet [default: 20].
+    #[arg(long, env = "ZUN_NETWORK_SUBNET_PREFIX")]
+    network_subnet_prefix: Option<u8>,
+    /// A named network namespace holding this host's bridges (several
+    /// simulated hosts on one machine).
+    #[arg(long, env = "ZUN_NETWORK_HOST_NETNS")]
+    network_host_netns: Option<String>,
     /// This compute host's name [default: the machine's hostname].
     #[arg(long, env = "ZUN_HOST_NAME")]
     host_name: Option<String>,
@@ -160,6 +175,18 @@ impl ComputeArgs {
     fn apply(self, config: &mut Config) {
         if let Some(socket) = self.docker_socket {
             config.compute.docker_socket = socket;
+        }
+        if let Some(driver) = self.network_driver {
+            config.network.driver = driver;
+        }
+        if let Some(pool) = self.network_pool {
+            config.network.pool = pool;
+        }
+        if let Some(prefix) = self.network_subnet_prefix {
+            config.network.subnet_prefix = prefix;
+        }
+        if self.network_host_netns.is_some() {
+            config.network.host_netns = self.network_host_netns;
         }
         if self.host_name.is_some() {
             config.compute.host_name = self.host_name;
@@ -325,6 +352,36 @@ fn remote_host(
         .context("building the agent endpoint client")
 }
 
+/// The host's network driver, when containers get networks; the engine must
+/// then know the `zun-runc` runtime that puts containers into them.
+async fn network_driver(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    host: &str,
+    runtime: &Arc<dyn Runtime>,
+) -> anyhow::Result<Option<Arc<dyn NetworkDriver>>> {
+    let Some(settings) = config.network.builtin(host)? else {
+        tracing::info!("[network] driver = none: containers get no network");
+        return Ok(None);
+    };
+    let wrapper = format!("{NETNS_RUNTIME_PREFIX}{DEFAULT_OCI_RUNTIME}");
+    match runtime.host_facts().await {
+        Ok(facts) if !facts.runtimes.contains(&wrapper) => anyhow::bail!(
+            "the container engine does not know the OCI runtime {wrapper}, which starts \
+             containers in their network: start dockerd with --add-runtime \
+             {wrapper}=/path/to/{wrapper} (built with zund; scripts/dockerd.sh does it), \
+             or set [network] driver = \"none\""
+        ),
+        Ok(_) => {}
+        // The agent retries the engine; so will its creates.
+        Err(err) => tracing::warn!(error = %err, "cannot ask the engine for its runtimes"),
+    }
+    Ok(Some(Arc::new(BuiltinDriver::new(
+        Arc::clone(store),
+        settings,
+    ))))
+}
+
 fn agent_config(config: &Config, host: String, key: &SecretKey) -> AgentConfig {
     let compute = &config.compute;
     let mut agent = AgentConfig::new(host);
@@ -412,7 +469,8 @@ async fn main() -> anyhow::Result<()> {
             agent_config.endpoint = Some(
                 serve_agent_endpoint(&config, store.clone(), &host, local.clone(), &key).await?,
             );
-            let agent = Agent::new(store.clone(), runtime, agent_config);
+            let network = network_driver(&config, &store, &host, &runtime).await?;
+            let agent = Agent::new(store.clone(), runtime, network, agent_config);
             agent.report().await;
             let agent_task = tokio::spawn(agent.run());
             let link = zun_hostlink::local::Dispatch {
@@ -445,7 +503,11 @@ async fn main() -> anyhow::Result<()> {
             let mut agent_config = agent_config(&config, host.clone(), &key);
             agent_config.endpoint =
                 Some(serve_agent_endpoint(&config, store.clone(), &host, local, &key).await?);
-            Agent::new(store, docker, agent_config).run().await;
+            let runtime: Arc<dyn Runtime> = docker;
+            let network = network_driver(&config, &store, &host, &runtime).await?;
+            Agent::new(store, runtime, network, agent_config)
+                .run()
+                .await;
             Ok(())
         }
         Role::ImportImage { compute, file } => {
@@ -487,7 +549,8 @@ async fn main() -> anyhow::Result<()> {
                 agent.idle_poll = Duration::from_secs(30);
                 agent.resync_interval = Duration::from_secs(60);
                 agent.report_interval = Duration::from_secs(60);
-                let agent = Agent::new(Arc::clone(&store), runtime, agent);
+                // Simulated hosts have no kernel objects to plumb.
+                let agent = Agent::new(Arc::clone(&store), runtime, None, agent);
                 agent.report().await;
                 agents.push(tokio::spawn(agent.run()));
             }

@@ -3,7 +3,7 @@
 //! separate process would).
 
 use super::*;
-use crate::HostStore;
+use crate::{HostStore, NetworkStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_starting_together_migrate_once() {
@@ -13,7 +13,7 @@ async fn processes_starting_together_migrate_once() {
         .fetch_one(a.pool())
         .await
         .unwrap();
-    assert_eq!(migrations, 5);
+    assert_eq!(migrations, 6);
     for store in [a, b, c] {
         store.close().await;
     }
@@ -202,6 +202,50 @@ async fn two_processes_never_over_commit_a_host() {
         assert_eq!(view.usage.total_containers, 10);
         assert_eq!(store.containers_on_host("h1").await.unwrap().len(), 10);
     }
+    first.close().await;
+    second.close().await;
+    db.drop_database().await;
+}
+
+/// Two API processes (two stores, two pools) creating one network and
+/// allocating on it at once: the advisory locks serialise them across
+/// connections, so there is one network and no address twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_share_a_network_and_never_an_address() {
+    let db = TestDb::create().await;
+    let (first, second) = (db.store().await, db.store().await);
+    let barrier = Arc::new(tokio::sync::Barrier::new(30));
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let network = store
+                .ensure_network("p1", "default", pool(), PREFIX)
+                .await
+                .unwrap();
+            let port = store
+                .allocate_port(&network, &format!("c-{i}"), "p1", None, None)
+                .await
+                .unwrap();
+            (network, port)
+        }));
+    }
+    let mut networks = HashSet::new();
+    let mut ips = HashSet::new();
+    for task in tasks {
+        let (network, port) = task.await.unwrap();
+        networks.insert(network.uuid);
+        ips.insert(port.ip);
+    }
+    assert_eq!(networks.len(), 1);
+    assert_eq!(ips.len(), 30);
+    assert_eq!(second.list_networks(None).await.unwrap().len(), 1);
     first.close().await;
     second.close().await;
     db.drop_database().await;

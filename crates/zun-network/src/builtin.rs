@@ -1,0 +1,435 @@
+//! The built-in driver, the embedded default: one network per project on a
+//! Linux bridge on each host, addresses allocated in the store (so every
+//! API and agent process agrees), a veth pair into the container's own
+//! namespace, and the nftables rules of [`crate::rules`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use zun_store::{NetworkRecord, PortRecord, Store};
+use zun_types::Container;
+use zun_types::network::{Address, Ipv4Net, addresses_value};
+
+use crate::command::{HostShell, already_exists, missing};
+use crate::rules::{self, bridge_name, port_name};
+use crate::{Attachment, NETNS_DIR, NetworkDriver, NetworkError, netns_name};
+
+/// The network every container of a project joins when it names none.
+pub const DEFAULT_NETWORK_NAME: &str = "private";
+
+#[derive(Debug, Clone)]
+pub struct BuiltinConfig {
+    /// This agent's host; its ports are recorded against it.
+    pub host: String,
+    /// Where every network's subnet is carved from. All processes must
+    /// agree on it (a network keeps the subnet it was given).
+    pub pool: Ipv4Net,
+    /// Length of each network's subnet.
+    pub subnet_prefix: u8,
+    /// A named namespace holding this host's bridges, when several
+    /// simulated hosts share one machine; None: the agent's own namespace.
+    pub host_netns: Option<String>,
+    /// Per-container files (resolv.conf, hosts), under
+    /// `<dir>/<host>/<uuid>/`; a container's directory is made before
+    /// anything else of its network, and marks what this host must clean.
+    pub state_dir: PathBuf,
+    /// The host's resolver configuration, whose reachable servers
+    /// containers use.
+    pub host_resolv_conf: PathBuf,
+    pub mtu: u32,
+}
+
+impl BuiltinConfig {
+    pub const DEFAULT_POOL: &str = "10.128.0.0/9";
+    pub const DEFAULT_SUBNET_PREFIX: u8 = 20;
+
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            pool: Ipv4Net::new(std::net::Ipv4Addr::new(10, 128, 0, 0), 9)
+                .unwrap_or_else(|| unreachable!("a /9 is a valid prefix")),
+            subnet_prefix: Self::DEFAULT_SUBNET_PREFIX,
+            host_netns: None,
+            state_dir: PathBuf::from("/run/zun/net"),
+            host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            mtu: 1500,
+        }
+    }
+}
+
+pub struct BuiltinDriver {
+    store: Arc<dyn Store>,
+    config: BuiltinConfig,
+    shell: HostShell,
+    /// Each project's network, once looked up (networks are never renumbered).
+    networks: Mutex<HashMap<String, NetworkRecord>>,
+    /// Bridges known to be ready on this host since the last `prepare_host`.
+    bridges: tokio::sync::Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for BuiltinDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltinDriver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuiltinDriver {
+    pub fn new(store: Arc<dyn Store>, config: BuiltinConfig) -> Self {
+        let shell = HostShell {
+            netns: config.host_netns.clone(),
+        };
+        Self {
+            store,
+            config,
+            shell,
+            networks: Mutex::new(HashMap::new()),
+            bridges: tokio::sync::Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn host_dir(&self) -> PathBuf {
+        self.config.state_dir.join(&self.config.host)
+    }
+
+    fn container_dir(&self, uuid: &str) -> PathBuf {
+        self.host_dir().join(uuid)
+    }
+
+    fn netns_path(uuid: &str) -> PathBuf {
+        Path::new(NETNS_DIR).join(netns_name(uuid))
+    }
+
+    async fn project_network(&self, project_id: &str) -> Result<NetworkRecord, NetworkError> {
+        let cached = self
+            .networks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(project_id)
+            .cloned();
+        if let Some(network) = cached {
+            return Ok(network);
+        }
+        let network = self
+            .store
+            .ensure_network(
+                project_id,
+                DEFAULT_NETWORK_NAME,
+                self.config.pool,
+                self.config.subnet_prefix,
+            )
+            .await?;
+        self.networks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(project_id.to_owned(), network.clone());
+        Ok(network)
+    }
+
+    /// Makes the network's bridge with its gateway on this host, once.
+    async fn ensure_bridge(&self, network: &NetworkRecord) -> Result<String, NetworkError> {
+        let bridge = bridge_name(network.cidr);
+        let mut ready = self.bridges.lock().await;
+        if ready.contains(&bridge) {
+            return Ok(bridge);
+        }
+        let mut batch = String::new();
+        if self
+            .shell
+            .ip(&["link", "show", "dev", &bridge], None)
+            .await
+            .is_err()
+        {
+            batch.push_str(&format!(
+                "link add {bridge} mtu {} type bridge\n",
+                self.config.mtu
+            ));
+        }
+        batch.push_str(&format!(
+            "addr replace {}/{} dev {bridge}\nlink set {bridge} up\n",
+            network.gateway,
+            network.cidr.prefix()
+        ));
+        self.shell.ip(&["-batch", "-"], Some(&batch)).await?;
+        self.shell.nft(&rules::bridge_element(&bridge)).await?;
+        ready.insert(bridge.clone());
+        tracing::info!(%bridge, cidr = %network.cidr, "network bridge ready");
+        Ok(bridge)
+    }
+
+    /// Whether the container's namespace exists with its address on eth0.
+    async fn plumbed(&self, uuid: &str, port: &PortRecord) -> bool {
+        if !Self::netns_path(uuid).exists() {
+            return false;
+        }
+        let netns = netns_name(uuid);
+        match self
+            .shell
+            .ip_in(&netns, &["-o", "-4", "addr", "show", "dev", "eth0"], None)
+            .await
+        {
+            Ok(out) => out.contains(&format!(" {}/", port.ip)),
+            Err(_) => false,
+        }
+    }
+
+    /// Makes the container's namespace and veth, addresses and route; an
+    /// earlier partial attempt is removed first. A namespace already
+    /// carrying its address is kept (its container may be running in it).
+    async fn plumb(
+        &self,
+        uuid: &str,
+        network: &NetworkRecord,
+        port: &PortRecord,
+        bridge: &str,
+    ) -> Result<(), NetworkError> {
+        let netns = netns_name(uuid);
+        let host_port = port_name(uuid);
+        if self.plumbed(uuid, port).await {
+            // Re-attach the host end, in case its bridge was made anew.
+            self.shell
+                .ip(&["link", "set", &host_port, "master", bridge, "up"], None)
+                .await?;
+        } else {
+            let host_batch =
+                rules::port_host_batch(&netns, &host_port, bridge, &port.mac, self.config.mtu);
+            if let Err(err) = self.shell.ip(&["-batch", "-"], Some(&host_batch)).await {
+                if !already_exists(&err) {
+                    return Err(err);
+                }
+                self.unplumb(uuid, None).await?;
+                self.shell.ip(&["-batch", "-"], Some(&host_batch)).await?;
+            }
+            let inside = rules::port_inside_batch(port.ip, network.cidr, network.gateway);
+            self.shell
+                .ip_in(&netns, &["-batch", "-"], Some(&inside))
+                .await?;
+        }
+        self.shell
+            .nft(&rules::port_element("add", &host_port, &port.mac, port.ip))
+            .await
+    }
+
+    /// Removes the container's namespace, veth and anti-spoofing entries.
+    async fn unplumb(&self, uuid: &str, ports: Option<&[PortRecord]>) -> Result<(), NetworkError> {
+        let host_port = port_name(uuid);
+        for port in ports.unwrap_or_default() {
+            let element = rules::port_element("delete", &host_port, &port.mac, port.ip);
+            match self.shell.nft(&element).await {
+                Ok(()) => {}
+                Err(err) if missing(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        // The host end first: a namespace a process still holds outlives
+        // its name, and its veth with it.
+        match self.shell.ip(&["link", "del", &host_port], None).await {
+            Ok(_) => {}
+            Err(err) if missing(&err) => {}
+            Err(err) => return Err(err),
+        }
+        if Self::netns_path(uuid).exists() {
+            match self
+                .shell
+                .ip(&["netns", "del", &netns_name(uuid)], None)
+                .await
+            {
+                Ok(_) => {}
+                Err(err) if missing(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the container's resolv.conf and hosts files.
+    async fn write_files(
+        &self,
+        container: &Container,
+        port: &PortRecord,
+    ) -> Result<Vec<(PathBuf, String)>, NetworkError> {
+        let dir = self.container_dir(&container.uuid);
+        let io = |e: std::io::Error| NetworkError::Io(format!("{}: {e}", dir.display()));
+        let host_resolv = tokio::fs::read_to_string(&self.config.host_resolv_conf)
+            .await
+            .unwrap_or_default();
+        let resolv = dir.join("resolv.conf");
+        tokio::fs::write(&resolv, rules::resolv_conf(&host_resolv))
+            .await
+            .map_err(io)?;
+        let mut names = vec![container.name.as_str()];
+        if let Some(hostname) = container.hostname.as_deref() {
+            names.push(hostname);
+        }
+        let hosts = dir.join("hosts");
+        tokio::fs::write(&hosts, rules::hosts_file(port.ip, &names))
+            .await
+            .map_err(io)?;
+        Ok(vec![
+            (resolv, "/etc/resolv.conf".to_owned()),
+            (hosts, "/etc/hosts".to_owned()),
+        ])
+    }
+
+    /// Removes everything of container `uuid` from this host and the store.
+    async fn remove_all(&self, uuid: &str) -> Result<(), NetworkError> {
+        let ports = self.store.ports_of_container(uuid).await?;
+        self.unplumb(uuid, Some(&ports)).await?;
+        let dir = self.container_dir(uuid);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(NetworkError::Io(format!("{}: {e}", dir.display()))),
+        }
+        self.store.release_ports(uuid).await?;
+        Ok(())
+    }
+
+    /// Anti-spoofing entries whose port no longer exists on this host.
+    async fn stale_port_elements(&self) -> Result<Vec<String>, NetworkError> {
+        let listed = self
+            .shell
+            .run(
+                "nft",
+                &["-j", "list", "set", "bridge", "zun", "ports"],
+                None,
+            )
+            .await?;
+        let links = self.shell.ip(&["-j", "link", "show"], None).await?;
+        let present: HashSet<String> = serde_json::from_str::<Value>(&links)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|l| l.get("ifname").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let parsed: Value = serde_json::from_str(&listed)
+            .map_err(|e| NetworkError::Io(format!("nft's listing: {e}")))?;
+        let elements = parsed
+            .get("nftables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("set")?.get("elem")?.as_array())
+            .flatten();
+        let mut stale = Vec::new();
+        for element in elements {
+            let Some([port, mac, ip]) = element
+                .get("concat")
+                .and_then(Value::as_array)
+                .and_then(|c| <&[Value; 3]>::try_from(c.as_slice()).ok())
+            else {
+                continue;
+            };
+            let (Some(port), Some(mac), Some(ip)) = (port.as_str(), mac.as_str(), ip.as_str())
+            else {
+                continue;
+            };
+            if !present.contains(port) {
+                stale.push(format!(
+                    "delete element bridge zun ports {{ \"{port}\" . {mac} . {ip} }}\n"
+                ));
+            }
+        }
+        Ok(stale)
+    }
+}
+
+#[async_trait]
+impl NetworkDriver for BuiltinDriver {
+    async fn prepare_host(&self) -> Result<(), NetworkError> {
+        self.shell
+            .run("sysctl", &["-qw", "net.ipv4.ip_forward=1"], None)
+            .await?;
+        self.shell.nft(&rules::host_ruleset()).await?;
+        self.bridges.lock().await.clear();
+        Ok(())
+    }
+
+    async fn attach(&self, container: &Container) -> Result<Attachment, NetworkError> {
+        let dir = self.container_dir(&container.uuid);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| NetworkError::Io(format!("{}: {e}", dir.display())))?;
+        let network = self.project_network(&container.project_id).await?;
+        let port = self
+            .store
+            .allocate_port(
+                &network,
+                &container.uuid,
+                &container.project_id,
+                Some(&self.config.host),
+                None,
+            )
+            .await?;
+        let bridge = self.ensure_bridge(&network).await?;
+        if let Err(err) = self.plumb(&container.uuid, &network, &port, &bridge).await {
+            if !missing(&err) {
+                return Err(err);
+            }
+            // The bridge went away behind our back: make it again.
+            self.bridges.lock().await.remove(&bridge_name(network.cidr));
+            let bridge = self.ensure_bridge(&network).await?;
+            self.plumb(&container.uuid, &network, &port, &bridge)
+                .await?;
+        }
+        let files = self.write_files(container, &port).await?;
+        let address = Address {
+            network_id: network.uuid.clone(),
+            port_id: port.uuid.clone(),
+            subnet_id: network.subnet_uuid.clone(),
+            ip: port.ip,
+            preserve_on_delete: false,
+        };
+        Ok(Attachment {
+            netns: Self::netns_path(&container.uuid),
+            addresses: addresses_value(&[address]),
+            files,
+        })
+    }
+
+    async fn detach(&self, container_uuid: &str) -> Result<(), NetworkError> {
+        self.remove_all(container_uuid).await
+    }
+
+    async fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, NetworkError> {
+        // What this host made: its containers' directories (made first) and
+        // the ports recorded against it. Another agent's objects on the same
+        // machine are never candidates.
+        let mut candidates: HashSet<String> = HashSet::new();
+        let host_dir = self.host_dir();
+        let mut entries = match tokio::fs::read_dir(&host_dir).await {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(NetworkError::Io(format!("{}: {e}", host_dir.display()))),
+        };
+        while let Some(dir) = entries.as_mut() {
+            let Ok(Some(entry)) = dir.next_entry().await else {
+                break;
+            };
+            candidates.insert(entry.file_name().to_string_lossy().into_owned());
+        }
+        for port in self.store.ports_on_host(&self.config.host).await? {
+            candidates.insert(port.container_uuid);
+        }
+        let mut removed = 0;
+        for uuid in candidates.difference(live) {
+            // Written after the caller listed: keep it.
+            if self.store.get_container(uuid).await?.is_some() {
+                continue;
+            }
+            tracing::info!(%uuid, "removing the network of a container the store no longer has");
+            self.remove_all(uuid).await?;
+            removed += 1;
+        }
+        let stale = self.stale_port_elements().await?;
+        if !stale.is_empty() {
+            self.shell.nft(&stale.concat()).await?;
+        }
+        Ok(removed)
+    }
+}

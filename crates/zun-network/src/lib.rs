@@ -1,0 +1,76 @@
+//! Container networking (DESIGN decisions 6 and 9): the [`NetworkDriver`]
+//! trait the compute agent composes with its runtime, and the built-in
+//! driver ([`builtin::BuiltinDriver`]).
+//!
+//! A driver owns each container's network namespace: it makes the named
+//! namespace `zun-<uuid>`, plumbs it, and hands its path to the runtime,
+//! which starts the container inside it (Docker through the `zun-runc`
+//! wrapper, containerd and VMs directly). Nothing above the trait knows
+//! which driver is in use.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use zun_store::StoreError;
+use zun_types::Container;
+
+pub mod builtin;
+mod command;
+pub mod rules;
+
+pub use builtin::{BuiltinConfig, BuiltinDriver};
+
+/// Where named network namespaces live (iproute2's convention, so `ip -n`
+/// and `ip netns` see ours).
+pub const NETNS_DIR: &str = "/var/run/netns";
+
+/// The namespace of container `uuid`.
+pub fn netns_name(uuid: &str) -> String {
+    format!("zun-{uuid}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// A host command failed (iproute2, nftables).
+    #[error("{command} failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What a runtime needs to start a container on its network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// The network namespace the container must run in.
+    pub netns: PathBuf,
+    /// Upstream's `addresses` value for the container's view.
+    pub addresses: serde_json::Value,
+    /// Files to bind read-only into the container: (host path, path inside).
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// One host's container networking. Every method is idempotent, so an agent
+/// that dies part way redoes it.
+#[async_trait]
+pub trait NetworkDriver: Send + Sync + 'static {
+    /// Host-wide set-up, when the agent starts: forwarding, and the rules
+    /// that isolate networks, stop spoofing and translate egress.
+    async fn prepare_host(&self) -> Result<(), NetworkError>;
+
+    /// Gives the container its addresses (kept in the store) and plumbs
+    /// them on this host.
+    async fn attach(&self, container: &Container) -> Result<Attachment, NetworkError>;
+
+    /// Removes the container's plumbing from this host and releases its
+    /// addresses.
+    async fn detach(&self, container_uuid: &str) -> Result<(), NetworkError>;
+
+    /// Removes this host's network objects of containers the store no
+    /// longer has (a crash between a delete's steps, a killed agent).
+    /// `live` holds uuids known to exist, which need no look-up. Returns
+    /// how many containers' objects it removed.
+    async fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, NetworkError>;
+}

@@ -1,0 +1,227 @@
+//! The host's network objects as text for `ip -batch` and `nft -f`: pure
+//! functions, so what the driver asks of the kernel is tested without one.
+//!
+//! Isolation is layered:
+//! - each network is its own Linux bridge (`zbr<vni>`), so two projects
+//!   share no L2 at all;
+//! - `inet zun` forwards nothing between two bridges, lets a network reach
+//!   the outside (masqueraded) but nothing from outside in unless it
+//!   answers a container's own connection, and drops what a container sends
+//!   to the host itself (the API, agent endpoints, the engine, the store);
+//! - `bridge zun` accepts a frame from a container's port only when its
+//!   source MAC and IPv4 address (or ARP sender) are that port's, so a
+//!   container that changes its address or MAC reaches nothing. Ports are
+//!   elements of one set, so adding a container is one element, whatever
+//!   the host holds.
+
+use std::net::Ipv4Addr;
+
+use zun_types::network::Ipv4Net;
+
+/// Interface-name prefixes; the rules match on them.
+pub const BRIDGE_PREFIX: &str = "zbr";
+pub const PORT_PREFIX: &str = "zv";
+
+/// The bridge of the network whose subnet is `subnet`, on every host:
+/// `zbr` and the subnet's address in hex. Named after the subnet rather
+/// than the network's id, so two deployments that share a machine (tests)
+/// with different pools never share a bridge.
+pub fn bridge_name(subnet: Ipv4Net) -> String {
+    format!("{BRIDGE_PREFIX}{:08x}", u32::from(subnet.network()))
+}
+
+/// The host side of a container's veth: `zv` and the first 12 hex digits of
+/// its uuid (interface names hold 15 bytes).
+pub fn port_name(container_uuid: &str) -> String {
+    let hex: String = container_uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
+        .collect();
+    format!("{PORT_PREFIX}{hex}")
+}
+
+/// The whole rule set, re-applied on every agent start: chains are flushed
+/// and rewritten in one transaction; the sets keep their elements.
+pub fn host_ruleset() -> String {
+    let br = format!("\"{BRIDGE_PREFIX}*\"");
+    let zv = format!("\"{PORT_PREFIX}*\"");
+    format!(
+        "add table bridge zun
+add set bridge zun ports {{ type ifname . ether_addr . ipv4_addr; }}
+add chain bridge zun prerouting {{ type filter hook prerouting priority -200; policy accept; }}
+flush chain bridge zun prerouting
+add rule bridge zun prerouting iifname != {zv} accept
+add rule bridge zun prerouting ether type arp iifname . ether saddr . arp saddr ip != @ports drop
+add rule bridge zun prerouting ether type arp iifname . arp saddr ether . arp saddr ip != @ports drop
+add rule bridge zun prerouting ether type arp accept
+add rule bridge zun prerouting ether type ip iifname . ether saddr . ip saddr @ports accept
+add rule bridge zun prerouting drop
+add table inet zun
+add set inet zun intra {{ type ifname . ifname; }}
+add chain inet zun forward {{ type filter hook forward priority 0; policy accept; }}
+add chain inet zun input {{ type filter hook input priority 0; policy accept; }}
+add chain inet zun postrouting {{ type nat hook postrouting priority 100; policy accept; }}
+flush chain inet zun forward
+flush chain inet zun input
+flush chain inet zun postrouting
+add rule inet zun forward iifname . oifname @intra accept
+add rule inet zun forward iifname {br} oifname {br} drop
+add rule inet zun forward ct state established,related accept
+add rule inet zun forward iifname {br} accept
+add rule inet zun forward oifname {br} drop
+add rule inet zun input iifname {br} ct state established,related accept
+add rule inet zun input iifname {br} drop
+add rule inet zun postrouting iifname {br} oifname != {br} masquerade
+"
+    )
+}
+
+/// Lets traffic bridged inside one network through `inet zun`'s forward
+/// chain (with br_netfilter, bridged packets traverse it with the bridge as
+/// both interfaces).
+pub fn bridge_element(bridge: &str) -> String {
+    format!("add element inet zun intra {{ \"{bridge}\" . \"{bridge}\" }}\n")
+}
+
+/// The anti-spoofing entry of one port.
+pub fn port_element(verb: &str, port: &str, mac: &str, ip: Ipv4Addr) -> String {
+    format!("{verb} element bridge zun ports {{ \"{port}\" . {mac} . {ip} }}\n")
+}
+
+/// `ip -batch` lines that make a network's bridge with its gateway.
+pub fn bridge_batch(bridge: &str, gateway: Ipv4Addr, subnet: Ipv4Net, mtu: u32) -> String {
+    format!(
+        "link add {bridge} mtu {mtu} type bridge
+addr add {gateway}/{prefix} dev {bridge}
+link set {bridge} up
+",
+        prefix = subnet.prefix()
+    )
+}
+
+/// `ip -batch` lines, run in the host's namespace, that make the
+/// container's namespace and its veth pair, the inside end named `eth0`.
+pub fn port_host_batch(netns: &str, port: &str, bridge: &str, mac: &str, mtu: u32) -> String {
+    format!(
+        "netns add {netns}
+link add {port} mtu {mtu} type veth peer name eth0 address {mac} netns {netns}
+link set {port} master {bridge} up
+"
+    )
+}
+
+/// `ip -batch` lines, run inside the container's namespace.
+pub fn port_inside_batch(ip: Ipv4Addr, subnet: Ipv4Net, gateway: Ipv4Addr) -> String {
+    format!(
+        "link set lo up
+addr add {ip}/{prefix} dev eth0
+link set eth0 up
+route add default via {gateway} dev eth0
+",
+        prefix = subnet.prefix()
+    )
+}
+
+/// The container's `/etc/resolv.conf`: the host's name servers that a
+/// container can reach (not the host's loopback), and its search domains
+/// and options.
+pub fn resolv_conf(host_resolv_conf: &str) -> String {
+    let mut out = String::new();
+    for line in host_resolv_conf.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                let Some(server) = words.next() else { continue };
+                let loopback = server
+                    .parse::<std::net::IpAddr>()
+                    .map_or(true, |a| a.is_loopback());
+                if !loopback {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            Some("search" | "domain" | "options") => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The container's `/etc/hosts`: loopback names and its own names.
+pub fn hosts_file(ip: Ipv4Addr, names: &[&str]) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let names: Vec<&str> = names.iter().copied().filter(|n| !n.is_empty()).collect();
+    if !names.is_empty() {
+        out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_the_kernels_limit() {
+        let port = port_name("3f2b8c1e-9a7d-4e21-b6c0-5d4e3f2a1b0c");
+        assert_eq!(port, "zv3f2b8c1e9a7d");
+        assert!(port.len() <= 15);
+        let bridge = bridge_name("10.128.16.0/20".parse().expect("cidr"));
+        assert_eq!(bridge, "zbr0a801000");
+        assert!(bridge.len() <= 15);
+    }
+
+    #[test]
+    fn the_ruleset_isolates_networks_and_the_host() {
+        let rules = host_ruleset();
+        assert!(rules.contains("iifname \"zbr*\" oifname \"zbr*\" drop"));
+        assert!(
+            rules.contains("iifname \"zbr*\" drop"),
+            "nothing to the host"
+        );
+        assert!(rules.contains("iifname \"zbr*\" oifname != \"zbr*\" masquerade"));
+        // Intra-network traffic is accepted before the between-networks drop.
+        let intra = rules.find("@intra accept").expect("intra rule");
+        let between = rules.find("oifname \"zbr*\" drop").expect("drop rule");
+        assert!(intra < between);
+        // Re-applying rewrites chains but keeps set elements.
+        assert!(rules.contains("flush chain bridge zun prerouting"));
+        assert!(!rules.contains("flush set"));
+    }
+
+    #[test]
+    fn port_lines() {
+        let ip = Ipv4Addr::new(10, 128, 16, 2);
+        assert_eq!(
+            port_element("add", "zvabc", "02:5a:0a:80:10:02", ip),
+            "add element bridge zun ports { \"zvabc\" . 02:5a:0a:80:10:02 . 10.128.16.2 }\n"
+        );
+        let subnet: Ipv4Net = "10.128.16.0/20".parse().expect("cidr");
+        let inside = port_inside_batch(ip, subnet, Ipv4Addr::new(10, 128, 16, 1));
+        assert!(inside.contains("addr add 10.128.16.2/20 dev eth0"));
+        assert!(inside.contains("route add default via 10.128.16.1"));
+        let host = port_host_batch("zun-u", "zvabc", "zbr1", "02:5a:0a:80:10:02", 1500);
+        assert!(host.starts_with("netns add zun-u\n"));
+        assert!(host.contains("peer name eth0 address 02:5a:0a:80:10:02 netns zun-u"));
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback_servers() {
+        let host = "# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver ::1\nsearch example.org\noptions ndots:2\n";
+        assert_eq!(
+            resolv_conf(host),
+            "nameserver 10.255.255.53\nsearch example.org\noptions ndots:2\n"
+        );
+    }
+
+    #[test]
+    fn hosts_file_names_the_container() {
+        let hosts = hosts_file(Ipv4Addr::new(10, 0, 0, 2), &["web", ""]);
+        assert!(hosts.ends_with("10.0.0.2\tweb\n"));
+        assert!(!hosts_file(Ipv4Addr::new(10, 0, 0, 2), &[]).contains("10.0.0.2"));
+    }
+}

@@ -1,0 +1,104 @@
+//! The built-in container networks (IPAM): one network per project and
+//! name, each with one subnet carved from a pool, and the ports holding the
+//! containers' addresses on them. The address arithmetic is
+//! `zun_types::network`'s; this is only what is kept.
+
+use std::net::Ipv4Addr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use zun_types::network::Ipv4Net;
+
+use crate::StoreError;
+
+/// A built-in network of one project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkRecord {
+    pub uuid: String,
+    pub name: String,
+    pub project_id: String,
+    /// The subnet's own id, shown as `subnet_id` in a container's addresses.
+    pub subnet_uuid: String,
+    pub cidr: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// Index of the subnet in the pool it was carved from; unique across all
+    /// networks; also the network's VXLAN id and names its bridge on each
+    /// host.
+    pub vni: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One container's address on one network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRecord {
+    pub uuid: String,
+    pub network_uuid: String,
+    pub container_uuid: String,
+    pub project_id: String,
+    /// The host the container is placed on (where the port is plumbed).
+    pub host: Option<String>,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait NetworkStore: Send + Sync {
+    /// The project's network `name`, created when missing: it takes the
+    /// lowest vni >= 1 not used by any network for which
+    /// `pool.subnet(prefix, vni)` exists, cidr = that subnet, gateway = its
+    /// `gateway()`, fresh uuids for network and subnet. Concurrent callers
+    /// (also in other processes on PostgreSQL) all get the same single row.
+    /// [`StoreError::Exhausted`] when the pool has no subnet left or the
+    /// subnet has no gateway. An existing network is returned as it is,
+    /// whatever `pool` and `prefix` say now.
+    async fn ensure_network(
+        &self,
+        project_id: &str,
+        name: &str,
+        pool: Ipv4Net,
+        prefix: u8,
+    ) -> Result<NetworkRecord, StoreError>;
+
+    async fn get_network(&self, uuid: &str) -> Result<Option<NetworkRecord>, StoreError>;
+
+    /// Networks of a project (all projects with `None`), ordered by vni.
+    async fn list_networks(
+        &self,
+        project_id: Option<&str>,
+    ) -> Result<Vec<NetworkRecord>, StoreError>;
+
+    /// The container's port on `network`, allocated when it has none
+    /// (idempotent: a second call returns the same port as it was
+    /// allocated, whatever `host` and `fixed` say then, also after a
+    /// crash). The network is read back from the store (its stored subnet
+    /// is the one that counts); [`StoreError::NotFound`] when it is not
+    /// there. `fixed`: that address, or [`StoreError::Rejected`] with a 400
+    /// when it is not assignable in the subnet and a 409 when another port
+    /// holds it; otherwise the lowest free assignable address
+    /// ([`StoreError::Exhausted`] when none). The MAC is
+    /// `zun_types::network::mac_for(ip)`. Concurrent allocations on one
+    /// network never hand out one address twice: they serialise (SQLite's
+    /// write lock; PostgreSQL: an advisory lock on the network), and a
+    /// UNIQUE (network, address) constraint backs it. The container need
+    /// not be stored yet; [`crate::Store::delete_container`] removes its
+    /// ports with it.
+    async fn allocate_port(
+        &self,
+        network: &NetworkRecord,
+        container_uuid: &str,
+        project_id: &str,
+        host: Option<&str>,
+        fixed: Option<Ipv4Addr>,
+    ) -> Result<PortRecord, StoreError>;
+
+    /// The container's ports, in allocation order.
+    async fn ports_of_container(&self, container_uuid: &str)
+    -> Result<Vec<PortRecord>, StoreError>;
+
+    /// The ports plumbed on `host`, in allocation order.
+    async fn ports_on_host(&self, host: &str) -> Result<Vec<PortRecord>, StoreError>;
+
+    /// Removes the container's ports; returns how many.
+    async fn release_ports(&self, container_uuid: &str) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,467 @@
+"""Container networks (issue 12), built-in driver, against a REAL Keystone with
+two projects (demo and alt_demo) and the real engine.
+
+Every container gets an address on its project's network (one Linux bridge per
+network, a veth into the container's own namespace, addresses from the store).
+The checks here send real traffic between containers: ping, TCP (busybox httpd
+and wget) and UDP (busybox tftp to a responder in the peer's namespace), across
+projects (nothing), with forged addresses (nothing), to the host (nothing), and
+out of the cloud through SNAT to a namespace standing for the outside world.
+
+Expected shapes: /work/shared/reference/zun-api.md §4.3 (`addresses`) and §4.7
+(`network_list`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    CLI_TIMEOUT_S,
+    IMAGE,
+    OPENSTACK,
+    ROOT,
+    docker_cmd,
+)
+from keystone import KeystoneServer
+from test_keystone import Caller, keystone_toml, make_configured, preferred_keystone_port
+
+V = "1.40"
+# httpd serving the container's own name, so a reply says who answered.
+HTTPD = ["/bin/sh", "-c",
+         "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+KEYSTONE_DATA_DIR = Path(os.environ.get("ZUN_TEST_KEYSTONE_NETWORKS_DATA_DIR")
+                         or ROOT / ".data" / "keystone-acceptance-networks")
+STATE_DIR = Path("/run/zun/net")
+# The namespace standing for the world outside the cloud, and its link.
+OUTSIDE_NS = f"zt-out-{uuidlib.uuid4().hex[:6]}"
+OUTSIDE_HOST_IP = "198.18.77.1"
+OUTSIDE_IP = "198.18.77.2"
+
+
+# --------------------------------------------------------------------------- helpers
+
+# python-zunclient's own network_list call, authenticated from OS_* variables.
+ZUNCLIENT_NETWORK_LIST = """
+import json, os, sys
+from keystoneauth1 import loading, session
+from zunclient import client
+auth = loading.get_plugin_loader("password").load_from_options(
+    auth_url=os.environ["OS_AUTH_URL"], username=os.environ["OS_USERNAME"],
+    password=os.environ["OS_PASSWORD"], project_name=os.environ["OS_PROJECT_NAME"],
+    user_domain_name=os.environ["OS_USER_DOMAIN_NAME"],
+    project_domain_name=os.environ["OS_PROJECT_DOMAIN_NAME"])
+zun = client.Client("1.40", session=session.Session(auth=auth))
+print(json.dumps([n.to_dict() for n in zun.containers.network_list(sys.argv[1])]))
+"""
+
+
+def in_container(uuid: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`sh -c command` inside the container, through the engine."""
+    return docker_cmd("exec", f"zun-{uuid}", "/bin/sh", "-c", command, timeout=timeout)
+
+
+def ip_of(view: dict) -> str:
+    (entries,) = view["addresses"].values()
+    (entry,) = entries
+    return entry["addr"]
+
+
+def reaches_http(src: str, dst_ip: str, port: int = 8080) -> str | None:
+    """The body `src` gets from http://dst_ip:port/ within 2 s, or None."""
+    # (busybox 1.35's wget crashes with -q or -T: `timeout` bounds it, and its
+    # progress goes to stderr.)
+    r = in_container(src, f"timeout 2 wget -O - http://{dst_ip}:{port}/ 2>/dev/null")
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def pings(src: str, dst_ip: str) -> bool:
+    return in_container(src, f"ping -c 1 -W 2 {dst_ip}").returncode == 0
+
+
+def netns(uuid: str) -> str:
+    return f"zun-{uuid}"
+
+
+def ip_netns(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "-n", name, *args], capture_output=True, text=True, timeout=30)
+
+
+UDP_RESPONDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 69))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    # A TFTP ERROR packet (opcode 5, code 1) whose text names the sender.
+    s.sendto(b"\x00\x05\x00\x01udp-from-" + peer[0].encode() + b"\x00", peer)
+"""
+
+
+class UdpResponder:
+    """A UDP server on port 69 inside a container's namespace (what the
+    container itself would receive), answering TFTP requests with an error
+    that names the sender: busybox's tftp client prints it."""
+
+    def __init__(self, uuid: str):
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns(uuid), "python3", "-u", "-c", UDP_RESPONDER],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", line
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def udp_reply(src: str, dst_ip: str) -> str:
+    r = in_container(src, f"timeout 5 tftp -g -r probe -l /tmp/probe {dst_ip} 69 2>&1")
+    return r.stdout
+
+
+def host_objects(uuids: list[str], host: str) -> dict[str, list[str]]:
+    """This host's network objects belonging to `uuids`: namespaces, host
+    ends of veths, state directories, anti-spoofing entries."""
+    names = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                               check=True).stdout.split())
+    links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
+                                      text=True, check=True).stdout)
+    ports = {"zv" + u.replace("-", "")[:12] for u in uuids}
+    elements = subprocess.run(["nft", "list", "set", "bridge", "zun", "ports"],
+                              capture_output=True, text=True).stdout
+    return {
+        "netns": sorted(n for n in (netns(u) for u in uuids) if n in names),
+        "links": sorted(link["ifname"] for link in links if link["ifname"] in ports),
+        "state": sorted(u for u in uuids if (STATE_DIR / host / u).exists()),
+        "nft": sorted(p for p in ports if f'"{p}"' in elements),
+    }
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def zund_port() -> int:
+    from conftest import free_port
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def keystone(engine_cleanup, zund_port, log_dir):
+    ks = KeystoneServer(
+        port=preferred_keystone_port(KEYSTONE_DATA_DIR),
+        zun_endpoint=f"http://127.0.0.1:{zund_port}/v1",
+        data_dir=KEYSTONE_DATA_DIR,
+        log_file=log_dir / "keystone-networks-script.log",
+    )
+    ks.start()
+    try:
+        yield ks
+    finally:
+        ks.stop()
+
+
+@pytest.fixture(scope="module")
+def zk(keystone, zund_port, tmp_path_factory, log_dir):
+    z = make_configured(tmp_path_factory, log_dir, "net", keystone_toml(keystone), port=zund_port)
+    try:
+        z.start()
+        yield z
+    finally:
+        z.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(zk, keystone) -> Caller:
+    return Caller(zk, keystone.issue_token("demo").id, "demo")
+
+
+@pytest.fixture(scope="module")
+def alt(zk, keystone) -> Caller:
+    return Caller(zk, keystone.issue_token("alt_demo").id, "alt_demo")
+
+
+@pytest.fixture(scope="module")
+def servers(demo, alt):
+    """Two running httpd containers of demo and one of alt_demo."""
+    made = {}
+    for key, caller in (("demo_a", demo), ("demo_b", demo), ("alt_a", alt)):
+        view = caller.create({"name": f"net-{key}", "command": HTTPD,
+                              "hostname": key.replace("_", "-")}, run=True)
+        made[key] = (caller, view["uuid"])
+    views = {k: c.wait_status(u, "Running") for k, (c, u) in made.items()}
+    # httpd is up once it answers from inside its own container.
+    for key, (_, uuid) in made.items():
+        deadline = time.monotonic() + 10
+        while reaches_http(uuid, "127.0.0.1") is None:
+            assert time.monotonic() < deadline, f"httpd of {key} does not answer"
+            time.sleep(0.2)
+    yield views
+    demo.delete_all()
+    alt.delete_all()
+
+
+@pytest.fixture(scope="module")
+def outside():
+    """A namespace for the world outside the cloud, linked to the host by a
+    veth (198.18.77.0/24), with an HTTP server that answers the address it
+    sees the request come from."""
+    subprocess.run(["ip", "netns", "add", OUTSIDE_NS], check=True)
+    try:
+        host_end = f"zt{OUTSIDE_NS[-6:]}"
+        subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
+                        "netns", OUTSIDE_NS], check=True)
+        subprocess.run(["ip", "addr", "add", f"{OUTSIDE_HOST_IP}/24", "dev", host_end], check=True)
+        subprocess.run(["ip", "link", "set", host_end, "up"], check=True)
+        for args in (["addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0"],
+                     ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"]):
+            subprocess.run(["ip", "-n", OUTSIDE_NS, *args], check=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", OUTSIDE_NS, "python3", "-u", "-c",
+             "import http.server as h\n"
+             "class H(h.BaseHTTPRequestHandler):\n"
+             "    def do_GET(self):\n"
+             "        body = self.client_address[0].encode()\n"
+             "        self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
+             "        self.end_headers(); self.wfile.write(body)\n"
+             "    def log_message(self, *a): pass\n"
+             "print('ready', flush=True)\n"
+             "h.HTTPServer(('0.0.0.0', 8000), H).serve_forever()\n"],
+            stdout=subprocess.PIPE, text=True)
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        try:
+            yield OUTSIDE_IP
+        finally:
+            server.kill()
+            server.wait(timeout=10)
+    finally:
+        subprocess.run(["ip", "netns", "del", OUTSIDE_NS], check=False)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_every_container_gets_an_address_on_its_projects_network(servers):
+    demo_a, demo_b, alt_a = servers["demo_a"], servers["demo_b"], servers["alt_a"]
+    for view in servers.values():
+        (net_id, entries), = view["addresses"].items()
+        (entry,) = entries
+        assert set(entry) == {"addr", "version", "port", "subnet_id", "preserve_on_delete"}, entry
+        assert entry["version"] == 4 and entry["preserve_on_delete"] is False
+        uuidlib.UUID(net_id), uuidlib.UUID(entry["port"]), uuidlib.UUID(entry["subnet_id"])
+        ipaddress.IPv4Address(entry["addr"])
+    assert demo_a["addresses"].keys() == demo_b["addresses"].keys(), "one network per project"
+    assert demo_a["addresses"].keys() != alt_a["addresses"].keys()
+    assert len({ip_of(v) for v in servers.values()}) == 3
+    # The address is the container's own, on eth0.
+    r = in_container(demo_a["uuid"], "ip -4 -o addr show dev eth0")
+    assert f" {ip_of(demo_a)}/" in r.stdout, r.stdout
+
+
+def test_network_list_has_upstreams_shapes(demo, servers, keystone):
+    view = servers["demo_a"]
+    (net_id, [entry]), = view["addresses"].items()
+    r = demo.http("GET", f"/v1/containers/{view['uuid']}/network_list", version="1.18")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"networks": [{"net_id": net_id, "port_id": entry["port"], "fixed_ips": [
+        {"subnet_id": entry["subnet_id"], "version": 4, "ip_address": entry["addr"]}]}]}
+    r = demo.http("GET", f"/v1/containers/{view['uuid']}/network_list", version="1.13")
+    assert r.json() == {"networks": [{"net_id": net_id, "subnet_id": entry["subnet_id"],
+                                      "port_id": entry["port"], "version": 4,
+                                      "ip_address": entry["addr"]}]}
+    # The real client. python-zunclient 5.4.0's `openstack appcontainer
+    # network list` cannot print (it hands osc-lib a plain function as a
+    # column formatter: "Invalid formatter provided."), so its library call,
+    # which the command makes, is driven directly.
+    r = subprocess.run([str(Path(OPENSTACK).with_name("python")), "-c", ZUNCLIENT_NETWORK_LIST,
+                        view["uuid"]], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                       env=keystone.cli_env("demo"), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [{"net_id": net_id, "port_id": entry["port"], "fixed_ips": [
+        {"subnet_id": entry["subnet_id"], "version": 4, "ip_address": entry["addr"]}]}]
+    r = subprocess.run([OPENSTACK, "appcontainer", "show", view["uuid"], "-f", "json"],
+                       capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                       env=keystone.cli_env("demo"), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert entry["addr"] in r.stdout
+
+
+def test_same_project_containers_reach_each_other(servers):
+    a, b = servers["demo_a"]["uuid"], servers["demo_b"]
+    assert pings(a, ip_of(b))
+    assert reaches_http(a, ip_of(b)) == "demo-b"
+    responder = UdpResponder(b["uuid"])
+    try:
+        assert f"udp-from-{ip_of(servers['demo_a'])}" in udp_reply(a, ip_of(b))
+    finally:
+        responder.stop()
+
+
+def test_other_projects_have_no_path(servers):
+    demo_a, alt_a = servers["demo_a"], servers["alt_a"]
+    assert not pings(demo_a["uuid"], ip_of(alt_a))
+    assert reaches_http(demo_a["uuid"], ip_of(alt_a)) is None
+    assert not pings(alt_a["uuid"], ip_of(demo_a))
+    assert reaches_http(alt_a["uuid"], ip_of(demo_a)) is None
+    responder = UdpResponder(alt_a["uuid"])
+    try:
+        assert "udp-from" not in udp_reply(demo_a["uuid"], ip_of(alt_a))
+    finally:
+        responder.stop()
+    # Not merely filtered: another project's network is another bridge.
+    bridges = set()
+    for view in (demo_a, alt_a):
+        master = json.loads(subprocess.run(
+            ["ip", "-j", "link", "show", "zv" + view["uuid"].replace("-", "")[:12]],
+            capture_output=True, text=True, check=True).stdout)[0]["master"]
+        bridges.add(master)
+    assert len(bridges) == 2, bridges
+
+
+def test_forged_addresses_reach_nothing(servers):
+    """A container that takes another address or MAC (done here from the host,
+    in its namespace: containers lack CAP_NET_ADMIN) is cut off until it
+    gives them back."""
+    a, b = servers["demo_a"], servers["demo_b"]
+    ns, own = netns(a["uuid"]), ip_of(a)
+    prefix = ipaddress.IPv4Interface(
+        in_container(a["uuid"], "ip -4 -o addr show dev eth0").stdout.split()[3]).network.prefixlen
+    forged = str(ipaddress.IPv4Address(own) + 100)
+    gateway = in_container(a["uuid"], "ip route show default").stdout.split()[2]
+    try:
+        # Another address on the same subnet instead of its own.
+        assert ip_netns(ns, "addr", "del", f"{own}/{prefix}", "dev", "eth0").returncode == 0
+        assert ip_netns(ns, "addr", "add", f"{forged}/{prefix}", "dev", "eth0").returncode == 0
+        assert ip_netns(ns, "route", "replace", "default", "via", gateway).returncode == 0
+        assert not pings(a["uuid"], ip_of(b))
+        assert reaches_http(a["uuid"], ip_of(b)) is None
+        assert ip_netns(ns, "addr", "del", f"{forged}/{prefix}", "dev", "eth0").returncode == 0
+        assert ip_netns(ns, "addr", "add", f"{own}/{prefix}", "dev", "eth0").returncode == 0
+        assert ip_netns(ns, "route", "replace", "default", "via", gateway).returncode == 0
+        assert pings(a["uuid"], ip_of(b)), "its own address works again"
+        # Another MAC.
+        mac = json.loads(ip_netns(ns, "-j", "link", "show", "eth0").stdout)[0]["address"]
+        assert ip_netns(ns, "link", "set", "eth0", "address", "02:00:00:00:be:ef").returncode == 0
+        assert not pings(a["uuid"], ip_of(b))
+        assert reaches_http(a["uuid"], ip_of(b)) is None
+        assert ip_netns(ns, "link", "set", "eth0", "address", mac).returncode == 0
+        assert pings(a["uuid"], ip_of(b)), "its own MAC works again"
+    finally:
+        ip_netns(ns, "addr", "del", f"{forged}/{prefix}", "dev", "eth0")
+        ip_netns(ns, "addr", "replace", f"{own}/{prefix}", "dev", "eth0")
+        ip_netns(ns, "route", "replace", "default", "via", gateway)
+
+
+def test_containers_cannot_reach_the_host(servers, zk):
+    """A service listening on every address of the host (as an engine or an
+    agent endpoint bound to 0.0.0.0 would) is out of reach, through the
+    network's gateway and through the host's other addresses; so is the API."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, peer = listener.accept()
+            except OSError:
+                return
+            accepted.append(peer)
+            conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhost")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        a = servers["demo_a"]["uuid"]
+        gateway = in_container(a, "ip route show default").stdout.split()[2]
+        host_ips = [i["local"] for link in json.loads(subprocess.run(
+            ["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True).stdout)
+            for i in link.get("addr_info", []) if i["family"] == "inet"
+            and not i["local"].startswith("127.")]
+        assert gateway in host_ips
+        for address in host_ips:
+            assert reaches_http(a, address, port) is None, f"host service reached at {address}"
+            assert reaches_http(a, address, zk.port) is None, f"the API reached at {address}"
+        assert not pings(a, gateway)
+        assert accepted == []
+    finally:
+        listener.close()
+
+
+def test_egress_goes_out_through_the_hosts_address(servers, outside):
+    a = servers["demo_a"]
+    assert reaches_http(a["uuid"], outside, 8000) == OUTSIDE_HOST_IP, \
+        "the outside world sees the host's address (SNAT), not the container's"
+    # Nothing from outside comes in unasked.
+    r = subprocess.run(["ip", "netns", "exec", OUTSIDE_NS, "ip", "route", "add",
+                        str(ipaddress.IPv4Interface(f"{ip_of(a)}/16").network), "via",
+                        OUTSIDE_HOST_IP], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["ip", "netns", "exec", OUTSIDE_NS, "python3", "-c",
+                        "import socket; s = socket.create_connection"
+                        f"(('{ip_of(a)}', 8080), timeout=3); print('connected')"],
+                       capture_output=True, text=True, timeout=30)
+    assert "connected" not in r.stdout
+
+
+def test_resolv_conf_and_hosts(servers):
+    a = servers["demo_a"]["uuid"]
+    resolv = in_container(a, "cat /etc/resolv.conf").stdout
+    host_servers = [line.split()[1] for line in Path("/etc/resolv.conf").read_text().splitlines()
+                    if line.startswith("nameserver") and not line.split()[1].startswith("127.")]
+    for server in host_servers:
+        assert f"nameserver {server}" in resolv, resolv
+    assert "127.0.0.53" not in resolv
+    hosts = in_container(a, "cat /etc/hosts").stdout
+    assert "localhost" in hosts and ip_of(servers["demo_a"]) in hosts
+
+
+def test_address_survives_a_container_restart(demo, servers, keystone):
+    b = servers["demo_b"]
+    r = subprocess.run([OPENSTACK, "appcontainer", "restart", b["uuid"]], capture_output=True,
+                       text=True, timeout=CLI_TIMEOUT_S, env=keystone.cli_env("demo"),
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30
+    while reaches_http(servers["demo_a"]["uuid"], ip_of(b)) != "demo-b":
+        assert time.monotonic() < deadline, "the restarted container is not reachable again"
+        time.sleep(0.5)
+    view = demo.wait_status(b["uuid"], "Running")
+    assert view["addresses"] == b["addresses"]
+
+
+def test_delete_leaves_no_network_objects(demo, zk):
+    view = demo.create({"name": "net-short", "command": HTTPD}, run=True)
+    demo.wait_status(view["uuid"], "Running")
+    assert host_objects([view["uuid"]], zk.host_name) == {
+        "netns": [netns(view["uuid"])], "links": ["zv" + view["uuid"].replace("-", "")[:12]],
+        "state": [view["uuid"]], "nft": ["zv" + view["uuid"].replace("-", "")[:12]]}
+    r = demo.http("DELETE", f"/v1/containers/{view['uuid']}", params={"stop": "true"})
+    assert r.status_code == 204, r.text
+    demo.wait_gone(view["uuid"])
+    assert host_objects([view["uuid"]], zk.host_name) == {
+        "netns": [], "links": [], "state": [], "nft": []}
+
+
+def test_choosing_networks_is_refused_clearly(demo):
+    for body in ({"nets": [{"network": "private"}]}, {"security_groups": ["default"]}):
+        r = demo.http("POST", "/v1/containers", json={"image": IMAGE, **body})
+        assert r.status_code == 400, r.text
+        (err,) = r.json()["errors"]
+        assert err["status"] == 400 and err["detail"], err
