@@ -8,6 +8,11 @@
 #   bash scripts/hosts.sh purge     # stop, then delete the hosts' data roots too
 #   bash scripts/hosts.sh status [N]  # exit 0 iff hosts 1..N (default: the last start's N) answer
 #
+# Hosts reach each other over an underlay: a bridge ($UNDERLAY_BRIDGE, no
+# address) in the current namespace with one veth per host, whose inside end
+# `uly0` has $UNDERLAY_NET.I/24 (what the hosts' network drivers carry their
+# networks' VXLAN traffic over; `bash scripts/hosts.sh underlay-address I`).
+#
 # Host I has its own socket, pidfile, log and exec root (with its own managed
 # containerd) under $RUN_BASE/I, data root $DATA_BASE/I, cgroup parent /zun-host-I,
 # and dockerd.sh's flags (no bridge, no iptables, dead proxies, busybox:latest
@@ -18,12 +23,17 @@
 #   ZUN_HOSTS_RUN_BASE   /run/zun-hosts
 #   ZUN_HOSTS_DATA_BASE  /var/lib/zun-hosts
 #   ZUN_HOSTS_PREFIX     zun-host      (namespace and cgroup parent names)
+#   ZUN_HOSTS_UNDERLAY   10.250.0      (the underlay's /24, without the last byte)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_BASE="${ZUN_HOSTS_RUN_BASE:-/run/zun-hosts}"
 DATA_BASE="${ZUN_HOSTS_DATA_BASE:-/var/lib/zun-hosts}"
 PREFIX="${ZUN_HOSTS_PREFIX:-zun-host}"
+UNDERLAY_NET="${ZUN_HOSTS_UNDERLAY:-10.250.0}"
+# Interface names hold 15 bytes: the prefix enters as a short checksum.
+TAG="$(printf %s "$PREFIX" | cksum | cut -c1-5)"
+UNDERLAY_BRIDGE="zul-$TAG"
 DOCKERD_SH="$ROOT/scripts/dockerd.sh"
 # A namespace this script created carries this marker in its run dir; stop
 # deletes only those.
@@ -61,6 +71,22 @@ ensure_netns() { # I
         touch "$RUN_BASE/$i/$NETNS_MARKER"
     fi
     ip -n "$ns" link set lo up
+    ensure_underlay "$i"
+}
+
+# The host's leg on the underlay bridge.
+ensure_underlay() { # I
+    local i="$1" ns="$PREFIX-$1" outer="zul-$TAG-$1"
+    if ! ip link show dev "$UNDERLAY_BRIDGE" >/dev/null 2>&1; then
+        ip link add "$UNDERLAY_BRIDGE" type bridge
+    fi
+    ip link set "$UNDERLAY_BRIDGE" up
+    if ! ip link show dev "$outer" >/dev/null 2>&1; then
+        ip link add "$outer" type veth peer name uly0 netns "$ns"
+    fi
+    ip link set "$outer" master "$UNDERLAY_BRIDGE" up
+    ip -n "$ns" addr replace "$UNDERLAY_NET.$i/24" dev uly0
+    ip -n "$ns" link set uly0 up
 }
 
 # The host numbers this script has state for (run dirs), ascending.
@@ -152,6 +178,7 @@ stop() {
         rm -rf "${RUN_BASE:?}/$i"
     done
     rm -f "$RUN_BASE/count"
+    ip link del "$UNDERLAY_BRIDGE" 2>/dev/null || true
     rmdir "$RUN_BASE" 2>/dev/null || true
     log "stopped hosts ${hosts[*]}"
 }
@@ -184,8 +211,9 @@ case "${1:-}" in
     stop) lock && stop ;;
     purge) lock && purge ;;
     status) status "${2:-}" ;;
+    underlay-address) echo "$UNDERLAY_NET.${2:?usage: $0 underlay-address I}" ;;
     *)
-        echo "usage: $0 start N|stop|purge|status [N]" >&2
+        echo "usage: $0 start N|stop|purge|status [N]|underlay-address I" >&2
         exit 2
         ;;
 esac

@@ -89,6 +89,10 @@ class EngineHosts:
         """The pid of the host's dockerd (its pidfile sits beside the socket)."""
         return int((Path(self.sockets[host]).parent / "dockerd.pid").read_text())
 
+    def underlay_address(self, host: int) -> str:
+        """The host's address on the underlay between hosts (0-based index)."""
+        return self._run("underlay-address", str(host + 1)).stdout.strip()
+
     def netns_link(self, host: int) -> str:
         """The namespace link ("net:[INODE]") of the host's /var/run/netns entry."""
         return f"net:[{os.stat(f'/var/run/netns/{self.namespaces[host]}').st_ino}]"

@@ -390,11 +390,14 @@ def test_containers_cannot_reach_the_host(servers, zk):
     try:
         a = servers["demo_a"]["uuid"]
         gateway = in_container(a, "ip route show default").stdout.split()[2]
-        host_ips = [i["local"] for link in json.loads(subprocess.run(
-            ["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True).stdout)
-            for i in link.get("addr_info", []) if i["family"] == "inet"
-            and not i["local"].startswith("127.")]
-        assert gateway in host_ips
+        # The gateway, and the host's addresses outside the service's own
+        # bridges (other deployments' gateways are filtered alike).
+        links = json.loads(subprocess.run(["ip", "-j", "addr", "show"], capture_output=True,
+                                          text=True, check=True).stdout)
+        host_ips = [gateway] + [i["local"] for link in links
+                                if not link["ifname"].startswith("zbr")
+                                for i in link.get("addr_info", []) if i["family"] == "inet"
+                                and not i["local"].startswith("127.")]
         for address in host_ips:
             assert reaches_http(a, address, port) is None, f"host service reached at {address}"
             assert reaches_http(a, address, zk.port) is None, f"the API reached at {address}"
@@ -444,6 +447,61 @@ def test_address_survives_a_container_restart(demo, servers, keystone):
         time.sleep(0.5)
     view = demo.wait_status(b["uuid"], "Running")
     assert view["addresses"] == b["addresses"]
+
+
+def test_rebuild_keeps_uuid_name_and_addresses(demo, servers, keystone):
+    b = servers["demo_b"]
+    engine_id = docker_cmd("inspect", "-f", "{{.Id}}", f"zun-{b['uuid']}").stdout.strip()
+    assert docker_cmd("tag", IMAGE, "zun-test/rebuilt:1").returncode == 0
+    r = subprocess.run([OPENSTACK, "appcontainer", "rebuild", "--image", "zun-test/rebuilt:1",
+                        b["uuid"]], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                       env=keystone.cli_env("demo"), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 60
+    while True:
+        view = demo.get(b["uuid"]).json()
+        if view["status"] == "Running" and view["task_state"] is None:
+            break
+        assert view["status"] in ("Running", "Rebuilding"), view
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
+    new_id = docker_cmd("inspect", "-f", "{{.Id}} {{.Config.Image}}", f"zun-{b['uuid']}").stdout
+    assert new_id.split() != [engine_id] and new_id.split()[1] == "zun-test/rebuilt:1", new_id
+    assert view["image"] == "zun-test/rebuilt:1"
+    assert view["name"] == b["name"] and view["addresses"] == b["addresses"]
+    deadline = time.monotonic() + 15
+    while reaches_http(servers["demo_a"]["uuid"], ip_of(b)) != "demo-b":
+        assert time.monotonic() < deadline, "the rebuilt container is not reachable at its address"
+        time.sleep(0.5)
+    r = demo.http("GET", f"/v1/containers/{b['uuid']}/container_actions")
+    assert "rebuild" in [a["action"] for a in r.json()["containerActions"]]
+
+
+def test_rebuild_and_resize_refuse_bad_input(demo, servers):
+    a = servers["demo_a"]["uuid"]
+    r = demo.http("POST", f"/v1/containers/{a}/rebuild", params={"image_driver": "nope"})
+    assert r.status_code == 400, r.text
+    r = demo.http("POST", f"/v1/containers/{a}/rebuild", params={"image": "!"})
+    assert r.status_code == 400, r.text
+    r = demo.http("POST", f"/v1/containers/{a}/resize_container", params={"memory": "12M"})
+    assert r.status_code == 400, r.text
+
+
+def test_resize_container_answers_the_container_as_it_was(demo, servers):
+    a = servers["demo_a"]
+    r = demo.http("POST", f"/v1/containers/{a['uuid']}/resize_container",
+                  params={"memory": "256", "cpu": "0.5"})
+    assert r.status_code == 202, r.text
+    assert r.json()["memory"] == a["memory"] and r.json()["cpu"] == a["cpu"]
+    deadline = time.monotonic() + 30
+    while True:
+        info = json.loads(docker_cmd("inspect", f"zun-{a['uuid']}").stdout)[0]["HostConfig"]
+        if info["Memory"] == 256 * 1024 * 1024 and info["NanoCpus"] == 500_000_000:
+            break
+        assert time.monotonic() < deadline, info
+        time.sleep(0.2)
+    view = demo.get(a["uuid"]).json()
+    assert view["memory"] == "256" and view["cpu"] == 0.5
 
 
 def test_delete_leaves_no_network_objects(demo, zk):

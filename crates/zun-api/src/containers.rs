@@ -382,18 +382,31 @@ async fn update(
     let req = validation::update_request(&value)?;
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
     ctx.authorize("container:update", &target(&container))?;
+    let updated = apply_update(&state, &ctx, &container, req, Action::Update).await?;
+    Ok(Json(view_one(&ctx, &updated)).into_response())
+}
+
+/// A PATCH-style change (name, auto_heal, cpu, memory) under `check`'s
+/// state rule; cpu and memory go to the agent and count against quota.
+async fn apply_update(
+    state: &ApiState,
+    ctx: &Ctx,
+    container: &Container,
+    req: validation::UpdateRequest,
+    check: Action,
+) -> Result<Container> {
     let resources_change = req.cpu.is_some() || req.memory.is_some();
     let action = resources_change.then(|| {
         new_action(
-            &ctx,
-            &container,
+            ctx,
+            container,
             "update",
             json!({ "cpu": req.cpu, "memory": req.memory }),
         )
     });
     let uuid = container.uuid.clone();
     let mutate = move |c: &mut Container| {
-        Action::Update.check(&c.uuid, c.status)?;
+        check.check(&c.uuid, c.status)?;
         if let Some(name) = &req.name {
             c.name = name.clone();
         }
@@ -411,7 +424,7 @@ async fn update(
     // A cpu/memory change is checked against the project's quota in the
     // same transaction as the write.
     let limits = if resources_change {
-        Some(crate::quotas::project_limits(&state, &container.project_id).await?)
+        Some(crate::quotas::project_limits(state, &container.project_id).await?)
     } else {
         None
     };
@@ -419,7 +432,7 @@ async fn update(
         .store
         .update_container_checked(&uuid, &mutate, action.as_ref(), limits.as_ref())
         .await?;
-    Ok(Json(view_one(&ctx, &updated)).into_response())
+    Ok(updated)
 }
 
 async fn delete(
@@ -603,6 +616,32 @@ async fn action(
             None,
         ),
         "rename" => return rename(store, &ctx, &container, &params).await,
+        "resize_container" => return resize_container(&state, &ctx, &container, &params).await,
+        "rebuild" => {
+            let (image, driver) =
+                validation::rebuild_request(params.get("image"), params.get("image_driver"))?;
+            if driver.as_deref() == Some("glance") {
+                return Err(Error(ApiError::invalid(
+                    "Image driver glance is not configured in this deployment.",
+                )));
+            }
+            let args = json!({ "image": image });
+            let was_running = container.status == ContainerStatus::Running;
+            return transition(store, &ctx, &container, Action::Rebuild, args, move |c| {
+                c.status = ContainerStatus::Rebuilding;
+                c.task_state = Some(TaskState::ContainerRebuilding);
+                if let Some(image) = &image {
+                    c.image.clone_from(image);
+                }
+                // Upstream: back to Running only if it was running.
+                c.desired_state = if was_running {
+                    DesiredState::Running
+                } else {
+                    DesiredState::Created
+                };
+            })
+            .await;
+        }
         "network_list" => {
             // One entry per port from 1.18, one per address before.
             let per_port = ctx.version >= Version::new(1, 18);
@@ -628,6 +667,27 @@ async fn action(
         }
     })
     .await
+}
+
+/// `POST .../resize_container` (1.19): a cpu/memory change as PATCH makes it,
+/// answered 202 with the container as it was (upstream's answer).
+async fn resize_container(
+    state: &ApiState,
+    ctx: &Ctx,
+    container: &Container,
+    params: &Params,
+) -> Result<Response> {
+    let mut body = serde_json::Map::new();
+    for (key, value) in params.pairs() {
+        let value = match key {
+            "auto_heal" => Value::Bool(params.bool(key, false)?),
+            _ => Value::String(value.to_owned()),
+        };
+        body.insert(key.to_owned(), value);
+    }
+    let req = validation::update_request(&Value::Object(body))?;
+    apply_update(state, ctx, container, req, Action::ResizeContainer).await?;
+    Ok((StatusCode::ACCEPTED, Json(view_one(ctx, container))).into_response())
 }
 
 /// Checks the state, applies the API-side status change and records the

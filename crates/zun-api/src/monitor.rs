@@ -121,6 +121,7 @@ mod tests {
                 kernel_version: None,
                 enable_cpu_pinning: false,
                 endpoint: None,
+                overlay_address: None,
             };
             store.upsert_compute_node(&node).await.unwrap();
             store

@@ -13,7 +13,10 @@
 //!   containers networks, so the baseline pays for one too);
 //! * `GET /v1/containers` latency with the containers present (and the raw
 //!   engine's container list beside it);
-//! * zund's resident memory idle, with the containers running, and after.
+//! * zund's resident memory idle, with the containers running, and after;
+//! * TCP throughput between two containers (1 GiB over HTTP, busybox httpd
+//!   to wget) on zund's network beside the same between two raw containers
+//!   on the engine's bridge network.
 //!
 //! Phases run in A-B-B-A order (raw, zun sequential; zun, raw concurrent)
 //! after an untimed warm-up of both, so slow drift on a shared machine hits
@@ -412,6 +415,22 @@ impl Api {
             .ok_or_else(|| anyhow!("create response has no uuid: {}", snippet(&text)))
     }
 
+    /// `GET /v1/containers/{uuid}`: the container's first address.
+    async fn address(&self, uuid: &str) -> Result<String> {
+        let resp = self
+            .request(Method::GET, &format!("/v1/containers/{uuid}"))
+            .send()
+            .await
+            .context("GET /v1/containers/{uuid}")?;
+        let view: Value = resp.json().await.context("show response is not JSON")?;
+        view.get("addresses")
+            .and_then(Value::as_object)
+            .and_then(|nets| nets.values().next())
+            .and_then(|entries| entries.get(0)?.get("addr")?.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("container {uuid} has no address: {view}"))
+    }
+
     /// `GET /v1/containers/{uuid}`: `status` and `status_reason`.
     async fn status(&self, uuid: &str) -> Result<(String, Option<String>)> {
         let resp = self
@@ -808,6 +827,136 @@ impl Ctx {
         }
     }
 
+    /// A raw container on the baseline's bridge network running `script`,
+    /// started; returns its id and address.
+    async fn raw_running(&self, name: String, script: &str) -> Result<(String, String)> {
+        let body = ContainerCreateBody {
+            image: Some(engine_image(&self.cli.image)),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+            labels: Some(HashMap::from([(RAW_LABEL.to_owned(), self.run_id.clone())])),
+            host_config: Some(bollard::models::HostConfig {
+                network_mode: Some(self.raw_network.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name),
+            platform: String::new(),
+        };
+        let id = self.docker.create_container(Some(options), body).await?.id;
+        self.docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await?;
+        let info = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await?;
+        let ip = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut nets| nets.remove(&self.raw_network))
+            .and_then(|net| net.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| anyhow!("raw container {id} has no address"))?;
+        Ok((id, ip))
+    }
+
+    /// A zund container running `script`, Running; returns its uuid and address.
+    async fn zun_running(&self, script: &str) -> Result<(String, String)> {
+        let mut body = self.zun_body();
+        body["command"] = json!(["/bin/sh", "-c", script]);
+        let uuid = self.api.create(&body).await?;
+        let deadline = Instant::now() + Duration::from_secs(self.cli.timeout_secs);
+        loop {
+            match self.api.status(&uuid).await? {
+                (status, _) if status == "Running" => break,
+                (status, reason) if status == "Error" => {
+                    bail!("{uuid} went to Error: {}", reason.unwrap_or_default())
+                }
+                _ if Instant::now() > deadline => bail!("{uuid} is not Running in time"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        let ip = self.api.address(&uuid).await?;
+        Ok((uuid, ip))
+    }
+
+    /// Seconds `client` takes to fetch the big file from `server_ip`,
+    /// timed inside the container (so `docker exec` costs nothing).
+    async fn transfer(&self, client: &str, server_ip: &str) -> Result<f64> {
+        use bollard::exec::StartExecResults;
+        let script = format!(
+            "a=$(cut -d' ' -f1 /proc/uptime); wget -O /dev/null http://{server_ip}:8080/big \
+             2>/dev/null || exit 1; b=$(cut -d' ' -f1 /proc/uptime); echo $a $b"
+        );
+        let exec = self
+            .docker
+            .create_exec(
+                client,
+                bollard::models::ExecConfig {
+                    cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut text = String::new();
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await?
+        {
+            while let Some(chunk) = output.next().await {
+                text.push_str(&chunk?.to_string());
+            }
+        }
+        let times: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        match times.as_slice() {
+            [start, end] if end > start => Ok(end - start),
+            [_, _] => Ok(0.01), // under /proc/uptime's resolution
+            _ => bail!("the transfer to {server_ip} failed: {text:?}"),
+        }
+    }
+
+    /// TCP throughput between two zund containers and between two raw
+    /// ones: the median of [`TRANSFERS`] alternating transfers each.
+    async fn throughput(&self) -> Result<Throughput> {
+        let (zun_server, zun_ip) = self.zun_running(SERVE_BIG).await?;
+        let (zun_client, _) = self.zun_running("exec sleep 3600").await?;
+        let uuids = vec![zun_server.clone(), zun_client.clone()];
+        let result = async {
+            let (_, raw_ip) = self
+                .raw_running(format!("zunbench-raw-{}-tput-s", self.run_id), SERVE_BIG)
+                .await?;
+            let (raw_client, _) = self
+                .raw_running(
+                    format!("zunbench-raw-{}-tput-c", self.run_id),
+                    "exec sleep 3600",
+                )
+                .await?;
+            // Let both servers write their file and listen.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let zun_client = format!("zun-{zun_client}");
+            let (mut zun, mut raw) = (Vec::new(), Vec::new());
+            for _ in 0..TRANSFERS {
+                raw.push(self.transfer(&raw_client, &raw_ip).await?);
+                zun.push(self.transfer(&zun_client, &zun_ip).await?);
+            }
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                TRANSFER_BYTES as f64 / v[v.len() / 2]
+            };
+            Ok((median(zun), median(raw)))
+        }
+        .await;
+        self.zun_clear(&uuids).await?;
+        self.raw_clear().await?;
+        result
+    }
+
     async fn zun_phase(&self, n: usize, concurrency: usize) -> Phase {
         let body = self.zun_body();
         let board = StatusBoard::new();
@@ -943,8 +1092,19 @@ impl Ctx {
     }
 }
 
+/// Medians of the transfers, bytes a second: (zund, raw).
+type Throughput = (f64, f64);
+
+/// What one throughput transfer moves.
+const TRANSFER_BYTES: u64 = 1 << 30;
+const TRANSFERS: usize = 3;
+/// Serves a sparse 1 GiB file (read from the page cache, not the disk).
+const SERVE_BIG: &str = "mkdir -p /www && dd if=/dev/zero of=/www/big bs=1 count=0 \
+     seek=1073741824 2>/dev/null && exec httpd -f -p 8080 -h /www";
+
 struct Report {
     rows: Vec<(String, Phase, Phase)>,
+    throughput: Option<Throughput>,
     list: (Vec<Duration>, Vec<Duration>, usize),
     memory: Vec<(String, u64)>,
     failures: Vec<String>,
@@ -1024,7 +1184,17 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
         }
     }
 
+    println!("throughput: {TRANSFERS} transfers of 1 GiB each side, alternating");
+    let throughput = match ctx.throughput().await {
+        Ok(t) => Some(t),
+        Err(err) => {
+            failures.push(format!("throughput: {err:#}"));
+            None
+        }
+    };
+
     Ok(Report {
+        throughput,
         rows: vec![
             ("create->Running, sequential".to_owned(), zun_seq, raw_seq),
             (
@@ -1159,6 +1329,24 @@ impl Report {
             "(list row: raw = engine GET /containers/json?all=1 filtered by label, with the {} baseline containers present)",
             cli.count
         );
+
+        if let Some((zun, raw)) = self.throughput {
+            println!();
+            let mib = |bps: f64| format!("{:.0} MiB/s", bps / (1024.0 * 1024.0));
+            print_table(
+                &["throughput between two containers", "zun", "raw", "zun/raw"],
+                &[vec![
+                    format!("TCP, 1 GiB over HTTP (median of {TRANSFERS})"),
+                    mib(zun),
+                    mib(raw),
+                    if raw > 0.0 {
+                        format!("{:.2}x", zun / raw)
+                    } else {
+                        "-".into()
+                    },
+                ]],
+            );
+        }
 
         println!();
         let mem_rows: Vec<Vec<String>> = self

@@ -64,6 +64,9 @@ pub struct AgentConfig {
     /// Where this host's agent endpoint answers; recorded in its compute
     /// node for the API.
     pub endpoint: Option<String>,
+    /// This host's address between hosts, recorded in its compute node so
+    /// the other hosts' network drivers send it its networks' traffic.
+    pub overlay_address: Option<String>,
 }
 
 /// Overrides of what a compute node offers.
@@ -90,6 +93,7 @@ impl AgentConfig {
             idle_poll: Duration::from_secs(1),
             advertise: Advertised::default(),
             endpoint: None,
+            overlay_address: None,
         }
     }
 }
@@ -421,6 +425,15 @@ impl Agent {
                 let cpu = action.params.get("cpu").and_then(Value::as_f64);
                 let memory = action.params.get("memory").and_then(Value::as_i64);
                 self.retrying(|| rt.update(&name, cpu, memory)).await?;
+            }
+            "rebuild" => {
+                // A new engine container from the (maybe new) image takes
+                // the old one's place in the same network namespace, so the
+                // container keeps its uuid, name and addresses.
+                self.retrying(|| rt.remove(&name)).await?;
+                let image = self.prepare_image(&container).await?;
+                let run = container.desired_state == DesiredState::Running;
+                return self.create_from(&container, &image, run).await;
             }
             "delete" => {
                 let stop = action

@@ -4,6 +4,7 @@
 //! namespace, and the nftables rules of [`crate::rules`].
 
 use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -14,7 +15,7 @@ use zun_types::Container;
 use zun_types::network::{Address, Ipv4Net, addresses_value};
 
 use crate::command::{HostShell, already_exists, missing};
-use crate::rules::{self, bridge_name, port_name};
+use crate::rules::{self, bridge_name, port_name, vxlan_name};
 use crate::{Attachment, NETNS_DIR, NetworkDriver, NetworkError, netns_name};
 
 /// The network every container of a project joins when it names none.
@@ -39,6 +40,14 @@ pub struct BuiltinConfig {
     /// The host's resolver configuration, whose reachable servers
     /// containers use.
     pub host_resolv_conf: PathBuf,
+    /// This host's address on the network between hosts. With it, each
+    /// network spans every host that has one (VXLAN, the network's vni as
+    /// its id, flooding to the other hosts' addresses found in their
+    /// compute nodes); without it, each host's copy of a network is a
+    /// segment of its own.
+    pub overlay_address: Option<Ipv4Addr>,
+    /// MTU of bridges, VXLAN devices and containers' interfaces (room for
+    /// VXLAN's 50 bytes on a 1500-byte underlay by default).
     pub mtu: u32,
 }
 
@@ -49,13 +58,14 @@ impl BuiltinConfig {
     pub fn new(host: impl Into<String>) -> Self {
         Self {
             host: host.into(),
-            pool: Ipv4Net::new(std::net::Ipv4Addr::new(10, 128, 0, 0), 9)
+            pool: Ipv4Net::new(Ipv4Addr::new(10, 128, 0, 0), 9)
                 .unwrap_or_else(|| unreachable!("a /9 is a valid prefix")),
             subnet_prefix: Self::DEFAULT_SUBNET_PREFIX,
             host_netns: None,
             state_dir: PathBuf::from("/run/zun/net"),
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
-            mtu: 1500,
+            overlay_address: None,
+            mtu: 1450,
         }
     }
 }
@@ -66,8 +76,9 @@ pub struct BuiltinDriver {
     shell: HostShell,
     /// Each project's network, once looked up (networks are never renumbered).
     networks: Mutex<HashMap<String, NetworkRecord>>,
-    /// Bridges known to be ready on this host since the last `prepare_host`.
-    bridges: tokio::sync::Mutex<HashSet<String>>,
+    /// Subnets whose bridge (and VXLAN device) is known to be ready on this
+    /// host since the last `prepare_host`.
+    bridges: tokio::sync::Mutex<HashSet<Ipv4Net>>,
 }
 
 impl std::fmt::Debug for BuiltinDriver {
@@ -130,35 +141,85 @@ impl BuiltinDriver {
         Ok(network)
     }
 
-    /// Makes the network's bridge with its gateway on this host, once.
+    /// Makes the network's bridge with its gateway on this host (and its
+    /// VXLAN device, flooding to the other hosts), once.
     async fn ensure_bridge(&self, network: &NetworkRecord) -> Result<String, NetworkError> {
         let bridge = bridge_name(network.cidr);
         let mut ready = self.bridges.lock().await;
-        if ready.contains(&bridge) {
+        if ready.contains(&network.cidr) {
             return Ok(bridge);
         }
-        let mut batch = String::new();
-        if self
+        let missing = self
             .shell
             .ip(&["link", "show", "dev", &bridge], None)
             .await
-            .is_err()
-        {
-            batch.push_str(&format!(
-                "link add {bridge} mtu {} type bridge\n",
-                self.config.mtu
-            ));
-        }
-        batch.push_str(&format!(
-            "addr replace {}/{} dev {bridge}\nlink set {bridge} up\n",
+            .is_err();
+        let batch = rules::bridge_batch(
+            &bridge,
+            missing,
             network.gateway,
-            network.cidr.prefix()
-        ));
+            network.cidr,
+            self.config.mtu,
+        );
         self.shell.ip(&["-batch", "-"], Some(&batch)).await?;
         self.shell.nft(&rules::bridge_element(&bridge)).await?;
-        ready.insert(bridge.clone());
+        if let Some(local) = self.config.overlay_address {
+            let vxlan = vxlan_name(network.cidr);
+            if self
+                .shell
+                .ip(&["link", "show", "dev", &vxlan], None)
+                .await
+                .is_err()
+            {
+                let batch =
+                    rules::vxlan_batch(&vxlan, network.vni, local, &bridge, self.config.mtu);
+                self.shell.ip(&["-batch", "-"], Some(&batch)).await?;
+            }
+            let peers = self.peers().await?;
+            self.flood_to(&vxlan, &peers).await?;
+        }
+        ready.insert(network.cidr);
         tracing::info!(%bridge, cidr = %network.cidr, "network bridge ready");
         Ok(bridge)
+    }
+
+    /// The other hosts' overlay addresses, from their compute nodes.
+    async fn peers(&self) -> Result<Vec<Ipv4Addr>, NetworkError> {
+        let mut peers: Vec<Ipv4Addr> = self
+            .store
+            .list_hosts()
+            .await?
+            .into_iter()
+            .filter(|h| h.node.hostname != self.config.host)
+            .filter_map(|h| h.node.overlay_address?.parse().ok())
+            .filter(|a| Some(*a) != self.config.overlay_address)
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        Ok(peers)
+    }
+
+    /// Makes `vxlan` flood to exactly `peers`.
+    async fn flood_to(&self, vxlan: &str, peers: &[Ipv4Addr]) -> Result<(), NetworkError> {
+        let fdb = self
+            .shell
+            .run("bridge", &["fdb", "show", "dev", vxlan], None)
+            .await?;
+        let current = rules::flood_peers(&fdb);
+        let mut batch = String::new();
+        for peer in peers.iter().filter(|p| !current.contains(p)) {
+            batch.push_str(&rules::flood_entry("append", vxlan, *peer));
+        }
+        for gone in current.iter().filter(|p| !peers.contains(p)) {
+            batch.push_str(&rules::flood_entry("del", vxlan, *gone));
+        }
+        if !batch.is_empty() {
+            self.shell
+                .run("bridge", &["-batch", "-"], Some(&batch))
+                .await?;
+            tracing::info!(%vxlan, ?peers, "overlay peers updated");
+        }
+        Ok(())
     }
 
     /// Whether the container's namespace exists with its address on eth0.
@@ -197,11 +258,17 @@ impl BuiltinDriver {
         } else {
             let host_batch =
                 rules::port_host_batch(&netns, &host_port, bridge, &port.mac, self.config.mtu);
-            if let Err(err) = self.shell.ip(&["-batch", "-"], Some(&host_batch)).await {
+            // An earlier attempt's leftovers (namespace or veth) go first.
+            let made = match self.shell.netns_add(&netns).await {
+                Ok(()) => self.shell.ip(&["-batch", "-"], Some(&host_batch)).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = made {
                 if !already_exists(&err) {
                     return Err(err);
                 }
                 self.unplumb(uuid, None).await?;
+                self.shell.netns_add(&netns).await?;
                 self.shell.ip(&["-batch", "-"], Some(&host_batch)).await?;
             }
             let inside = rules::port_inside_batch(port.ip, network.cidr, network.gateway);
@@ -233,12 +300,8 @@ impl BuiltinDriver {
             Err(err) => return Err(err),
         }
         if Self::netns_path(uuid).exists() {
-            match self
-                .shell
-                .ip(&["netns", "del", &netns_name(uuid)], None)
-                .await
-            {
-                Ok(_) => {}
+            match self.shell.netns_del(&netns_name(uuid)).await {
+                Ok(()) => {}
                 Err(err) if missing(&err) => {}
                 Err(err) => return Err(err),
             }
@@ -372,7 +435,7 @@ impl NetworkDriver for BuiltinDriver {
                 return Err(err);
             }
             // The bridge went away behind our back: make it again.
-            self.bridges.lock().await.remove(&bridge_name(network.cidr));
+            self.bridges.lock().await.remove(&network.cidr);
             let bridge = self.ensure_bridge(&network).await?;
             self.plumb(&container.uuid, &network, &port, &bridge)
                 .await?;
@@ -429,6 +492,16 @@ impl NetworkDriver for BuiltinDriver {
         let stale = self.stale_port_elements().await?;
         if !stale.is_empty() {
             self.shell.nft(&stale.concat()).await?;
+        }
+        // Hosts come and go: each network floods to the hosts there are now.
+        if self.config.overlay_address.is_some() {
+            let subnets: Vec<Ipv4Net> = self.bridges.lock().await.iter().copied().collect();
+            if !subnets.is_empty() {
+                let peers = self.peers().await?;
+                for subnet in subnets {
+                    self.flood_to(&vxlan_name(subnet), &peers).await?;
+                }
+            }
         }
         Ok(removed)
     }

@@ -38,6 +38,18 @@ impl HostShell {
         run("ip", &full, batch).await
     }
 
+    /// Makes the named namespace `name`. Never under `ip -n`: that runs in a
+    /// mount namespace of its own, where the new namespace's bind mount
+    /// would stay invisible to everyone else.
+    pub async fn netns_add(&self, name: &str) -> Result<(), NetworkError> {
+        run("ip", &["netns", "add", name], None).await.map(drop)
+    }
+
+    /// Removes the named namespace `name` (see [`Self::netns_add`]).
+    pub async fn netns_del(&self, name: &str) -> Result<(), NetworkError> {
+        run("ip", &["netns", "del", name], None).await.map(drop)
+    }
+
     /// Any other program in the host's namespace (`nft`, `sysctl`).
     pub async fn run(
         &self,

@@ -21,6 +21,9 @@ use zun_types::network::Ipv4Net;
 /// Interface-name prefixes; the rules match on them.
 pub const BRIDGE_PREFIX: &str = "zbr";
 pub const PORT_PREFIX: &str = "zv";
+pub const VXLAN_PREFIX: &str = "zxl";
+/// The VXLAN port hosts exchange their networks' frames on (IANA's).
+pub const VXLAN_PORT: u16 = 4789;
 
 /// The bridge of the network whose subnet is `subnet`, on every host:
 /// `zbr` and the subnet's address in hex. Named after the subnet rather
@@ -28,6 +31,20 @@ pub const PORT_PREFIX: &str = "zv";
 /// with different pools never share a bridge.
 pub fn bridge_name(subnet: Ipv4Net) -> String {
     format!("{BRIDGE_PREFIX}{:08x}", u32::from(subnet.network()))
+}
+
+/// The network's VXLAN device on every host, a port of its bridge.
+pub fn vxlan_name(subnet: Ipv4Net) -> String {
+    format!("{VXLAN_PREFIX}{:08x}", u32::from(subnet.network()))
+}
+
+/// The MAC of a network's gateway, the same on every host (`02:5b:` and the
+/// gateway's address): each host answers for the gateway itself and never
+/// sends its own frames to the other hosts, so containers anywhere see one
+/// gateway.
+pub fn gateway_mac(gateway: Ipv4Addr) -> String {
+    let [a, b, c, d] = gateway.octets();
+    format!("02:5b:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// The host side of a container's veth: `zv` and the first 12 hex digits of
@@ -57,6 +74,9 @@ add rule bridge zun prerouting ether type arp iifname . arp saddr ether . arp sa
 add rule bridge zun prerouting ether type arp accept
 add rule bridge zun prerouting ether type ip iifname . ether saddr . ip saddr @ports accept
 add rule bridge zun prerouting drop
+add chain bridge zun output {{ type filter hook output priority -200; policy accept; }}
+flush chain bridge zun output
+add rule bridge zun output oifname \"{VXLAN_PREFIX}*\" drop
 add table inet zun
 add set inet zun intra {{ type ifname . ifname; }}
 add chain inet zun forward {{ type filter hook forward priority 0; policy accept; }}
@@ -89,23 +109,63 @@ pub fn port_element(verb: &str, port: &str, mac: &str, ip: Ipv4Addr) -> String {
     format!("{verb} element bridge zun ports {{ \"{port}\" . {mac} . {ip} }}\n")
 }
 
-/// `ip -batch` lines that make a network's bridge with its gateway.
-pub fn bridge_batch(bridge: &str, gateway: Ipv4Addr, subnet: Ipv4Net, mtu: u32) -> String {
+/// `ip -batch` lines that make a network's bridge (when `create`) and give
+/// it its gateway (again, harmlessly, when it has it).
+pub fn bridge_batch(
+    bridge: &str,
+    create: bool,
+    gateway: Ipv4Addr,
+    subnet: Ipv4Net,
+    mtu: u32,
+) -> String {
+    let mut out = String::new();
+    if create {
+        out.push_str(&format!(
+            "link add {bridge} address {} mtu {mtu} type bridge\n",
+            gateway_mac(gateway)
+        ));
+    }
+    out.push_str(&format!(
+        "addr replace {gateway}/{} dev {bridge}\nlink set {bridge} up\n",
+        subnet.prefix()
+    ));
+    out
+}
+
+/// `ip -batch` lines that make a network's VXLAN device (id `vni`, from
+/// this host's `local` address) and put it on the bridge.
+pub fn vxlan_batch(vxlan: &str, vni: i64, local: Ipv4Addr, bridge: &str, mtu: u32) -> String {
     format!(
-        "link add {bridge} mtu {mtu} type bridge
-addr add {gateway}/{prefix} dev {bridge}
-link set {bridge} up
-",
-        prefix = subnet.prefix()
+        "link add {vxlan} mtu {mtu} type vxlan id {vni} local {local} dstport {VXLAN_PORT}
+link set {vxlan} master {bridge} up
+"
     )
 }
 
+/// The hosts a VXLAN device floods to, from `bridge fdb show dev <vxlan>`.
+pub fn flood_peers(fdb: &str) -> Vec<Ipv4Addr> {
+    fdb.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "00:00:00:00:00:00").then_some(())?;
+            let mut rest = words.skip_while(|w| *w != "dst");
+            rest.next()?;
+            rest.next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// A `bridge fdb` flood entry (`append` or `del`) for `peer`.
+pub fn flood_entry(verb: &str, vxlan: &str, peer: Ipv4Addr) -> String {
+    format!("fdb {verb} 00:00:00:00:00:00 dev {vxlan} dst {peer}\n")
+}
+
 /// `ip -batch` lines, run in the host's namespace, that make the
-/// container's namespace and its veth pair, the inside end named `eth0`.
+/// container's veth pair into its (existing) namespace, the inside end
+/// named `eth0`.
 pub fn port_host_batch(netns: &str, port: &str, bridge: &str, mac: &str, mtu: u32) -> String {
     format!(
-        "netns add {netns}
-link add {port} mtu {mtu} type veth peer name eth0 address {mac} netns {netns}
+        "link add {port} mtu {mtu} type veth peer name eth0 address {mac} netns {netns}
 link set {port} master {bridge} up
 "
     )
@@ -166,6 +226,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_container_ports_match_the_port_prefix() {
+        // The anti-spoofing chain checks every interface matching `zv*`:
+        // bridges and VXLAN devices must not.
+        for other in [BRIDGE_PREFIX, VXLAN_PREFIX] {
+            assert!(!other.starts_with(PORT_PREFIX), "{other}");
+        }
+    }
+
+    #[test]
     fn names_fit_the_kernels_limit() {
         let port = port_name("3f2b8c1e-9a7d-4e21-b6c0-5d4e3f2a1b0c");
         assert_eq!(port, "zv3f2b8c1e9a7d");
@@ -190,6 +259,8 @@ mod tests {
         assert!(intra < between);
         // Re-applying rewrites chains but keeps set elements.
         assert!(rules.contains("flush chain bridge zun prerouting"));
+        // The host's own frames never cross to other hosts.
+        assert!(rules.contains("add rule bridge zun output oifname \"zxl*\" drop"));
         assert!(!rules.contains("flush set"));
     }
 
@@ -205,8 +276,44 @@ mod tests {
         assert!(inside.contains("addr add 10.128.16.2/20 dev eth0"));
         assert!(inside.contains("route add default via 10.128.16.1"));
         let host = port_host_batch("zun-u", "zvabc", "zbr1", "02:5a:0a:80:10:02", 1500);
-        assert!(host.starts_with("netns add zun-u\n"));
+        assert!(host.starts_with("link add zvabc mtu 1500 type veth"));
         assert!(host.contains("peer name eth0 address 02:5a:0a:80:10:02 netns zun-u"));
+    }
+
+    #[test]
+    fn overlay_lines() {
+        let subnet: Ipv4Net = "10.128.16.0/20".parse().expect("cidr");
+        assert_eq!(vxlan_name(subnet), "zxl0a801000");
+        assert_eq!(
+            gateway_mac(Ipv4Addr::new(10, 128, 16, 1)),
+            "02:5b:0a:80:10:01"
+        );
+        let batch = vxlan_batch(
+            "zxl0a801000",
+            7,
+            Ipv4Addr::new(10, 250, 0, 1),
+            "zbr0a801000",
+            1450,
+        );
+        assert!(batch.contains("type vxlan id 7 local 10.250.0.1 dstport 4789"));
+        let fdb = "00:00:00:00:00:00 dst 10.250.0.2 self permanent\n\
+                   02:5a:0a:80:10:03 dst 10.250.0.2 self\n\
+                   00:00:00:00:00:00 dst 10.250.0.3 self permanent\n\
+                   33:33:00:00:00:01 self permanent\n";
+        assert_eq!(
+            flood_peers(fdb),
+            vec![Ipv4Addr::new(10, 250, 0, 2), Ipv4Addr::new(10, 250, 0, 3)]
+        );
+        assert_eq!(
+            flood_entry("append", "zxl1", Ipv4Addr::new(10, 250, 0, 2)),
+            "fdb append 00:00:00:00:00:00 dev zxl1 dst 10.250.0.2\n"
+        );
+        let bridge = bridge_batch("zbr1", true, Ipv4Addr::new(10, 128, 16, 1), subnet, 1450);
+        assert!(bridge.starts_with("link add zbr1 address 02:5b:0a:80:10:01 mtu 1450 type bridge"));
+        assert!(
+            !bridge_batch("zbr1", false, Ipv4Addr::new(10, 128, 16, 1), subnet, 1450)
+                .contains("link add")
+        );
     }
 
     #[test]

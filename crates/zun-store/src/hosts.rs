@@ -74,6 +74,11 @@ pub struct ComputeNode {
     /// in rows written before agents served one.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The host's address on the network between hosts, where the other
+    /// hosts send its containers' traffic (VXLAN); absent when the host's
+    /// networks do not span hosts.
+    #[serde(default)]
+    pub overlay_address: Option<String>,
 }
 
 /// What the containers placed on a host hold (containers in `Error` hold
@@ -186,5 +191,6 @@ mod tests {
             "kernel_version": null, "enable_cpu_pinning": false}"#;
         let node: ComputeNode = serde_json::from_str(old).expect("old row");
         assert_eq!(node.endpoint, None);
+        assert_eq!(node.overlay_address, None);
     }
 }

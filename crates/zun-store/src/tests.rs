@@ -1531,6 +1531,7 @@ pub(crate) fn node(hostname: &str, cpus: f64) -> ComputeNode {
         kernel_version: Some("6.1".into()),
         enable_cpu_pinning: false,
         endpoint: None,
+        overlay_address: None,
     }
 }
 

@@ -85,6 +85,7 @@ pub enum TaskState {
     ContainerPausing,
     ContainerUnpausing,
     ContainerKilling,
+    ContainerRebuilding,
 }
 
 impl TaskState {
@@ -99,6 +100,7 @@ impl TaskState {
             Self::ContainerPausing => "container_pausing",
             Self::ContainerUnpausing => "container_unpausing",
             Self::ContainerKilling => "container_killing",
+            Self::ContainerRebuilding => "container_rebuilding",
         }
     }
 }

@@ -468,6 +468,37 @@ pub(crate) fn additional_property(key: &str) -> ApiError {
 }
 
 /// Validates a `POST /v1/containers` body at `version`.
+/// `rebuild`'s optional `image` and `image_driver` (upstream gives the route
+/// no schema; the image follows create's rules, the driver must be one it
+/// knows).
+pub fn rebuild_request(
+    image: Option<&str>,
+    image_driver: Option<&str>,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let image = image
+        .map(|i| {
+            string_field(
+                "image",
+                &Value::String(i.to_owned()),
+                2,
+                255,
+                Some((&IMAGE_RE, "[a-zA-Z0-9][a-zA-Z0-9_.-]")),
+            )
+        })
+        .transpose()?;
+    let driver = match image_driver {
+        None | Some("None") => None,
+        Some(d @ ("docker" | "glance")) => Some(d.to_owned()),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid input for field/attribute image_driver. Value: {other}. \
+                 '{other}' is not one of ['glance', 'docker']"
+            )));
+        }
+    };
+    Ok((image, driver))
+}
+
 pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, ApiError> {
     let Value::Object(map) = body else {
         return Err(ApiError::schema(format!(

@@ -211,6 +211,13 @@ pub struct NetworkSection {
     pub host_netns: Option<String>,
     /// Per-container resolv.conf and hosts files.
     pub state_dir: PathBuf,
+    /// This host's address on the network between compute hosts; with it,
+    /// project networks span every host that sets one (VXLAN, UDP 4789
+    /// between these addresses). Unset: each host's networks stay on it.
+    pub overlay_address: Option<String>,
+    /// MTU of the networks' bridges and containers' interfaces (the
+    /// underlay's less VXLAN's 50 bytes).
+    pub mtu: u32,
 }
 
 impl Default for NetworkSection {
@@ -221,6 +228,8 @@ impl Default for NetworkSection {
             subnet_prefix: zun_network::BuiltinConfig::DEFAULT_SUBNET_PREFIX,
             host_netns: None,
             state_dir: PathBuf::from("/run/zun/net"),
+            overlay_address: None,
+            mtu: 1450,
         }
     }
 }
@@ -247,6 +256,16 @@ impl NetworkSection {
         config.subnet_prefix = self.subnet_prefix;
         config.host_netns = self.host_netns.clone();
         config.state_dir = self.state_dir.clone();
+        config.overlay_address = self
+            .overlay_address
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .context("[network] overlay_address must be an IPv4 address")?;
+        if !(576..=9000).contains(&self.mtu) {
+            anyhow::bail!("[network] mtu must be between 576 and 9000");
+        }
+        config.mtu = self.mtu;
         Ok(Some(config))
     }
 }

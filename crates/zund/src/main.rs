@@ -137,6 +137,10 @@ struct ComputeArgs {
     /// simulated hosts on one machine).
     #[arg(long, env = "ZUN_NETWORK_HOST_NETNS")]
     network_host_netns: Option<String>,
+    /// This host's address between compute hosts, over which its networks
+    /// span the other hosts (VXLAN).
+    #[arg(long, env = "ZUN_NETWORK_OVERLAY_ADDRESS")]
+    network_overlay_address: Option<String>,
     /// This compute host's name [default: the machine's hostname].
     #[arg(long, env = "ZUN_HOST_NAME")]
     host_name: Option<String>,
@@ -187,6 +191,9 @@ impl ComputeArgs {
         }
         if self.network_host_netns.is_some() {
             config.network.host_netns = self.network_host_netns;
+        }
+        if self.network_overlay_address.is_some() {
+            config.network.overlay_address = self.network_overlay_address;
         }
         if self.host_name.is_some() {
             config.compute.host_name = self.host_name;
@@ -394,6 +401,11 @@ fn agent_config(config: &Config, host: String, key: &SecretKey) -> AgentConfig {
         memory: compute.memory_mib,
         disk: compute.disk_gib,
     };
+    if config.network.driver == config::NetworkDriverKind::Builtin {
+        agent
+            .overlay_address
+            .clone_from(&config.network.overlay_address);
+    }
     agent
 }
 

@@ -61,6 +61,7 @@ impl Agent {
             kernel_version: facts.kernel_version,
             enable_cpu_pinning: false,
             endpoint: self.config.endpoint.clone(),
+            overlay_address: self.config.overlay_address.clone(),
         }
     }
 }

@@ -1,0 +1,190 @@
+"""Container networks across hosts (issue 12), built-in driver with VXLAN.
+
+Two compute hosts, each a network namespace with its own dockerd
+(scripts/hosts.sh), joined by an underlay bridge; their agents keep each
+host's bridges in that namespace (`--network-host-netns`) and carry the
+networks between hosts over VXLAN from their underlay address
+(`--network-overlay-address`). Two `zund api` processes on one PostgreSQL
+database act for two projects (noauth, one project each). Containers of one
+project on different hosts reach each other; another project's, on either
+host, do not.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid as uuidlib
+
+import pytest
+
+from conftest import (
+    IMAGE,
+    MAX_VERSION,
+    Zun,
+    ZundProcess,
+    _OUR_HOSTS,
+    free_port,
+    network_pool,
+)
+from engine_hosts import EngineHosts
+from test_hosts import fresh_database
+
+V = MAX_VERSION
+# httpd serving its hostname and a 256 KiB file (big enough to need full
+# frames across the overlay).
+HTTPD = ["/bin/sh", "-c",
+         "mkdir -p /www && hostname > /www/index.html && "
+         "dd if=/dev/zero of=/www/big bs=1024 count=256 2>/dev/null && "
+         "exec httpd -f -p 8080 -h /www"]
+
+
+class Site:
+    """The two hosts, their engines and agents, and one API per project."""
+
+    engines: EngineHosts
+    hosts: list[str]
+    apis: dict[str, Zun]
+    processes: list[ZundProcess]
+
+    def exec(self, host: int, uuid: str, command: str) -> tuple[int, str]:
+        r = self.engines.docker(host, "exec", f"zun-{uuid}", "/bin/sh", "-c", command, timeout=30)
+        return r.returncode, r.stdout
+
+    def http_body(self, host: int, uuid: str, ip: str, path: str = "/") -> str | None:
+        # busybox 1.35's wget crashes with -q or -T: `timeout` bounds it.
+        rc, out = self.exec(host, uuid, f"timeout 3 wget -O - http://{ip}:8080{path} 2>/dev/null")
+        return out if rc == 0 else None
+
+    def pings(self, host: int, uuid: str, ip: str) -> bool:
+        return self.exec(host, uuid, f"ping -c 1 -W 2 {ip}")[0] == 0
+
+
+def ip_of(view: dict) -> str:
+    (entries,) = view["addresses"].values()
+    return entries[0]["addr"]
+
+
+@pytest.fixture(scope="module")
+def site(engine_cleanup, tmp_path_factory, log_dir):
+    base = os.environ.get("ZUN_TEST_POSTGRES_URL")
+    assert base, "ZUN_TEST_POSTGRES_URL is not set: run `bash scripts/postgres.sh start`"
+    url = fresh_database(base)
+    data_dir = tmp_path_factory.mktemp("nethosts")
+    suffix = uuidlib.uuid4().hex[:6]
+    s = Site()
+    s.engines = EngineHosts(2).start()
+    s.hosts = [f"nh{i + 1}-{suffix}" for i in range(2)]
+    _OUR_HOSTS.update(s.hosts)
+    config = data_dir / "zund.toml"
+    config.write_text(f'[store]\nurl = "{url}"\n\n[compute]\nreport_interval_seconds = 1\n')
+    s.processes = []
+    s.apis = {}
+    for project in ("pa", "pb"):
+        port = free_port()
+        z = Zun(port=port, data_dir=data_dir, log_dir=log_dir, host_name=s.hosts[0],
+                project_id=f"{project}-{suffix}", user_id=f"u{project}", roles="admin")
+        p = ZundProcess("api", ["--config", str(config), "api", "--listen", f"127.0.0.1:{port}",
+                                "--data-dir", str(data_dir), "--project-id", z.project_id,
+                                "--user-id", z.user_id, "--roles", "admin"],
+                        log_dir / f"zund-nethosts-{suffix}-api-{project}.log")
+        z.processes.append(p)
+        s.apis[project] = z
+        s.processes.append(p)
+    pool = network_pool()  # one deployment: one pool
+    for i, host in enumerate(s.hosts):
+        s.processes.append(ZundProcess(
+            "compute", ["--config", str(config), "compute", "--data-dir", str(data_dir),
+                        "--docker-socket", s.engines.sockets[i], "--host-name", host,
+                        "--network-host-netns", s.engines.namespaces[i],
+                        "--network-overlay-address", s.engines.underlay_address(i)],
+            log_dir / f"zund-nethosts-{suffix}-{host}.log", network_pool=pool))
+    try:
+        s.processes[0].start()  # migrates the database first
+        s.apis["pa"].wait_ready()
+        for p in s.processes[1:]:
+            p.start()
+        s.apis["pb"].wait_ready()
+        deadline = time.monotonic() + 60
+        while True:
+            r = s.apis["pa"].http("GET", "/v1/services", version=V)
+            up = {x["host"] for x in r.json()["services"] if x["state"] == "up"}
+            if set(s.hosts) <= up:
+                break
+            assert time.monotonic() < deadline, f"hosts did not register: {up}"
+            time.sleep(0.2)
+        yield s
+    finally:
+        for z in s.apis.values():
+            for row in z.list_all():
+                z.http("DELETE", f"/v1/containers/{row['uuid']}", version=V,
+                       params={"force": "true"})
+        for p in reversed(s.processes):
+            p.stop()
+        s.engines.stop()
+
+
+@pytest.fixture(scope="module")
+def placed(site):
+    """{(project, host index): running view}: an httpd of each project on
+    each host."""
+    made = {}
+    for project, z in site.apis.items():
+        for i, host in enumerate(site.hosts):
+            r = z.http("POST", "/v1/containers", version=V, params={"run": "true"},
+                       json={"image": IMAGE, "command": HTTPD, "host": host,
+                             "hostname": f"{project}{i + 1}", "cpu": 0.1, "memory": 64})
+            assert r.status_code == 202, r.text
+            made[(project, i)] = r.json()["uuid"]
+    views = {}
+    for (project, i), uuid in made.items():
+        views[(project, i)] = site.apis[project].wait_status(uuid, "Running", timeout=120)
+    for (project, i), view in views.items():
+        deadline = time.monotonic() + 10
+        while site.http_body(i, view["uuid"], "127.0.0.1") is None:
+            assert time.monotonic() < deadline, f"httpd of {project} on host {i} does not answer"
+            time.sleep(0.2)
+    return views
+
+
+def test_containers_land_where_asked_on_one_network_per_project(site, placed):
+    for (project, i), view in placed.items():
+        r = site.apis[project].http("GET", f"/v1/containers/{view['uuid']}", version=V)
+        assert r.json()["host"] == site.hosts[i]
+    assert placed[("pa", 0)]["addresses"].keys() == placed[("pa", 1)]["addresses"].keys()
+    assert placed[("pa", 0)]["addresses"].keys() != placed[("pb", 0)]["addresses"].keys()
+    assert len({ip_of(v) for v in placed.values()}) == 4
+
+
+def test_one_project_talks_across_hosts(site, placed):
+    a1, a2 = placed[("pa", 0)], placed[("pa", 1)]
+    assert site.pings(0, a1["uuid"], ip_of(a2))
+    assert site.pings(1, a2["uuid"], ip_of(a1))
+    assert site.http_body(0, a1["uuid"], ip_of(a2)) == "pa2\n"
+    assert site.http_body(1, a2["uuid"], ip_of(a1)) == "pa1\n"
+    # Full-size frames cross the overlay (the MTU leaves room for VXLAN).
+    rc, out = site.exec(0, a1["uuid"],
+                        f"timeout 5 wget -O - http://{ip_of(a2)}:8080/big 2>/dev/null | wc -c")
+    assert rc == 0 and out.strip() == str(256 * 1024), out
+
+
+def test_other_projects_have_no_path_on_either_host(site, placed):
+    for (src_project, src_host), src in placed.items():
+        for (dst_project, _), dst in placed.items():
+            if src_project == dst_project:
+                continue
+            assert not site.pings(src_host, src["uuid"], ip_of(dst)), (src_project, dst_project)
+            assert site.http_body(src_host, src["uuid"], ip_of(dst)) is None
+
+
+def test_each_network_floods_to_the_other_hosts(site, placed):
+    """Each network's VXLAN device floods to every other host's overlay
+    address, as the compute nodes record them."""
+    for i in range(2):
+        other = site.engines.underlay_address(1 - i)
+        fdb = subprocess.run(["bridge", "-n", site.engines.namespaces[i], "fdb", "show"],
+                             capture_output=True, text=True, check=True).stdout
+        floods = [line for line in fdb.splitlines()
+                  if line.startswith("00:00:00:00:00:00 dev zxl")]
+        assert floods and all(f"dst {other} " in line for line in floods), fdb
