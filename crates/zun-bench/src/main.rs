@@ -68,6 +68,14 @@ struct Cli {
     /// Containers per timed phase.
     #[arg(long, default_value_t = 50)]
     count: usize,
+    /// CPUs each latency container asks for (both sides get the same
+    /// limits): small, so the run fits a 2-core host (32 CPUs to place at
+    /// the default allocation ratio).
+    #[arg(long, default_value_t = 0.1)]
+    cpu: f64,
+    /// MiB of memory each container asks for (both sides).
+    #[arg(long, default_value_t = 64)]
+    memory_mib: i64,
     /// Containers in flight at once in the concurrent phases.
     #[arg(long, default_value_t = 10)]
     concurrency: usize,
@@ -154,11 +162,13 @@ async fn run(cli: Cli) -> Result<bool> {
         .with_context(|| format!("creating {}", data_dir.display()))?;
 
     println!(
-        "zun-bench: zund {} | engine {} | image {} | {} containers, concurrency {}, warm-up {}",
+        "zun-bench: zund {} | engine {} | image {} | {} containers of {} CPU and {} MiB, concurrency {}, warm-up {}",
         cli.zund.display(),
         cli.docker_socket,
         cli.image,
         cli.count,
+        cli.cpu,
+        cli.memory_mib,
         cli.concurrency,
         cli.warmup
     );
@@ -721,10 +731,24 @@ impl Phase {
 }
 
 impl Ctx {
+    /// The engine limits zund maps `cpu` and `memory` to (its Docker
+    /// driver's rule), on the baseline's bridge network.
+    fn raw_host_config(&self, cpu: f64, memory_mib: i64) -> bollard::models::HostConfig {
+        bollard::models::HostConfig {
+            memory: Some(memory_mib * 1024 * 1024),
+            nano_cpus: Some((cpu * 1e9).round() as i64),
+            cpu_shares: Some(((1024.0 * cpu) as i64).max(2)),
+            network_mode: Some(self.raw_network.clone()),
+            ..Default::default()
+        }
+    }
+
     fn zun_body(&self) -> Value {
         let mut body = json!({
             "image": self.cli.image,
             "command": ["sleep", "3600"],
+            "cpu": self.cli.cpu,
+            "memory": self.cli.memory_mib,
         });
         if self.cli.pull_policy != "omit" {
             body["image_pull_policy"] = json!(self.cli.pull_policy);
@@ -780,15 +804,9 @@ impl Ctx {
             image: Some(engine_image(&self.cli.image)),
             cmd: Some(vec!["sleep".into(), "3600".into()]),
             labels: Some(HashMap::from([(RAW_LABEL.to_owned(), self.run_id.clone())])),
-            // The limits zund gives a container by default (cpu 1.0, memory
-            // 512 MiB), so both sides ask the engine for the same container.
-            host_config: Some(bollard::models::HostConfig {
-                memory: Some(512 * 1024 * 1024),
-                nano_cpus: Some(1_000_000_000),
-                cpu_shares: Some(1024),
-                network_mode: Some(self.raw_network.clone()),
-                ..Default::default()
-            }),
+            // The limits zund gives the same container, so both sides ask
+            // the engine for the same thing.
+            host_config: Some(self.raw_host_config(self.cli.cpu, self.cli.memory_mib)),
             ..Default::default()
         };
         let options = CreateContainerOptions {
@@ -834,10 +852,7 @@ impl Ctx {
             image: Some(engine_image(&self.cli.image)),
             cmd: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
             labels: Some(HashMap::from([(RAW_LABEL.to_owned(), self.run_id.clone())])),
-            host_config: Some(bollard::models::HostConfig {
-                network_mode: Some(self.raw_network.clone()),
-                ..Default::default()
-            }),
+            host_config: Some(self.raw_host_config(TRANSFER_CPU, TRANSFER_MEMORY_MIB)),
             ..Default::default()
         };
         let options = CreateContainerOptions {
@@ -866,6 +881,8 @@ impl Ctx {
     async fn zun_running(&self, script: &str) -> Result<(String, String)> {
         let mut body = self.zun_body();
         body["command"] = json!(["/bin/sh", "-c", script]);
+        body["cpu"] = json!(TRANSFER_CPU);
+        body["memory"] = json!(TRANSFER_MEMORY_MIB);
         let uuid = self.api.create(&body).await?;
         let deadline = Instant::now() + Duration::from_secs(self.cli.timeout_secs);
         loop {
@@ -1098,6 +1115,10 @@ type Throughput = (f64, f64);
 /// What one throughput transfer moves.
 const TRANSFER_BYTES: u64 = 1 << 30;
 const TRANSFERS: usize = 3;
+/// The throughput containers' limits, the same on both sides: a whole CPU
+/// each, so the network rather than the CPU limit bounds the transfer.
+const TRANSFER_CPU: f64 = 1.0;
+const TRANSFER_MEMORY_MIB: i64 = 512;
 /// Serves a sparse 1 GiB file (read from the page cache, not the disk).
 const SERVE_BIG: &str = "mkdir -p /www && dd if=/dev/zero of=/www/big bs=1 count=0 \
      seek=1073741824 2>/dev/null && exec httpd -f -p 8080 -h /www";
