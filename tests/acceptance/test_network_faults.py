@@ -14,7 +14,16 @@ import uuid as uuidlib
 from pathlib import Path
 
 from conftest import IMAGE
-from test_networks import HTTPD, STATE_DIR, V, host_objects, ip_of, netns, reaches_http
+from test_networks import (
+    HTTPD,
+    STATE_DIR,
+    V,
+    host_objects,
+    ip_of,
+    netns,
+    port_ids,
+    reaches_http,
+)
 
 
 CREATES = 20
@@ -60,7 +69,9 @@ def test_agent_killed_during_networked_creates_leaks_nothing(zun_split):
         assert r.status_code in (204, 404), r.text
     for u in uuids:
         zun.wait_gone(u, timeout=120)
-    assert host_objects(uuids, zun.host_name) == {"netns": [], "links": [], "state": [], "nft": []}
+    ports = port_ids(*running)
+    assert host_objects(uuids, zun.host_name, ports) == {"netns": [], "links": [], "state": [],
+                                                        "nft": []}
 
 
 def test_agent_restart_keeps_addresses_and_leftovers_are_collected(zun_split):

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid as uuidlib
 from pathlib import Path
 
@@ -132,14 +133,25 @@ def udp_reply(src: str, dst_ip: str) -> str:
     return r.stdout
 
 
-def host_objects(uuids: list[str], host: str) -> dict[str, list[str]]:
-    """This host's network objects belonging to `uuids`: namespaces, host
-    ends of veths, state directories, anti-spoofing entries."""
+def port_link(port_id: str) -> str:
+    """The host end of a port's veth."""
+    return "zv" + port_id.replace("-", "")[:12]
+
+
+def port_ids(*views: dict) -> list[str]:
+    return [e["port"] for v in views for entries in (v.get("addresses") or {}).values()
+            for e in entries]
+
+
+def host_objects(uuids: list[str], host: str, ports: list[str] = ()) -> dict[str, list[str]]:
+    """This host's network objects belonging to containers `uuids` (their
+    ports `ports`): namespaces, host ends of veths, state directories,
+    anti-spoofing entries."""
     names = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                                check=True).stdout.split())
     links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
                                       text=True, check=True).stdout)
-    ports = {"zv" + u.replace("-", "")[:12] for u in uuids}
+    ports = {port_link(p) for p in ports}
     elements = subprocess.run(["nft", "list", "set", "bridge", "zun", "ports"],
                               capture_output=True, text=True).stdout
     return {
@@ -325,7 +337,7 @@ def test_other_projects_have_no_path(servers):
     bridges = set()
     for view in (demo_a, alt_a):
         master = json.loads(subprocess.run(
-            ["ip", "-j", "link", "show", "zv" + view["uuid"].replace("-", "")[:12]],
+            ["ip", "-j", "link", "show", port_link(port_ids(view)[0])],
             capture_output=True, text=True, check=True).stdout)[0]["master"]
         bridges.add(master)
     assert len(bridges) == 2, bridges
@@ -504,22 +516,67 @@ def test_resize_container_answers_the_container_as_it_was(demo, servers):
     assert view["memory"] == "256" and view["cpu"] == 0.5
 
 
+def host_http(ip: str, port: int) -> str | None:
+    """The body the host itself gets from http://ip:port/, or None."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with direct.open(f"http://{ip}:{port}/", timeout=3) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
+def test_exposed_ports_open_to_the_host_and_other_projects(demo, servers, keystone):
+    """`--expose-port 8080/tcp`: the host and other projects reach that port
+    (as upstream's security group opens it), not the container's others;
+    its own network reaches every port."""
+    two_servers = ("mkdir -p /www && hostname > /www/index.html && httpd -p 9090 -h /www "
+                   "&& exec httpd -f -p 8080 -h /www")
+    r = subprocess.run([OPENSTACK, "appcontainer", "run", "--name", "net-web", "--hostname", "web",
+                        "--expose-port", "8080/tcp", "-f", "json", IMAGE, "/bin/sh", "-c",
+                        two_servers], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                       env=keystone.cli_env("demo"), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    web = demo.wait_status(json.loads(r.stdout)["uuid"], "Running")
+    ip = ip_of(web)
+    deadline = time.monotonic() + 10
+    while reaches_http(web["uuid"], "127.0.0.1", 9090) is None:
+        assert time.monotonic() < deadline, "the second httpd does not answer"
+        time.sleep(0.2)
+    try:
+        assert host_http(ip, 8080) == "web\n"
+        assert host_http(ip, 9090) is None
+        alt_a, demo_a = servers["alt_a"]["uuid"], servers["demo_a"]["uuid"]
+        assert reaches_http(alt_a, ip, 8080) == "web"
+        assert reaches_http(alt_a, ip, 9090) is None
+        assert reaches_http(demo_a, ip, 9090) == "web", "its own network reaches every port"
+        # A container that exposes nothing is closed to the host.
+        assert host_http(ip_of(servers["demo_a"]), 8080) is None
+    finally:
+        r = demo.http("DELETE", f"/v1/containers/{web['uuid']}", params={"stop": "true"})
+        assert r.status_code == 204, r.text
+        demo.wait_gone(web["uuid"])
+    listed = subprocess.run(["nft", "list", "set", "inet", "zun", "exposed"],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"{ip} . tcp . 8080" not in listed, listed
+
+
 def test_delete_leaves_no_network_objects(demo, zk):
     view = demo.create({"name": "net-short", "command": HTTPD}, run=True)
-    demo.wait_status(view["uuid"], "Running")
-    assert host_objects([view["uuid"]], zk.host_name) == {
-        "netns": [netns(view["uuid"])], "links": ["zv" + view["uuid"].replace("-", "")[:12]],
-        "state": [view["uuid"]], "nft": ["zv" + view["uuid"].replace("-", "")[:12]]}
+    view = demo.wait_status(view["uuid"], "Running")
+    ports = port_ids(view)
+    assert host_objects([view["uuid"]], zk.host_name, ports) == {
+        "netns": [netns(view["uuid"])], "links": [port_link(ports[0])],
+        "state": [view["uuid"]], "nft": [port_link(ports[0])]}
     r = demo.http("DELETE", f"/v1/containers/{view['uuid']}", params={"stop": "true"})
     assert r.status_code == 204, r.text
     demo.wait_gone(view["uuid"])
-    assert host_objects([view["uuid"]], zk.host_name) == {
+    assert host_objects([view["uuid"]], zk.host_name, ports) == {
         "netns": [], "links": [], "state": [], "nft": []}
 
 
-def test_choosing_networks_is_refused_clearly(demo):
-    for body in ({"nets": [{"network": "private"}]}, {"security_groups": ["default"]}):
-        r = demo.http("POST", "/v1/containers", json={"image": IMAGE, **body})
-        assert r.status_code == 400, r.text
-        (err,) = r.json()["errors"]
-        assert err["status"] == 400 and err["detail"], err
+def test_security_groups_are_refused_clearly(demo):
+    r = demo.http("POST", "/v1/containers", json={"image": IMAGE, "security_groups": ["default"]})
+    assert r.status_code == 400, r.text
+    (err,) = r.json()["errors"]
+    assert err["status"] == 400 and "Security groups" in err["detail"], err

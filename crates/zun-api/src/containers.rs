@@ -16,6 +16,7 @@ use zun_store::{ListQuery, NewAction, Store};
 use zun_types::container::DesiredState;
 use zun_types::host::LogOptions;
 use zun_types::microversion::Version;
+use zun_types::network::{DEFAULT_NETWORK_NAME, RequestedNetwork};
 use zun_types::state::Action;
 use zun_types::validation::{self, CreateRequest};
 use zun_types::{ApiError, Container, ContainerStatus, TaskState, view};
@@ -165,11 +166,6 @@ fn check_unsupported(req: &CreateRequest, ctx: &Ctx) -> Result<()> {
         ctx.authorize("container:create:requested_destination", &own)?;
     }
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
-    if non_empty(&req.nets) {
-        return Err(Error(ApiError::invalid(
-            "Networks cannot be chosen in this deployment yet: every container joins its project's network.",
-        )));
-    }
     if req.security_groups.as_ref().is_some_and(|g| !g.is_empty()) {
         return Err(Error(ApiError::invalid(
             "Security groups cannot be set in this deployment yet.",
@@ -186,6 +182,64 @@ fn check_unsupported(req: &CreateRequest, ctx: &Ctx) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A network request as the built-in driver can meet it: a network of the
+/// caller's project (by uuid or name; the default network before it
+/// exists), with an IPv4 address inside its subnet. The network is
+/// recorded by uuid when it exists.
+async fn resolve_network(
+    store: &dyn Store,
+    project_id: &str,
+    mut requested: RequestedNetwork,
+) -> Result<RequestedNetwork> {
+    if let Some(port) = &requested.port {
+        return Err(Error(ApiError::invalid(format!(
+            "Port {port} cannot be used: the built-in network driver makes the container's ports itself; name a network instead."
+        ))));
+    }
+    if requested.v6_fixed_ip.is_some() {
+        return Err(Error(ApiError::invalid(
+            "IPv6 addresses are not supported by the built-in network driver.",
+        )));
+    }
+    let name = requested.network.clone().unwrap_or_default();
+    let found = network_of_project(store, project_id, &name).await?;
+    match found {
+        Some(network) => {
+            if let Some(ip) = requested.v4_fixed_ip
+                && !network.cidr.is_assignable(ip)
+            {
+                return Err(Error(ApiError::invalid(format!(
+                    "IP address {ip} is not a valid IP for the subnet {} of network {}.",
+                    network.cidr, network.uuid
+                ))));
+            }
+            requested.network = Some(network.uuid);
+        }
+        // The default network is made by the first container on it.
+        None if name == DEFAULT_NETWORK_NAME => {}
+        None => return Err(Error(ApiError::network_not_found(&name))),
+    }
+    Ok(requested)
+}
+
+/// The project network named (by uuid or name) `ident`.
+async fn network_of_project(
+    store: &dyn Store,
+    project_id: &str,
+    ident: &str,
+) -> Result<Option<zun_store::NetworkRecord>> {
+    if let Some(network) = store.get_network(ident).await?
+        && network.project_id == project_id
+    {
+        return Ok(Some(network));
+    }
+    Ok(store
+        .list_networks(Some(project_id))
+        .await?
+        .into_iter()
+        .find(|n| n.name == ident))
 }
 
 fn build_container(req: CreateRequest, ctx: &Ctx, run: bool) -> Container {
@@ -225,6 +279,7 @@ fn build_container(req: CreateRequest, ctx: &Ctx, run: bool) -> Container {
         runtime: req.runtime,
         healthcheck,
         security_groups: req.security_groups.filter(|g| !g.is_empty()),
+        nets: Vec::new(),
         exposed_ports: req.exposed_ports,
         hints: req.hints,
         availability_zone: req.availability_zone,
@@ -275,8 +330,24 @@ async fn create(
         ),
         None => None,
     };
+    let mut nets = Vec::new();
+    for requested in req.nets.clone().unwrap_or_default() {
+        let resolved =
+            resolve_network(state.store.as_ref(), &ctx.identity.project_id, requested).await?;
+        if nets
+            .iter()
+            .any(|n: &RequestedNetwork| n.network == resolved.network)
+        {
+            return Err(Error(ApiError::invalid(format!(
+                "Network {} is requested more than once.",
+                resolved.network.unwrap_or_default()
+            ))));
+        }
+        nets.push(resolved);
+    }
     let mut container = build_container(req, &ctx, run);
     container.registry_id = registry_id;
+    container.nets = nets;
     let action = new_action(&ctx, &container, "create", json!({ "run": run }));
     let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
     crate::placement::place_and_insert(
@@ -642,6 +713,10 @@ async fn action(
             })
             .await;
         }
+        "network_attach" => return network_attach(&state, &ctx, &container, &params).await,
+        "network_detach" => {
+            return network_detach(&state, &ctx, &container, query.as_deref()).await;
+        }
         "network_list" => {
             // One entry per port from 1.18, one per address before.
             let per_port = ctx.version >= Version::new(1, 18);
@@ -667,6 +742,170 @@ async fn action(
         }
     })
     .await
+}
+
+/// How long `network_attach` waits for the host to plug the network in
+/// (upstream answers once compute has).
+const NETWORK_ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `POST .../network_attach` (1.8): `network` or `port`, optional
+/// `fixed_ip`; answered 200 once the container's host has connected it.
+async fn network_attach(
+    state: &ApiState,
+    ctx: &Ctx,
+    container: &Container,
+    params: &Params,
+) -> Result<Response> {
+    let (network, port) = (params.get("network"), params.get("port"));
+    if network.is_some() == port.is_some() {
+        return Err(Error(ApiError::schema(
+            "Exactly one of network and port must be given.",
+        )));
+    }
+    let fixed = match params.get("fixed_ip") {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<std::net::Ipv4Addr>().map_err(|_| {
+            ApiError::schema(format!(
+                "Invalid input for field/attribute fixed_ip. Value: {text}. '{text}' is not a 'ipv4'"
+            ))
+        })?),
+    };
+    let requested = RequestedNetwork {
+        network: network.map(str::to_owned),
+        port: port.map(str::to_owned),
+        v4_fixed_ip: fixed,
+        v6_fixed_ip: None,
+    };
+    let requested = resolve_network(state.store.as_ref(), &container.project_id, requested).await?;
+    let attached = container
+        .addresses
+        .as_ref()
+        .and_then(Value::as_object)
+        .is_some_and(|nets| {
+            requested
+                .network
+                .as_ref()
+                .is_some_and(|n| nets.contains_key(n))
+        });
+    if attached {
+        return Err(Error(ApiError::invalid(format!(
+            "Container {} is already connected to network {}.",
+            container.uuid,
+            requested.network.unwrap_or_default()
+        ))));
+    }
+    let params = serde_json::to_value(&requested).unwrap_or(Value::Null);
+    let action = new_action(ctx, container, "network_attach", params);
+    let (_, record) = state
+        .store
+        .update_container(&container.uuid, &|_: &mut Container| Ok(()), Some(&action))
+        .await?;
+    if let Some(record) = record {
+        wait_for_action(
+            state,
+            &container.uuid,
+            &record.request_id,
+            NETWORK_ATTACH_WAIT,
+        )
+        .await?;
+    }
+    Ok(null_response(StatusCode::OK))
+}
+
+/// `POST .../network_detach` (1.6): `network` xor `port` in the query
+/// string; answered 202, the host disconnects it.
+async fn network_detach(
+    state: &ApiState,
+    ctx: &Ctx,
+    container: &Container,
+    query: Option<&str>,
+) -> Result<Response> {
+    let query = Params::from_query(query);
+    let (network, port) = (query.get("network"), query.get("port"));
+    if network.is_some() == port.is_some() {
+        return Err(Error(ApiError::schema(
+            "Exactly one of network and port must be given in the query string.",
+        )));
+    }
+    let connected = container
+        .addresses
+        .as_ref()
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    // The network the container is on, by the network's or the port's id,
+    // or by the network's name.
+    let by_port = port.and_then(|p| {
+        connected.iter().find_map(|(net, entries)| {
+            entries
+                .as_array()?
+                .iter()
+                .any(|e| e.get("port").and_then(Value::as_str) == Some(p))
+                .then(|| net.clone())
+        })
+    });
+    let by_network = match network {
+        Some(ident) => network_of_project(state.store.as_ref(), &container.project_id, ident)
+            .await?
+            .map(|n| n.uuid)
+            .filter(|uuid| connected.contains_key(uuid)),
+        None => None,
+    };
+    let Some(network_uuid) = by_port.or(by_network) else {
+        return Err(Error(ApiError::invalid(format!(
+            "Container {} is not connected to {} {}.",
+            container.uuid,
+            if port.is_some() { "port" } else { "network" },
+            port.or(network).unwrap_or_default()
+        ))));
+    };
+    let action = new_action(
+        ctx,
+        container,
+        "network_detach",
+        json!({ "network": network_uuid }),
+    );
+    state
+        .store
+        .update_container(&container.uuid, &|_: &mut Container| Ok(()), Some(&action))
+        .await?;
+    Ok(null_response(StatusCode::ACCEPTED))
+}
+
+/// Waits until the host has finished the action `request_id` of the
+/// container; its failure comes back as a 400 with the host's reason.
+async fn wait_for_action(
+    state: &ApiState,
+    container_uuid: &str,
+    request_id: &str,
+    limit: std::time::Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some((action, events)) = state.store.get_action(container_uuid, request_id).await?
+            && action.finish_time.is_some()
+        {
+            if action.message.is_some() {
+                let reason = events
+                    .iter()
+                    .find_map(|e| e.traceback.clone())
+                    .unwrap_or_else(|| "the host could not do it".into());
+                return Err(Error(ApiError::invalid(reason)));
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error(ApiError::new(
+                504,
+                "",
+                format!(
+                    "The host did not answer within {} s; the action stays recorded.",
+                    limit.as_secs()
+                ),
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
 
 /// `POST .../resize_container` (1.19): a cpu/memory change as PATCH makes it,

@@ -8,6 +8,7 @@ mod error;
 pub mod identity;
 mod images;
 pub mod monitor;
+mod networks;
 mod params;
 pub mod placement;
 mod quotas;
@@ -143,6 +144,10 @@ pub struct ApiState {
     /// them for image search.
     pub secrets: zun_secrets::SecretKey,
     pub registry_client: registry_client::RegistryClient,
+    /// Where new project networks' subnets come from (`[network] pool`
+    /// and `subnet_prefix`, as the agents have them); None when
+    /// containers get no network.
+    pub network_pool: Option<(zun_types::network::Ipv4Net, u8)>,
 }
 
 /// The whole HTTP application, including path normalisation (trailing
@@ -153,6 +158,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .merge(registries::routes())
         .merge(images::routes())
         .merge(services::routes())
+        .merge(networks::routes())
         .route("/v1", get(v1_root))
         .layer(axum::middleware::from_fn(context::negotiate_version));
     Router::new()

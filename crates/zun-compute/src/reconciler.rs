@@ -26,6 +26,7 @@ use zun_types::{ApiError, Container, ContainerStatus};
 use zun_secrets::SecretKey;
 
 use zun_network::{NetworkDriver, NetworkError};
+use zun_types::network::RequestedNetwork;
 
 use crate::runtime::{EngineState, Observed, Runtime, RuntimeError};
 
@@ -335,7 +336,24 @@ impl Agent {
         };
         if let Err(err) = &outcome {
             tracing::warn!(uuid = %action.container_uuid, action = %action.action, error = %err, "action failed");
-            if let Err(store_err) = self.fail(&action.container_uuid, &action.action, err).await {
+            // A network change that fails leaves the container as it was;
+            // the action log says why.
+            let leaves_it_be =
+                matches!(action.action.as_str(), "network_attach" | "network_detach");
+            if leaves_it_be {
+                let uuid = action.container_uuid.clone();
+                let clear = |c: &mut Container| {
+                    c.task_state = None;
+                    Ok(())
+                };
+                if let Err(store_err) =
+                    ignore_rejection(self.store.update_container(&uuid, &clear, None).await)
+                {
+                    tracing::warn!(error = %store_err, "clearing the task state failed");
+                }
+            } else if let Err(store_err) =
+                self.fail(&action.container_uuid, &action.action, err).await
+            {
                 tracing::warn!(error = %store_err, "recording the failure failed");
             }
         }
@@ -425,6 +443,40 @@ impl Agent {
                 let cpu = action.params.get("cpu").and_then(Value::as_f64);
                 let memory = action.params.get("memory").and_then(Value::as_i64);
                 self.retrying(|| rt.update(&name, cpu, memory)).await?;
+            }
+            "network_attach" | "network_detach" => {
+                let Some(network) = &self.network else {
+                    return Err(WorkError::Network(NetworkError::Unsupported(
+                        "this host gives containers no network".into(),
+                    )));
+                };
+                let addresses = if action.action == "network_attach" {
+                    let requested: RequestedNetwork = serde_json::from_value(action.params.clone())
+                        .map_err(|e| {
+                            WorkError::Network(NetworkError::Unsupported(format!(
+                                "bad network request: {e}"
+                            )))
+                        })?;
+                    network.attach_network(&container, &requested).await?
+                } else {
+                    let name = action
+                        .params
+                        .get("network")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    network.detach_network(&container, name).await?
+                };
+                let mutate = move |c: &mut Container| {
+                    c.addresses = Some(addresses.clone());
+                    c.task_state = None;
+                    Ok(())
+                };
+                ignore_rejection(
+                    self.store
+                        .update_container(&container.uuid, &mutate, None)
+                        .await,
+                )?;
+                return Ok(());
             }
             "rebuild" => {
                 // A new engine container from the (maybe new) image takes

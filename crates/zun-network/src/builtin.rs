@@ -12,14 +12,13 @@ use async_trait::async_trait;
 use serde_json::Value;
 use zun_store::{NetworkRecord, PortRecord, Store};
 use zun_types::Container;
-use zun_types::network::{Address, Ipv4Net, addresses_value};
+use zun_types::network::{Address, Ipv4Net, RequestedNetwork, addresses_value};
 
 use crate::command::{HostShell, already_exists, missing};
 use crate::rules::{self, bridge_name, port_name, vxlan_name};
 use crate::{Attachment, NETNS_DIR, NetworkDriver, NetworkError, netns_name};
 
-/// The network every container of a project joins when it names none.
-pub const DEFAULT_NETWORK_NAME: &str = "private";
+pub use zun_types::network::DEFAULT_NETWORK_NAME;
 
 #[derive(Debug, Clone)]
 pub struct BuiltinConfig {
@@ -222,15 +221,28 @@ impl BuiltinDriver {
         Ok(())
     }
 
-    /// Whether the container's namespace exists with its address on eth0.
-    async fn plumbed(&self, uuid: &str, port: &PortRecord) -> bool {
-        if !Self::netns_path(uuid).exists() {
-            return false;
+    /// Makes the container's namespace (with loopback up) unless it exists.
+    async fn ensure_netns(&self, uuid: &str) -> Result<(), NetworkError> {
+        if Self::netns_path(uuid).exists() {
+            return Ok(());
         }
         let netns = netns_name(uuid);
+        match self.shell.netns_add(&netns).await {
+            Ok(()) => {}
+            Err(err) if already_exists(&err) => {}
+            Err(err) => return Err(err),
+        }
+        self.shell
+            .ip_in(&netns, &["link", "set", "lo", "up"], None)
+            .await
+            .map(drop)
+    }
+
+    /// Whether the port's address is on an interface of the namespace.
+    async fn plumbed(&self, uuid: &str, port: &PortRecord) -> bool {
         match self
             .shell
-            .ip_in(&netns, &["-o", "-4", "addr", "show", "dev", "eth0"], None)
+            .ip_in(&netns_name(uuid), &["-o", "-4", "addr", "show"], None)
             .await
         {
             Ok(out) => out.contains(&format!(" {}/", port.ip)),
@@ -238,42 +250,64 @@ impl BuiltinDriver {
         }
     }
 
-    /// Makes the container's namespace and veth, addresses and route; an
-    /// earlier partial attempt is removed first. A namespace already
-    /// carrying its address is kept (its container may be running in it).
+    /// The first `ethN` not taken in the container's namespace.
+    async fn free_interface(&self, uuid: &str) -> Result<String, NetworkError> {
+        let links = self
+            .shell
+            .ip_in(&netns_name(uuid), &["-o", "link", "show"], None)
+            .await?;
+        let taken: HashSet<&str> = links
+            .lines()
+            .filter_map(|line| line.split(": ").nth(1))
+            .map(|name| name.split('@').next().unwrap_or(name))
+            .collect();
+        Ok((0..)
+            .map(|n| format!("eth{n}"))
+            .find(|name| !taken.contains(name.as_str()))
+            .unwrap_or_else(|| "eth0".to_owned()))
+    }
+
+    /// Plumbs one port into the container's namespace: a veth from the
+    /// network's bridge, named `ethN` inside, with the port's MAC and
+    /// address (and the default route, for the container's first port).
+    /// A port already carrying its address is kept as it is (its container
+    /// may be running); an earlier attempt's half-made veth is replaced.
     async fn plumb(
         &self,
         uuid: &str,
         network: &NetworkRecord,
         port: &PortRecord,
         bridge: &str,
+        primary: bool,
     ) -> Result<(), NetworkError> {
         let netns = netns_name(uuid);
-        let host_port = port_name(uuid);
+        let host_port = port_name(&port.uuid);
+        self.ensure_netns(uuid).await?;
         if self.plumbed(uuid, port).await {
             // Re-attach the host end, in case its bridge was made anew.
             self.shell
                 .ip(&["link", "set", &host_port, "master", bridge, "up"], None)
                 .await?;
         } else {
-            let host_batch =
-                rules::port_host_batch(&netns, &host_port, bridge, &port.mac, self.config.mtu);
-            // An earlier attempt's leftovers (namespace or veth) go first.
-            let made = match self.shell.netns_add(&netns).await {
-                Ok(()) => self.shell.ip(&["-batch", "-"], Some(&host_batch)).await,
-                Err(err) => Err(err),
-            };
-            if let Err(err) = made {
-                if !already_exists(&err) {
-                    return Err(err);
-                }
-                self.unplumb(uuid, None).await?;
-                self.shell.netns_add(&netns).await?;
-                self.shell.ip(&["-batch", "-"], Some(&host_batch)).await?;
-            }
-            let inside = rules::port_inside_batch(port.ip, network.cidr, network.gateway);
+            self.unplumb_port(port).await?;
+            let inside = self.free_interface(uuid).await?;
+            let host_batch = rules::port_host_batch(
+                &netns,
+                &host_port,
+                &inside,
+                bridge,
+                &port.mac,
+                self.config.mtu,
+            );
+            self.shell.ip(&["-batch", "-"], Some(&host_batch)).await?;
+            let batch = rules::port_inside_batch(
+                &inside,
+                port.ip,
+                network.cidr,
+                primary.then_some(network.gateway),
+            );
             self.shell
-                .ip_in(&netns, &["-batch", "-"], Some(&inside))
+                .ip_in(&netns, &["-batch", "-"], Some(&batch))
                 .await?;
         }
         self.shell
@@ -281,23 +315,28 @@ impl BuiltinDriver {
             .await
     }
 
-    /// Removes the container's namespace, veth and anti-spoofing entries.
-    async fn unplumb(&self, uuid: &str, ports: Option<&[PortRecord]>) -> Result<(), NetworkError> {
-        let host_port = port_name(uuid);
-        for port in ports.unwrap_or_default() {
-            let element = rules::port_element("delete", &host_port, &port.mac, port.ip);
-            match self.shell.nft(&element).await {
-                Ok(()) => {}
-                Err(err) if missing(&err) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        // The host end first: a namespace a process still holds outlives
-        // its name, and its veth with it.
-        match self.shell.ip(&["link", "del", &host_port], None).await {
-            Ok(_) => {}
+    /// Removes one port's veth and anti-spoofing entry.
+    async fn unplumb_port(&self, port: &PortRecord) -> Result<(), NetworkError> {
+        let host_port = port_name(&port.uuid);
+        let element = rules::port_element("delete", &host_port, &port.mac, port.ip);
+        match self.shell.nft(&element).await {
+            Ok(()) => {}
             Err(err) if missing(&err) => {}
             Err(err) => return Err(err),
+        }
+        match self.shell.ip(&["link", "del", &host_port], None).await {
+            Ok(_) => Ok(()),
+            Err(err) if missing(&err) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Removes the container's ports (host ends first: a namespace a
+    /// process still holds outlives its name, and its veths with it) and
+    /// its namespace.
+    async fn unplumb(&self, uuid: &str, ports: &[PortRecord]) -> Result<(), NetworkError> {
+        for port in ports {
+            self.unplumb_port(port).await?;
         }
         if Self::netns_path(uuid).exists() {
             match self.shell.netns_del(&netns_name(uuid)).await {
@@ -307,6 +346,110 @@ impl BuiltinDriver {
             }
         }
         Ok(())
+    }
+
+    /// The network a request names, among the project's: by uuid, or by
+    /// name (the default network is made on first use).
+    async fn resolve(
+        &self,
+        project_id: &str,
+        requested: Option<&str>,
+    ) -> Result<NetworkRecord, NetworkError> {
+        let name = requested.unwrap_or(DEFAULT_NETWORK_NAME);
+        if let Some(network) = self.store.get_network(name).await?
+            && network.project_id == project_id
+        {
+            return Ok(network);
+        }
+        if name == DEFAULT_NETWORK_NAME {
+            return self.project_network(project_id).await;
+        }
+        self.store
+            .list_networks(Some(project_id))
+            .await?
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| NetworkError::NotFound(name.to_owned()))
+    }
+
+    /// Allocates the container's port on `network` and plumbs it, with its
+    /// exposed ports.
+    async fn connect(
+        &self,
+        container: &Container,
+        network: &NetworkRecord,
+        fixed: Option<Ipv4Addr>,
+        primary: bool,
+    ) -> Result<PortRecord, NetworkError> {
+        let port = self
+            .store
+            .allocate_port(
+                network,
+                &container.uuid,
+                &container.project_id,
+                Some(&self.config.host),
+                fixed,
+            )
+            .await?;
+        let bridge = self.ensure_bridge(network).await?;
+        if let Err(err) = self
+            .plumb(&container.uuid, network, &port, &bridge, primary)
+            .await
+        {
+            if !missing(&err) {
+                return Err(err);
+            }
+            // The bridge went away behind our back: make it again.
+            self.bridges.lock().await.remove(&network.cidr);
+            let bridge = self.ensure_bridge(network).await?;
+            self.plumb(&container.uuid, network, &port, &bridge, primary)
+                .await?;
+        }
+        let exposed = rules::exposed_ports(container.exposed_ports.as_ref());
+        if !exposed.is_empty() {
+            let elements: String = exposed
+                .iter()
+                .map(|(proto, number)| {
+                    rules::exposed_element("add", port.ip, proto, *number, &self.config.host)
+                })
+                .collect();
+            self.shell.nft(&elements).await?;
+        }
+        Ok(port)
+    }
+
+    /// The view's `addresses` of the container's ports.
+    async fn addresses(&self, container_uuid: &str) -> Result<Value, NetworkError> {
+        let mut out = Vec::new();
+        for port in self.store.ports_of_container(container_uuid).await? {
+            let Some(network) = self.store.get_network(&port.network_uuid).await? else {
+                continue;
+            };
+            out.push(Address {
+                network_id: network.uuid,
+                port_id: port.uuid,
+                subnet_id: network.subnet_uuid,
+                ip: port.ip,
+                preserve_on_delete: false,
+            });
+        }
+        Ok(addresses_value(&out))
+    }
+
+    /// Deletes this host's `exposed` entries of these addresses.
+    async fn unexpose(&self, addresses: &HashSet<Ipv4Addr>) -> Result<(), NetworkError> {
+        let stale: String = self
+            .exposed_elements()
+            .await?
+            .into_iter()
+            .filter(|(ip, _)| addresses.contains(ip))
+            .map(|(_, delete)| delete)
+            .collect();
+        if stale.is_empty() {
+            Ok(())
+        } else {
+            self.shell.nft(&stale).await
+        }
     }
 
     /// Writes the container's resolv.conf and hosts files.
@@ -341,7 +484,8 @@ impl BuiltinDriver {
     /// Removes everything of container `uuid` from this host and the store.
     async fn remove_all(&self, uuid: &str) -> Result<(), NetworkError> {
         let ports = self.store.ports_of_container(uuid).await?;
-        self.unplumb(uuid, Some(&ports)).await?;
+        self.unplumb(uuid, &ports).await?;
+        self.unexpose(&ports.iter().map(|p| p.ip).collect()).await?;
         let dir = self.container_dir(uuid);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {}
@@ -350,6 +494,55 @@ impl BuiltinDriver {
         }
         self.store.release_ports(uuid).await?;
         Ok(())
+    }
+
+    /// This host's `exposed` entries: each one's address and the command
+    /// that deletes it.
+    async fn exposed_elements(&self) -> Result<Vec<(Ipv4Addr, String)>, NetworkError> {
+        let listed = self
+            .shell
+            .run(
+                "nft",
+                &["-j", "list", "set", "inet", "zun", "exposed"],
+                None,
+            )
+            .await?;
+        let parsed: Value = serde_json::from_str(&listed)
+            .map_err(|e| NetworkError::Io(format!("nft's listing: {e}")))?;
+        let elements = parsed
+            .get("nftables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("set")?.get("elem")?.as_array())
+            .flatten();
+        let mut out = Vec::new();
+        for element in elements {
+            let Some(inner) = element.get("elem") else {
+                continue;
+            };
+            if inner.get("comment").and_then(Value::as_str) != Some(self.config.host.as_str()) {
+                continue;
+            }
+            let Some([ip, proto, port]) = inner
+                .get("val")
+                .and_then(|v| v.get("concat"))
+                .and_then(Value::as_array)
+                .and_then(|c| <&[Value; 3]>::try_from(c.as_slice()).ok())
+            else {
+                continue;
+            };
+            let (Some(ip), Some(proto), Some(port)) = (
+                ip.as_str().and_then(|i| i.parse::<Ipv4Addr>().ok()),
+                proto.as_str(),
+                port.as_u64().and_then(|p| u16::try_from(p).ok()),
+            ) else {
+                continue;
+            };
+            let delete = rules::exposed_element("delete", ip, proto, port, &self.config.host);
+            out.push((ip, delete));
+        }
+        Ok(out)
     }
 
     /// Anti-spoofing entries whose port no longer exists on this host.
@@ -418,41 +611,75 @@ impl NetworkDriver for BuiltinDriver {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| NetworkError::Io(format!("{}: {e}", dir.display())))?;
-        let network = self.project_network(&container.project_id).await?;
-        let port = self
-            .store
-            .allocate_port(
-                &network,
-                &container.uuid,
-                &container.project_id,
-                Some(&self.config.host),
-                None,
-            )
-            .await?;
-        let bridge = self.ensure_bridge(&network).await?;
-        if let Err(err) = self.plumb(&container.uuid, &network, &port, &bridge).await {
-            if !missing(&err) {
-                return Err(err);
-            }
-            // The bridge went away behind our back: make it again.
-            self.bridges.lock().await.remove(&network.cidr);
-            let bridge = self.ensure_bridge(&network).await?;
-            self.plumb(&container.uuid, &network, &port, &bridge)
-                .await?;
-        }
-        let files = self.write_files(container, &port).await?;
-        let address = Address {
-            network_id: network.uuid.clone(),
-            port_id: port.uuid.clone(),
-            subnet_id: network.subnet_uuid.clone(),
-            ip: port.ip,
-            preserve_on_delete: false,
+        let requested: Vec<RequestedNetwork> = if container.nets.is_empty() {
+            vec![RequestedNetwork::default()]
+        } else {
+            container.nets.clone()
         };
+        let mut primary = None;
+        for (i, net) in requested.iter().enumerate() {
+            if net.port.is_some() {
+                return Err(NetworkError::Unsupported(
+                    "ports cannot be chosen with the built-in network driver".into(),
+                ));
+            }
+            let network = self
+                .resolve(&container.project_id, net.network.as_deref())
+                .await?;
+            let port = self
+                .connect(container, &network, net.v4_fixed_ip, i == 0)
+                .await?;
+            primary.get_or_insert(port);
+        }
+        let Some(primary) = primary else {
+            return Err(NetworkError::Unsupported("no network to attach".into()));
+        };
+        let files = self.write_files(container, &primary).await?;
         Ok(Attachment {
             netns: Self::netns_path(&container.uuid),
-            addresses: addresses_value(&[address]),
+            addresses: self.addresses(&container.uuid).await?,
             files,
         })
+    }
+
+    async fn attach_network(
+        &self,
+        container: &Container,
+        requested: &RequestedNetwork,
+    ) -> Result<Value, NetworkError> {
+        if requested.port.is_some() {
+            return Err(NetworkError::Unsupported(
+                "ports cannot be chosen with the built-in network driver".into(),
+            ));
+        }
+        let network = self
+            .resolve(&container.project_id, requested.network.as_deref())
+            .await?;
+        let first = self
+            .store
+            .ports_of_container(&container.uuid)
+            .await?
+            .is_empty();
+        self.connect(container, &network, requested.v4_fixed_ip, first)
+            .await?;
+        self.addresses(&container.uuid).await
+    }
+
+    async fn detach_network(
+        &self,
+        container: &Container,
+        network: &str,
+    ) -> Result<Value, NetworkError> {
+        let network = self.resolve(&container.project_id, Some(network)).await?;
+        let ports = self.store.ports_of_container(&container.uuid).await?;
+        for port in ports.iter().filter(|p| p.network_uuid == network.uuid) {
+            self.unplumb_port(port).await?;
+            self.unexpose(&HashSet::from([port.ip])).await?;
+        }
+        self.store
+            .release_port(&container.uuid, &network.uuid)
+            .await?;
+        self.addresses(&container.uuid).await
     }
 
     async fn detach(&self, container_uuid: &str) -> Result<(), NetworkError> {
@@ -489,7 +716,23 @@ impl NetworkDriver for BuiltinDriver {
             self.remove_all(uuid).await?;
             removed += 1;
         }
-        let stale = self.stale_port_elements().await?;
+        let mut stale = self.stale_port_elements().await?;
+        // Listed before the ports are read: an entry added meanwhile
+        // belongs to a port allocated before it, which the read then sees.
+        let exposed = self.exposed_elements().await?;
+        let held: HashSet<Ipv4Addr> = self
+            .store
+            .ports_on_host(&self.config.host)
+            .await?
+            .iter()
+            .map(|p| p.ip)
+            .collect();
+        stale.extend(
+            exposed
+                .into_iter()
+                .filter(|(ip, _)| !held.contains(ip))
+                .map(|(_, delete)| delete),
+        );
         if !stale.is_empty() {
             self.shell.nft(&stale.concat()).await?;
         }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use zun_store::StoreError;
 use zun_types::Container;
+use zun_types::network::RequestedNetwork;
 
 pub mod builtin;
 mod command;
@@ -39,6 +40,12 @@ pub enum NetworkError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(String),
+    /// No network of the container's project by that name or id.
+    #[error("Neutron network {0} could not be found.")]
+    NotFound(String),
+    /// Something this driver cannot do.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What a runtime needs to start a container on its network.
@@ -67,6 +74,22 @@ pub trait NetworkDriver: Send + Sync + 'static {
     /// Removes the container's plumbing from this host and releases its
     /// addresses.
     async fn detach(&self, container_uuid: &str) -> Result<(), NetworkError>;
+
+    /// Connects the container (running or not) to one more network;
+    /// returns its `addresses` now.
+    async fn attach_network(
+        &self,
+        container: &Container,
+        network: &RequestedNetwork,
+    ) -> Result<serde_json::Value, NetworkError>;
+
+    /// Disconnects the container from `network` (name or id); returns its
+    /// `addresses` now.
+    async fn detach_network(
+        &self,
+        container: &Container,
+        network: &str,
+    ) -> Result<serde_json::Value, NetworkError>;
 
     /// Removes this host's network objects of containers the store no
     /// longer has (a crash between a delete's steps, a killed agent).

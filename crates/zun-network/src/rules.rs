@@ -8,6 +8,9 @@
 //!   the outside (masqueraded) but nothing from outside in unless it
 //!   answers a container's own connection, and drops what a container sends
 //!   to the host itself (the API, agent endpoints, the engine, the store);
+//! - a container's `exposed_ports` (elements of `inet zun exposed`) are
+//!   what the host and other networks may open connections to; the host
+//!   is refused every other port of a container (`output` chain);
 //! - `bridge zun` accepts a frame from a container's port only when its
 //!   source MAC and IPv4 address (or ARP sender) are that port's, so a
 //!   container that changes its address or MAC reaches nothing. Ports are
@@ -47,10 +50,10 @@ pub fn gateway_mac(gateway: Ipv4Addr) -> String {
     format!("02:5b:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
-/// The host side of a container's veth: `zv` and the first 12 hex digits of
-/// its uuid (interface names hold 15 bytes).
-pub fn port_name(container_uuid: &str) -> String {
-    let hex: String = container_uuid
+/// The host side of a port's veth: `zv` and the first 12 hex digits of the
+/// port's uuid (interface names hold 15 bytes).
+pub fn port_name(port_uuid: &str) -> String {
+    let hex: String = port_uuid
         .chars()
         .filter(char::is_ascii_hexdigit)
         .take(12)
@@ -79,19 +82,27 @@ flush chain bridge zun output
 add rule bridge zun output oifname \"{VXLAN_PREFIX}*\" drop
 add table inet zun
 add set inet zun intra {{ type ifname . ifname; }}
+add set inet zun exposed {{ type ipv4_addr . inet_proto . inet_service; }}
 add chain inet zun forward {{ type filter hook forward priority 0; policy accept; }}
 add chain inet zun input {{ type filter hook input priority 0; policy accept; }}
+add chain inet zun output {{ type filter hook output priority 0; policy accept; }}
 add chain inet zun postrouting {{ type nat hook postrouting priority 100; policy accept; }}
 flush chain inet zun forward
 flush chain inet zun input
+flush chain inet zun output
 flush chain inet zun postrouting
 add rule inet zun forward iifname . oifname @intra accept
-add rule inet zun forward iifname {br} oifname {br} drop
 add rule inet zun forward ct state established,related accept
+add rule inet zun forward oifname {br} ip daddr . meta l4proto . th dport @exposed accept
+add rule inet zun forward iifname {br} oifname {br} drop
 add rule inet zun forward iifname {br} accept
 add rule inet zun forward oifname {br} drop
 add rule inet zun input iifname {br} ct state established,related accept
 add rule inet zun input iifname {br} drop
+add rule inet zun output oifname {br} ct state established,related accept
+add rule inet zun output oifname {br} ip daddr . meta l4proto . th dport @exposed accept
+add rule inet zun output oifname {br} meta l4proto tcp reject with tcp reset
+add rule inet zun output oifname {br} reject
 add rule inet zun postrouting iifname {br} oifname != {br} masquerade
 "
     )
@@ -107,6 +118,41 @@ pub fn bridge_element(bridge: &str) -> String {
 /// The anti-spoofing entry of one port.
 pub fn port_element(verb: &str, port: &str, mac: &str, ip: Ipv4Addr) -> String {
     format!("{verb} element bridge zun ports {{ \"{port}\" . {mac} . {ip} }}\n")
+}
+
+/// A container's exposed ports from its `exposed_ports` value (keys
+/// `"80"`, `"80/tcp"`, `"53/udp"`, as the API validated them); anything
+/// else is skipped.
+pub fn exposed_ports(value: Option<&serde_json::Value>) -> Vec<(&'static str, u16)> {
+    let Some(serde_json::Value::Object(map)) = value else {
+        return Vec::new();
+    };
+    let mut out: Vec<(&'static str, u16)> = map
+        .keys()
+        .filter_map(|key| {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let proto = match proto.to_ascii_lowercase().as_str() {
+                "tcp" => "tcp",
+                "udp" => "udp",
+                _ => return None,
+            };
+            Some((proto, port.trim().parse().ok()?))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The `exposed` entry of one port of a container at `ip`, owned by `host`
+/// (so a host only ever removes its own entries).
+pub fn exposed_element(verb: &str, ip: Ipv4Addr, proto: &str, port: u16, host: &str) -> String {
+    let comment = if verb == "add" {
+        format!(" comment \"{host}\"")
+    } else {
+        String::new()
+    };
+    format!("{verb} element inet zun exposed {{ {ip} . {proto} . {port}{comment} }}\n")
 }
 
 /// `ip -batch` lines that make a network's bridge (when `create`) and give
@@ -160,27 +206,43 @@ pub fn flood_entry(verb: &str, vxlan: &str, peer: Ipv4Addr) -> String {
     format!("fdb {verb} 00:00:00:00:00:00 dev {vxlan} dst {peer}\n")
 }
 
-/// `ip -batch` lines, run in the host's namespace, that make the
-/// container's veth pair into its (existing) namespace, the inside end
-/// named `eth0`.
-pub fn port_host_batch(netns: &str, port: &str, bridge: &str, mac: &str, mtu: u32) -> String {
+/// `ip -batch` lines, run in the host's namespace, that make a port's veth
+/// pair into the container's (existing) namespace, the inside end named
+/// `inside`.
+pub fn port_host_batch(
+    netns: &str,
+    port: &str,
+    inside: &str,
+    bridge: &str,
+    mac: &str,
+    mtu: u32,
+) -> String {
     format!(
-        "link add {port} mtu {mtu} type veth peer name eth0 address {mac} netns {netns}
+        "link add {port} mtu {mtu} type veth peer name {inside} address {mac} netns {netns}
 link set {port} master {bridge} up
 "
     )
 }
 
-/// `ip -batch` lines, run inside the container's namespace.
-pub fn port_inside_batch(ip: Ipv4Addr, subnet: Ipv4Net, gateway: Ipv4Addr) -> String {
-    format!(
-        "link set lo up
-addr add {ip}/{prefix} dev eth0
-link set eth0 up
-route add default via {gateway} dev eth0
-",
+/// `ip -batch` lines, run inside the container's namespace: the port's
+/// address on `inside`, and the default route through `gateway` (the
+/// container's first port).
+pub fn port_inside_batch(
+    inside: &str,
+    ip: Ipv4Addr,
+    subnet: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+) -> String {
+    let mut out = format!(
+        "addr add {ip}/{prefix} dev {inside}\nlink set {inside} up\n",
         prefix = subnet.prefix()
-    )
+    );
+    if let Some(gateway) = gateway {
+        out.push_str(&format!(
+            "route replace default via {gateway} dev {inside}\n"
+        ));
+    }
+    out
 }
 
 /// The container's `/etc/resolv.conf`: the host's name servers that a
@@ -272,12 +334,41 @@ mod tests {
             "add element bridge zun ports { \"zvabc\" . 02:5a:0a:80:10:02 . 10.128.16.2 }\n"
         );
         let subnet: Ipv4Net = "10.128.16.0/20".parse().expect("cidr");
-        let inside = port_inside_batch(ip, subnet, Ipv4Addr::new(10, 128, 16, 1));
+        let inside = port_inside_batch("eth0", ip, subnet, Some(Ipv4Addr::new(10, 128, 16, 1)));
         assert!(inside.contains("addr add 10.128.16.2/20 dev eth0"));
-        assert!(inside.contains("route add default via 10.128.16.1"));
-        let host = port_host_batch("zun-u", "zvabc", "zbr1", "02:5a:0a:80:10:02", 1500);
+        assert!(inside.contains("route replace default via 10.128.16.1 dev eth0"));
+        let second = port_inside_batch("eth1", ip, subnet, None);
+        assert!(second.contains("dev eth1") && !second.contains("route"));
+        let host = port_host_batch("zun-u", "zvabc", "eth1", "zbr1", "02:5a:0a:80:10:02", 1500);
         assert!(host.starts_with("link add zvabc mtu 1500 type veth"));
-        assert!(host.contains("peer name eth0 address 02:5a:0a:80:10:02 netns zun-u"));
+        assert!(host.contains("peer name eth1 address 02:5a:0a:80:10:02 netns zun-u"));
+    }
+
+    #[test]
+    fn exposed_ports_are_read_as_the_api_accepts_them() {
+        let value =
+            serde_json::json!({"80/tcp": {}, "53/UDP": {}, "8080": {}, "x/tcp": {}, "1/sctp": {}});
+        assert_eq!(
+            exposed_ports(Some(&value)),
+            vec![("tcp", 80), ("tcp", 8080), ("udp", 53)]
+        );
+        assert!(exposed_ports(None).is_empty());
+        let ip = Ipv4Addr::new(10, 0, 0, 2);
+        assert_eq!(
+            exposed_element("add", ip, "tcp", 80, "h1"),
+            "add element inet zun exposed { 10.0.0.2 . tcp . 80 comment \"h1\" }\n"
+        );
+        assert_eq!(
+            exposed_element("delete", ip, "tcp", 80, "h1"),
+            "delete element inet zun exposed { 10.0.0.2 . tcp . 80 }\n"
+        );
+        let rules = host_ruleset();
+        // Exposed ports open before the between-networks drop.
+        let open =
+            rules.find("oifname \"zbr*\" ip daddr . meta l4proto . th dport @exposed accept");
+        let drop = rules.find("iifname \"zbr*\" oifname \"zbr*\" drop");
+        assert!(open.is_some() && open < drop);
+        assert!(rules.contains("add rule inet zun output oifname \"zbr*\" reject"));
     }
 
     #[test]

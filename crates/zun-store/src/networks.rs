@@ -62,6 +62,20 @@ pub trait NetworkStore: Send + Sync {
 
     async fn get_network(&self, uuid: &str) -> Result<Option<NetworkRecord>, StoreError>;
 
+    /// Removes a network no port is on: `Ok(false)` when there is no such
+    /// network, [`StoreError::Rejected`] (409) while a container is on it.
+    /// Serialised with the network's allocations, so no port lands on a
+    /// network being removed.
+    async fn delete_network(&self, uuid: &str) -> Result<bool, StoreError>;
+
+    /// Removes the container's port on one network (a detach); returns
+    /// whether it had one.
+    async fn release_port(
+        &self,
+        container_uuid: &str,
+        network_uuid: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Networks of a project (all projects with `None`), ordered by vni.
     async fn list_networks(
         &self,

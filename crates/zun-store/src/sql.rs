@@ -918,6 +918,18 @@ where
 }
 
 pub(crate) const RELEASE_PORTS: &str = "DELETE FROM network_ports WHERE container_uuid = $1";
+pub(crate) const RELEASE_PORT: &str =
+    "DELETE FROM network_ports WHERE container_uuid = $1 AND network_uuid = $2";
+pub(crate) const PORTS_ON_NETWORK: &str =
+    "SELECT COUNT(*) FROM network_ports WHERE network_uuid = $1";
+pub(crate) const DELETE_NETWORK: &str = "DELETE FROM networks WHERE uuid = $1";
+
+/// The refusal of deleting a network containers are on.
+pub(crate) fn network_in_use(uuid: &str, ports: i64) -> StoreError {
+    StoreError::Rejected(zun_types::ApiError::conflict(format!(
+        "Network {uuid} is in use by {ports} container(s); detach them first."
+    )))
+}
 
 /// The network `name` of `project_id` would be, given the vnis already
 /// taken (ascending): the lowest free vni >= 1 (0 is never used), the

@@ -185,6 +185,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    networks_in_use_cannot_be_deleted_and_ports_detach_one_by_one,
     websocket_grants_work_once_and_expired_ones_are_purged,
     round_trip,
     pagination_over_every_sort_key,
@@ -2136,4 +2137,33 @@ async fn ports_on_host_and_release(store: TestStore) {
     assert_eq!(store.release_ports("c-a").await.unwrap(), 2);
     assert_eq!(store.ports_on_host("h1").await.unwrap(), vec![b]);
     assert_eq!(store.release_ports("c-a").await.unwrap(), 0);
+}
+
+async fn networks_in_use_cannot_be_deleted_and_ports_detach_one_by_one(store: TestStore) {
+    let one = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    let two = store
+        .ensure_network("p1", "backend", pool(), PREFIX)
+        .await
+        .unwrap();
+    store
+        .allocate_port(&one, "c-a", "p1", Some("h1"), None)
+        .await
+        .unwrap();
+    store
+        .allocate_port(&two, "c-a", "p1", Some("h1"), None)
+        .await
+        .unwrap();
+    match store.delete_network(&two.uuid).await {
+        Err(StoreError::Rejected(err)) => assert_eq!(err.status, 409),
+        other => panic!("deleted a network in use: {other:?}"),
+    }
+    assert!(store.release_port("c-a", &two.uuid).await.unwrap());
+    assert!(!store.release_port("c-a", &two.uuid).await.unwrap());
+    assert_eq!(store.ports_of_container("c-a").await.unwrap().len(), 1);
+    assert!(store.delete_network(&two.uuid).await.unwrap());
+    assert!(!store.delete_network(&two.uuid).await.unwrap());
+    assert_eq!(store.list_networks(Some("p1")).await.unwrap(), vec![one]);
 }

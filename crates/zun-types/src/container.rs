@@ -157,6 +157,10 @@ pub struct Container {
     pub runtime: Option<String>,
     pub healthcheck: Option<serde_json::Value>,
     pub security_groups: Option<Vec<String>>,
+    /// The networks asked for at create (`nets`), each resolved to a
+    /// network's uuid by the API; empty: the project's default network.
+    #[serde(default)]
+    pub nets: Vec<crate::network::RequestedNetwork>,
     pub exposed_ports: Option<serde_json::Value>,
     pub hints: Option<serde_json::Value>,
     pub availability_zone: Option<String>,
@@ -215,6 +219,7 @@ impl Container {
             runtime: None,
             healthcheck: None,
             security_groups: None,
+            nets: Vec::new(),
             exposed_ports: None,
             hints: None,
             availability_zone: None,

@@ -78,6 +78,16 @@ impl ApiError {
         )
     }
 
+    /// Upstream's `NetworkNotFound` (its text names Neutron whatever the
+    /// driver, and clients match on it).
+    pub fn network_not_found(ident: &str) -> Self {
+        Self::new(
+            404,
+            "network-not-found",
+            format!("Neutron network {ident} could not be found."),
+        )
+    }
+
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(409, "conflict", message)
     }

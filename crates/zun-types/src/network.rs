@@ -8,7 +8,33 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+/// The network every container of a project joins when it names none.
+pub const DEFAULT_NETWORK_NAME: &str = "private";
+
+/// One entry of a create's `nets` (reference §4.2): a network (name or
+/// id) or a port, optionally with fixed addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RequestedNetwork {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(
+        default,
+        rename = "v4-fixed-ip",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub v4_fixed_ip: Option<Ipv4Addr>,
+    #[serde(
+        default,
+        rename = "v6-fixed-ip",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub v6_fixed_ip: Option<std::net::Ipv6Addr>,
+}
 
 /// An IPv4 network in CIDR notation; the address is always the network's
 /// first (host bits zero).

@@ -392,7 +392,7 @@ pub struct CreateRequest {
     pub tty: Option<bool>,
     pub security_groups: Option<Vec<String>>,
     pub hints: Option<Value>,
-    pub nets: Option<Vec<Value>>,
+    pub nets: Option<Vec<crate::network::RequestedNetwork>>,
     pub mounts: Option<Vec<Value>>,
     pub runtime: Option<String>,
     pub hostname: Option<String>,
@@ -497,6 +497,61 @@ pub fn rebuild_request(
         }
     };
     Ok((image, driver))
+}
+
+/// The items of `nets` by upstream's schema: objects without other keys,
+/// exactly one of `network` and `port` (1 to 255 characters), and fixed
+/// addresses of their version.
+pub fn requested_networks(
+    items: &[Value],
+) -> Result<Vec<crate::network::RequestedNetwork>, ApiError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(map) = item else {
+            return Err(field_error(
+                "nets",
+                item,
+                format!("{} is not of type 'object'", py_repr(item)),
+            ));
+        };
+        let mut net = crate::network::RequestedNetwork::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "network" => net.network = Some(string_field("network", value, 1, 255, None)?),
+                "port" => net.port = Some(string_field("port", value, 1, 255, None)?),
+                "v4-fixed-ip" => {
+                    let text = string_field("v4-fixed-ip", value, 1, 255, None)?;
+                    net.v4_fixed_ip = Some(text.parse().map_err(|_| {
+                        field_error("v4-fixed-ip", value, format!("'{text}' is not a 'ipv4'"))
+                    })?);
+                }
+                "v6-fixed-ip" => {
+                    let text = string_field("v6-fixed-ip", value, 1, 255, None)?;
+                    net.v6_fixed_ip = Some(text.parse().map_err(|_| {
+                        field_error("v6-fixed-ip", value, format!("'{text}' is not a 'ipv6'"))
+                    })?);
+                }
+                other => return Err(additional_property(other)),
+            }
+        }
+        if net.network.is_some() == net.port.is_some() {
+            // jsonschema's oneOf texts.
+            let message = if net.network.is_some() {
+                format!(
+                    "{} is valid under each of {{'required': ['network']}}, {{'required': ['port']}}",
+                    py_repr(item)
+                )
+            } else {
+                format!(
+                    "{} is not valid under any of the given schemas",
+                    py_repr(item)
+                )
+            };
+            return Err(field_error("nets", item, message));
+        }
+        out.push(net);
+    }
+    Ok(out)
 }
 
 pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, ApiError> {
@@ -630,7 +685,7 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
     req.hints = optional_object("hints", get("hints"))?;
     req.nets = match get("nets") {
         Value::Null => None,
-        Value::Array(items) => Some(items.clone()),
+        Value::Array(items) => Some(requested_networks(items)?),
         v => return Err(type_error("nets", v, "'array', 'null'")),
     };
     req.mounts = match get("mounts") {

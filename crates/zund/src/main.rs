@@ -427,6 +427,10 @@ fn api_state(
         streams: config.stream_settings(),
         secrets: key,
         registry_client: RegistryClient::new(),
+        network_pool: config
+            .network
+            .builtin("api")?
+            .map(|n| (n.pool, n.subnet_prefix)),
     })
 }
 

@@ -136,6 +136,41 @@ impl NetworkStore for PgStore {
         network_in(&mut conn, uuid).await
     }
 
+    async fn delete_network(&self, uuid: &str) -> Result<bool, StoreError> {
+        retrying(&format!("network {uuid}"), || async {
+            let mut tx = self.pool.begin().await?;
+            // The allocations' lock: no port lands on it meanwhile.
+            lock(&mut tx, PORT_LOCK, uuid).await?;
+            let ports: i64 = sqlx::query_scalar(sql::PORTS_ON_NETWORK)
+                .bind(uuid)
+                .fetch_one(&mut *tx)
+                .await?;
+            if ports > 0 {
+                return Err(sql::network_in_use(uuid, ports));
+            }
+            let done = sqlx::query(sql::DELETE_NETWORK)
+                .bind(uuid)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(done.rows_affected() > 0))
+        })
+        .await
+    }
+
+    async fn release_port(
+        &self,
+        container_uuid: &str,
+        network_uuid: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::RELEASE_PORT)
+            .bind(container_uuid)
+            .bind(network_uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn list_networks(
         &self,
         project_id: Option<&str>,
