@@ -444,7 +444,22 @@ def test_resolv_conf_and_hosts(servers):
         assert f"nameserver {server}" in resolv, resolv
     assert "127.0.0.53" not in resolv
     hosts = in_container(a, "cat /etc/hosts").stdout
-    assert "localhost" in hosts and ip_of(servers["demo_a"]) in hosts
+    assert "localhost" in hosts and f"{ip_of(servers['demo_a'])}\tnet-demo_a demo-a" in hosts
+
+
+def test_containers_find_the_others_of_their_network_by_name(servers):
+    """Managed /etc/hosts entries: a new container knows the names already
+    on its networks at once; the others learn its name at the agent's next
+    resync (10 s). Another project's names are not there."""
+    a, b = servers["demo_a"]["uuid"], servers["demo_b"]["uuid"]
+    assert reaches_http(b, "net-demo_a") == "demo-a", "made later: knows a at once"
+    deadline = time.monotonic() + 20
+    while reaches_http(a, "net-demo_b") != "demo-b":
+        assert time.monotonic() < deadline, in_container(a, "cat /etc/hosts").stdout
+        time.sleep(0.5)
+    for uuid in (a, b):
+        hosts = in_container(uuid, "cat /etc/hosts").stdout
+        assert "net-alt_a" not in hosts and ip_of(servers["alt_a"]) not in hosts, hosts
 
 
 def test_address_survives_a_container_restart(demo, servers, keystone):

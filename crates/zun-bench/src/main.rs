@@ -102,6 +102,12 @@ struct Cli {
     /// (`zund simulate`), no engine involved.
     #[arg(long)]
     scale_hosts: Option<usize>,
+    /// Instead of the latency phases: fill the host with this many
+    /// networked containers and time 10 creates on the full host beside
+    /// the first 10 on the empty one (rule updates must not grow with the
+    /// host's size).
+    #[arg(long)]
+    host_scale: Option<usize>,
     /// Containers placed by the scale benchmark.
     #[arg(long, default_value_t = 10_000)]
     scale_containers: usize,
@@ -205,7 +211,10 @@ async fn run(cli: Cli) -> Result<bool> {
         r = async {
             zund.wait_ready(&ctx.api, Duration::from_secs(30)).await?;
             ctx.api.lift_quotas().await?;
-            bench(&ctx).await
+            match ctx.cli.host_scale {
+                Some(n) => host_scale(&ctx, n).await,
+                None => bench(&ctx).await,
+            }
         } => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
@@ -1124,11 +1133,55 @@ const SERVE_BIG: &str = "mkdir -p /www && dd if=/dev/zero of=/www/big bs=1 count
      seek=1073741824 2>/dev/null && exec httpd -f -p 8080 -h /www";
 
 struct Report {
+    /// `--host-scale`: containers on the host, the first 10 creates and the
+    /// last 10.
+    host_scale: Option<(usize, Phase, Phase)>,
     rows: Vec<(String, Phase, Phase)>,
     throughput: Option<Throughput>,
     list: (Vec<Duration>, Vec<Duration>, usize),
     memory: Vec<(String, u64)>,
     failures: Vec<String>,
+}
+
+/// How many creates are timed at each end of `--host-scale`.
+const HOST_SCALE_SAMPLE: usize = 10;
+
+async fn host_scale(ctx: &Ctx, n: usize) -> Result<Report> {
+    if n < 2 * HOST_SCALE_SAMPLE {
+        bail!(
+            "--host-scale needs at least {} containers",
+            2 * HOST_SCALE_SAMPLE
+        );
+    }
+    println!(
+        "host scale: {HOST_SCALE_SAMPLE} timed creates, {} untimed, {HOST_SCALE_SAMPLE} timed",
+        n - 2 * HOST_SCALE_SAMPLE
+    );
+    let first = ctx.zun_phase(HOST_SCALE_SAMPLE, 1).await;
+    let fill = ctx
+        .zun_phase(n - 2 * HOST_SCALE_SAMPLE, ctx.cli.concurrency)
+        .await;
+    let last = ctx.zun_phase(HOST_SCALE_SAMPLE, 1).await;
+    let (rss, _) = memory_kib(ctx.pid)?;
+    let mut failures = Vec::new();
+    for (name, phase) in [("first", &first), ("fill", &fill), ("last", &last)] {
+        for f in &phase.failures {
+            failures.push(format!("{name}: {f}"));
+        }
+    }
+    let ids: Vec<String> = [&first, &fill, &last]
+        .iter()
+        .flat_map(|p| p.ids.iter().cloned())
+        .collect();
+    ctx.zun_clear(&ids).await?;
+    Ok(Report {
+        host_scale: Some((n, first, last)),
+        rows: Vec::new(),
+        throughput: None,
+        list: (Vec::new(), Vec::new(), 0),
+        memory: vec![(format!("zund VmRSS with {n} containers running"), rss)],
+        failures,
+    })
 }
 
 async fn bench(ctx: &Ctx) -> Result<Report> {
@@ -1215,6 +1268,7 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
     };
 
     Ok(Report {
+        host_scale: None,
         throughput,
         rows: vec![
             ("create->Running, sequential".to_owned(), zun_seq, raw_seq),
@@ -1287,6 +1341,42 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 impl Report {
     fn print(&self, cli: &Cli) {
+        if let Some((n, first, last)) = &self.host_scale {
+            println!();
+            let row = |name: String, phase: &Phase| {
+                vec![
+                    name,
+                    format!("{}/{}", phase.ok(), phase.ok() + phase.failures.len()),
+                    ms(percentile(&phase.latencies, 50.0)),
+                    ms(percentile(&phase.latencies, 95.0)),
+                ]
+            };
+            print_table(
+                &["create->Running, one at a time", "ok", "p50", "p95"],
+                &[
+                    row(
+                        format!("first {HOST_SCALE_SAMPLE}, on an empty host"),
+                        first,
+                    ),
+                    row(
+                        format!(
+                            "last {HOST_SCALE_SAMPLE}, with {} already there",
+                            n - HOST_SCALE_SAMPLE
+                        ),
+                        last,
+                    ),
+                ],
+            );
+            println!(
+                "p50 ratio last/first: {}",
+                ratio(
+                    percentile(&last.latencies, 50.0),
+                    percentile(&first.latencies, 50.0)
+                )
+            );
+            self.print_memory_and_failures();
+            return;
+        }
         println!();
         println!(
             "Latency: zun = POST ?run=true until it leaves Creating (one poller of GET /v1/containers?status=Creating, every {} ms), then Running; raw = engine create+start+inspect, same image, command and limits",
@@ -1369,6 +1459,10 @@ impl Report {
             );
         }
 
+        self.print_memory_and_failures();
+    }
+
+    fn print_memory_and_failures(&self) {
         println!();
         let mem_rows: Vec<Vec<String>> = self
             .memory

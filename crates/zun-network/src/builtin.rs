@@ -78,7 +78,13 @@ pub struct BuiltinDriver {
     /// Subnets whose bridge (and VXLAN device) is known to be ready on this
     /// host since the last `prepare_host`.
     bridges: tokio::sync::Mutex<HashSet<Ipv4Net>>,
+    /// The hosts file last written for each container, so a refresh
+    /// rewrites only what changed.
+    names_written: Mutex<HashMap<String, String>>,
 }
+
+/// A container's own address and names, in its state directory.
+const OWN_NAMES: &str = "names";
 
 impl std::fmt::Debug for BuiltinDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,6 +105,7 @@ impl BuiltinDriver {
             shell,
             networks: Mutex::new(HashMap::new()),
             bridges: tokio::sync::Mutex::new(HashSet::new()),
+            names_written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -471,14 +478,95 @@ impl BuiltinDriver {
         if let Some(hostname) = container.hostname.as_deref() {
             names.push(hostname);
         }
+        // Kept for the later rewrites of the hosts file (`refresh_names`).
+        tokio::fs::write(
+            dir.join(OWN_NAMES),
+            format!("{} {}\n", port.ip, names.join(" ")),
+        )
+        .await
+        .map_err(io)?;
+        let members = self.members_of(&container.uuid).await?;
         let hosts = dir.join("hosts");
-        tokio::fs::write(&hosts, rules::hosts_file(port.ip, &names))
-            .await
-            .map_err(io)?;
+        let text = rules::hosts_file(port.ip, &names, &members);
+        tokio::fs::write(&hosts, &text).await.map_err(io)?;
+        self.names_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(container.uuid.clone(), text);
         Ok(vec![
             (resolv, "/etc/resolv.conf".to_owned()),
             (hosts, "/etc/hosts".to_owned()),
         ])
+    }
+
+    /// The other containers on the networks of container `uuid`.
+    async fn members_of(&self, uuid: &str) -> Result<Vec<(String, Ipv4Addr)>, NetworkError> {
+        let mut networks: Vec<String> = self
+            .store
+            .ports_of_container(uuid)
+            .await?
+            .into_iter()
+            .map(|p| p.network_uuid)
+            .collect();
+        networks.dedup();
+        let mut members = Vec::new();
+        for network in networks {
+            members.extend(self.store.network_members(&network).await?);
+        }
+        Ok(members)
+    }
+
+    /// Rewrites the hosts files of this host's containers whose networks
+    /// gained or lost a container since their last write (in place: the
+    /// engine binds the file itself into the container).
+    async fn refresh_names(&self) -> Result<(), NetworkError> {
+        let mut by_network: HashMap<String, Vec<String>> = HashMap::new();
+        for port in self.store.ports_on_host(&self.config.host).await? {
+            by_network
+                .entry(port.network_uuid)
+                .or_default()
+                .push(port.container_uuid);
+        }
+        let mut members: HashMap<String, Vec<(String, Ipv4Addr)>> = HashMap::new();
+        for (network, containers) in &by_network {
+            let on_it = self.store.network_members(network).await?;
+            for uuid in containers {
+                members
+                    .entry(uuid.clone())
+                    .or_default()
+                    .extend(on_it.iter().cloned());
+            }
+        }
+        for (uuid, members) in members {
+            let dir = self.container_dir(&uuid);
+            let Ok(own) = tokio::fs::read_to_string(dir.join(OWN_NAMES)).await else {
+                continue; // not attached yet: its attach writes the file
+            };
+            let mut words = own.split_whitespace();
+            let Some(ip) = words.next().and_then(|w| w.parse().ok()) else {
+                continue;
+            };
+            let names: Vec<&str> = words.collect();
+            let text = rules::hosts_file(ip, &names, &members);
+            let unchanged = self
+                .names_written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&uuid)
+                .is_some_and(|written| *written == text);
+            if unchanged {
+                continue;
+            }
+            let path = dir.join("hosts");
+            tokio::fs::write(&path, &text)
+                .await
+                .map_err(|e| NetworkError::Io(format!("{}: {e}", path.display())))?;
+            self.names_written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(uuid, text);
+        }
+        Ok(())
     }
 
     /// Removes everything of container `uuid` from this host and the store.
@@ -493,6 +581,10 @@ impl BuiltinDriver {
             Err(e) => return Err(NetworkError::Io(format!("{}: {e}", dir.display()))),
         }
         self.store.release_ports(uuid).await?;
+        self.names_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(uuid);
         Ok(())
     }
 
@@ -736,6 +828,8 @@ impl NetworkDriver for BuiltinDriver {
         if !stale.is_empty() {
             self.shell.nft(&stale.concat()).await?;
         }
+        // Containers come and go on this host and others: names follow.
+        self.refresh_names().await?;
         // Hosts come and go: each network floods to the hosts there are now.
         if self.config.overlay_address.is_some() {
             let subnets: Vec<Ipv4Net> = self.bridges.lock().await.iter().copied().collect();

@@ -274,11 +274,19 @@ pub fn resolv_conf(host_resolv_conf: &str) -> String {
 }
 
 /// The container's `/etc/hosts`: loopback names and its own names.
-pub fn hosts_file(ip: Ipv4Addr, names: &[&str]) -> String {
+/// The container's `/etc/hosts`: loopback names, its own names on its
+/// first address, and the other containers of its networks (`members`:
+/// name and address; its own entries are left out).
+pub fn hosts_file(ip: Ipv4Addr, names: &[&str], members: &[(String, Ipv4Addr)]) -> String {
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let names: Vec<&str> = names.iter().copied().filter(|n| !n.is_empty()).collect();
     if !names.is_empty() {
         out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    }
+    for (name, address) in members {
+        if !names.contains(&name.as_str()) {
+            out.push_str(&format!("{address}\t{name}\n"));
+        }
     }
     out
 }
@@ -418,8 +426,14 @@ mod tests {
 
     #[test]
     fn hosts_file_names_the_container() {
-        let hosts = hosts_file(Ipv4Addr::new(10, 0, 0, 2), &["web", ""]);
+        let hosts = hosts_file(Ipv4Addr::new(10, 0, 0, 2), &["web", ""], &[]);
         assert!(hosts.ends_with("10.0.0.2\tweb\n"));
-        assert!(!hosts_file(Ipv4Addr::new(10, 0, 0, 2), &[]).contains("10.0.0.2"));
+        assert!(!hosts_file(Ipv4Addr::new(10, 0, 0, 2), &[], &[]).contains("10.0.0.2"));
+        let members = vec![
+            ("web".to_owned(), Ipv4Addr::new(10, 0, 0, 2)),
+            ("db".to_owned(), Ipv4Addr::new(10, 0, 0, 3)),
+        ];
+        let hosts = hosts_file(Ipv4Addr::new(10, 0, 0, 2), &["web"], &members);
+        assert!(hosts.ends_with("10.0.0.2\tweb\n10.0.0.3\tdb\n"), "{hosts}");
     }
 }

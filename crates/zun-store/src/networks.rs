@@ -115,4 +115,11 @@ pub trait NetworkStore: Send + Sync {
 
     /// Removes the container's ports; returns how many.
     async fn release_ports(&self, container_uuid: &str) -> Result<u64, StoreError>;
+
+    /// Who is on a network, on every host: (container name, address), in
+    /// allocation order; ports of containers no longer stored are left out.
+    async fn network_members(
+        &self,
+        network_uuid: &str,
+    ) -> Result<Vec<(String, Ipv4Addr)>, StoreError>;
 }

@@ -918,6 +918,16 @@ where
 }
 
 pub(crate) const RELEASE_PORTS: &str = "DELETE FROM network_ports WHERE container_uuid = $1";
+pub(crate) const NETWORK_MEMBERS: &str = "SELECT c.name, p.ip_address FROM network_ports p \
+     JOIN containers c ON c.uuid = p.container_uuid WHERE p.network_uuid = $1 ORDER BY p.id";
+
+/// Rows of [`NETWORK_MEMBERS`].
+pub(crate) fn members(rows: Vec<(String, String)>) -> Result<Vec<(String, Ipv4Addr)>, StoreError> {
+    rows.into_iter()
+        .map(|(name, ip)| ip.parse().map(|ip| (name, ip)).map_err(decode_error))
+        .collect()
+}
+
 pub(crate) const RELEASE_PORT: &str =
     "DELETE FROM network_ports WHERE container_uuid = $1 AND network_uuid = $2";
 pub(crate) const PORTS_ON_NETWORK: &str =

@@ -185,6 +185,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    network_members_name_the_containers_on_it,
     networks_in_use_cannot_be_deleted_and_ports_detach_one_by_one,
     websocket_grants_work_once_and_expired_ones_are_purged,
     round_trip,
@@ -2166,4 +2167,31 @@ async fn networks_in_use_cannot_be_deleted_and_ports_detach_one_by_one(store: Te
     assert!(store.delete_network(&two.uuid).await.unwrap());
     assert!(!store.delete_network(&two.uuid).await.unwrap());
     assert_eq!(store.list_networks(Some("p1")).await.unwrap(), vec![one]);
+}
+
+async fn network_members_name_the_containers_on_it(store: TestStore) {
+    let net = store
+        .ensure_network("p1", "default", pool(), PREFIX)
+        .await
+        .unwrap();
+    let a = container(1, "p1");
+    store
+        .insert_container(&a, &new_action("create", None), None)
+        .await
+        .unwrap();
+    let port = store
+        .allocate_port(&net, &a.uuid, "p1", Some("h1"), None)
+        .await
+        .unwrap();
+    // A port whose container is not stored is nobody's.
+    store
+        .allocate_port(&net, "ghost", "p1", Some("h1"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.network_members(&net.uuid).await.unwrap(),
+        vec![(a.name.clone(), port.ip)]
+    );
+    store.delete_container(&a.uuid).await.unwrap();
+    assert!(store.network_members(&net.uuid).await.unwrap().is_empty());
 }

@@ -158,6 +158,17 @@ impl NetworkStore for PgStore {
         .await
     }
 
+    async fn network_members(
+        &self,
+        network_uuid: &str,
+    ) -> Result<Vec<(String, Ipv4Addr)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::NETWORK_MEMBERS)
+            .bind(network_uuid)
+            .fetch_all(&self.pool)
+            .await?;
+        sql::members(rows)
+    }
+
     async fn release_port(
         &self,
         container_uuid: &str,
