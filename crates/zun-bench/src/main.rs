@@ -261,7 +261,16 @@ impl Zund {
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("duplicating the log file")?;
-        let child = Command::new(&cli.zund)
+        let mut command = Command::new(&cli.zund);
+        if cli.host_scale.is_some() {
+            // Hundreds of 0.1-CPU containers on a 2-core host: the run is
+            // about the network's cost at that size, not about placement.
+            let config = data_dir.join("zun.toml");
+            std::fs::write(&config, "[scheduler]\ncpu_allocation_ratio = 1000.0\n")
+                .with_context(|| format!("writing {}", config.display()))?;
+            command.arg("--config").arg(&config);
+        }
+        let child = command
             .arg("all-in-one")
             .arg("--listen")
             .arg(&listen)

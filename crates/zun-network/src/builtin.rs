@@ -228,21 +228,17 @@ impl BuiltinDriver {
         Ok(())
     }
 
-    /// Makes the container's namespace (with loopback up) unless it exists.
-    async fn ensure_netns(&self, uuid: &str) -> Result<(), NetworkError> {
+    /// Makes the container's namespace unless it exists; returns whether
+    /// it made it (a new namespace holds nothing yet, which saves looking).
+    async fn ensure_netns(&self, uuid: &str) -> Result<bool, NetworkError> {
         if Self::netns_path(uuid).exists() {
-            return Ok(());
+            return Ok(false);
         }
-        let netns = netns_name(uuid);
-        match self.shell.netns_add(&netns).await {
-            Ok(()) => {}
-            Err(err) if already_exists(&err) => {}
-            Err(err) => return Err(err),
+        match self.shell.netns_add(&netns_name(uuid)).await {
+            Ok(()) => Ok(true),
+            Err(err) if already_exists(&err) => Ok(false),
+            Err(err) => Err(err),
         }
-        self.shell
-            .ip_in(&netns, &["link", "set", "lo", "up"], None)
-            .await
-            .map(drop)
     }
 
     /// Whether the port's address is on an interface of the namespace.
@@ -289,24 +285,45 @@ impl BuiltinDriver {
     ) -> Result<(), NetworkError> {
         let netns = netns_name(uuid);
         let host_port = port_name(&port.uuid);
-        self.ensure_netns(uuid).await?;
-        if self.plumbed(uuid, port).await {
+        // A namespace made just now holds nothing: no need to look (the
+        // common create path is then four commands).
+        let fresh = self.ensure_netns(uuid).await?;
+        if !fresh && self.plumbed(uuid, port).await {
             // Re-attach the host end, in case its bridge was made anew.
             self.shell
                 .ip(&["link", "set", &host_port, "master", bridge, "up"], None)
                 .await?;
         } else {
-            self.unplumb_port(port).await?;
-            let inside = self.free_interface(uuid).await?;
-            let host_batch = rules::port_host_batch(
-                &netns,
-                &host_port,
-                &inside,
-                bridge,
-                &port.mac,
-                self.config.mtu,
-            );
-            self.shell.ip(&["-batch", "-"], Some(&host_batch)).await?;
+            let mut inside = if fresh {
+                "eth0".to_owned()
+            } else {
+                self.free_interface(uuid).await?
+            };
+            let batch_for = |inside: &str| {
+                rules::port_host_batch(
+                    &netns,
+                    &host_port,
+                    inside,
+                    bridge,
+                    &port.mac,
+                    self.config.mtu,
+                )
+            };
+            if let Err(err) = self
+                .shell
+                .ip(&["-batch", "-"], Some(&batch_for(&inside)))
+                .await
+            {
+                if !already_exists(&err) {
+                    return Err(err);
+                }
+                // An earlier attempt's half-made veth: replace it.
+                self.unplumb_port(port).await?;
+                inside = self.free_interface(uuid).await?;
+                self.shell
+                    .ip(&["-batch", "-"], Some(&batch_for(&inside)))
+                    .await?;
+            }
             let batch = rules::port_inside_batch(
                 &inside,
                 port.ip,

@@ -234,7 +234,7 @@ pub fn port_inside_batch(
     gateway: Option<Ipv4Addr>,
 ) -> String {
     let mut out = format!(
-        "addr add {ip}/{prefix} dev {inside}\nlink set {inside} up\n",
+        "link set lo up\naddr add {ip}/{prefix} dev {inside}\nlink set {inside} up\n",
         prefix = subnet.prefix()
     );
     if let Some(gateway) = gateway {
