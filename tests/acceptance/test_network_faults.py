@@ -8,12 +8,13 @@ ends, state directories and anti-spoofing entries of the containers.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 import uuid as uuidlib
 from pathlib import Path
 
-from conftest import IMAGE
+from conftest import IMAGE, docker_cmd
 from test_networks import (
     HTTPD,
     STATE_DIR,
@@ -99,3 +100,56 @@ def test_agent_restart_keeps_addresses_and_leftovers_are_collected(zun_split):
         time.sleep(0.5)
     # Nothing of the live containers was touched.
     assert reaches_http(a["uuid"], ip_of(b)) == "keep-b"
+
+
+def wipe_like_a_reboot(zun, uuid: str) -> None:
+    """What a reboot takes from a stopped container: everything under /run
+    (its namespace, state directory and engine link)."""
+    engine_id = docker_cmd("inspect", "-f", "{{.Id}}", f"zun-{uuid}").stdout.strip()
+    subprocess.run(["ip", "netns", "del", netns(uuid)], check=True)
+    shutil.rmtree(STATE_DIR / zun.host_name / uuid)
+    Path("/run/zun/engine-netns", engine_id).unlink()
+
+
+def own_address(uuid: str) -> str:
+    return docker_cmd("exec", f"zun-{uuid}", "ip", "-4", "-o", "addr", "show", "dev",
+                      "eth0").stdout
+
+
+def test_a_network_gone_with_a_reboot_comes_back_on_start(zun_split):
+    zun = zun_split
+    peer = zun.create({"name": "boot-peer", "command": HTTPD, "hostname": "boot-peer"}, run=True)
+    c = zun.create({"name": "boot", "command": HTTPD, "hostname": "boot"}, run=True)
+    peer, c = (zun.wait_status(v["uuid"], "Running") for v in (peer, c))
+    r = zun.http("POST", f"/v1/containers/{c['uuid']}/stop", version=V)
+    assert r.status_code == 202, r.text
+    zun.wait_status(c["uuid"], "Stopped")
+    wipe_like_a_reboot(zun, c["uuid"])
+    rc, _, err = zun.openstack("appcontainer", "start", c["uuid"])
+    assert rc == 0, err
+    view = zun.wait_status(c["uuid"], "Running")
+    assert view["addresses"] == c["addresses"]
+    assert f" {ip_of(c)}/" in own_address(c["uuid"])
+    deadline = time.monotonic() + 10
+    while reaches_http(peer["uuid"], ip_of(c)) != "boot":
+        assert time.monotonic() < deadline, "the restarted container is not reachable"
+        time.sleep(0.5)
+
+
+def test_the_agent_restores_networks_when_it_starts(zun_split):
+    """After a reboot the engine starts containers with a restart policy by
+    itself: the agent, starting, makes their networks again first."""
+    zun = zun_split
+    c = zun.create({"name": "reboot", "command": HTTPD}, run=True)
+    c = zun.wait_status(c["uuid"], "Running")
+    zun.kill_compute()
+    docker_cmd("stop", "-t", "1", f"zun-{c['uuid']}")
+    wipe_like_a_reboot(zun, c["uuid"])
+    zun.compute.start()
+    deadline = time.monotonic() + 30
+    while not Path("/var/run/netns", netns(c["uuid"])).exists():
+        assert time.monotonic() < deadline, "the agent did not restore the namespace"
+        time.sleep(0.2)
+    # As the engine's restart manager would.
+    assert docker_cmd("start", f"zun-{c['uuid']}").returncode == 0
+    assert f" {ip_of(c)}/" in own_address(c["uuid"])

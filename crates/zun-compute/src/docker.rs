@@ -334,6 +334,13 @@ impl Runtime for DockerRuntime {
         Ok(id)
     }
 
+    async fn join_network(&self, name: &str, network: &Attachment) -> Result<(), RuntimeError> {
+        match self.inspect_raw(name).await?.and_then(|info| info.id) {
+            Some(id) => link_netns(&id, &network.netns),
+            None => Err(RuntimeError::NotFound(format!("No such container: {name}"))),
+        }
+    }
+
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
         // 304 (already running) is a success for bollard.
         self.docker

@@ -230,10 +230,13 @@ impl Agent {
         // Registered before anything else, so the scheduler sees the host.
         self.report().await;
         let reports = tokio::spawn(Arc::clone(&self).report_periodically());
-        if let Some(network) = &self.network
-            && let Err(err) = network.prepare_host().await
-        {
-            tracing::error!(error = %err, "preparing the host's networking failed; creates will fail until it works");
+        if let Some(network) = &self.network {
+            match network.prepare_host().await {
+                Ok(()) => self.restore_networks().await,
+                Err(err) => {
+                    tracing::error!(error = %err, "preparing the host's networking failed; creates will fail until it works")
+                }
+            }
         }
         if let Err(err) = self.resync().await {
             tracing::warn!(error = %err, "initial resync failed; retrying on the timer");
@@ -430,9 +433,15 @@ impl Agent {
         let rt = &self.runtime;
         let timeout = action.params.get("timeout").and_then(Value::as_u64);
         match action.action.as_str() {
-            "start" => self.retrying(|| rt.start(&name)).await?,
+            "start" => {
+                self.restore_network(&container).await?;
+                self.retrying(|| rt.start(&name)).await?;
+            }
             "stop" => self.retrying(|| rt.stop(&name, timeout)).await?,
-            "reboot" => self.retrying(|| rt.restart(&name, timeout)).await?,
+            "reboot" => {
+                self.restore_network(&container).await?;
+                self.retrying(|| rt.restart(&name, timeout)).await?;
+            }
             "pause" => self.retrying(|| rt.pause(&name)).await?,
             "unpause" => self.retrying(|| rt.unpause(&name)).await?,
             "kill" => {
@@ -514,6 +523,42 @@ impl Agent {
             }
         }
         self.refresh(&container.uuid, &name).await
+    }
+
+    /// Makes a container's network again when its namespace is gone (the
+    /// host rebooted: everything under /run went), and points its engine
+    /// container at the new namespace; the addresses are the stored ones.
+    async fn restore_network(&self, container: &Container) -> Result<(), WorkError> {
+        let Some(network) = &self.network else {
+            return Ok(());
+        };
+        if container.container_id.is_none() || network.is_attached(&container.uuid) {
+            return Ok(());
+        }
+        tracing::info!(uuid = %container.uuid, "restoring the container's network");
+        let attachment = network.attach(container).await?;
+        let name = container.engine_name();
+        self.retrying(|| self.runtime.join_network(&name, &attachment))
+            .await?;
+        Ok(())
+    }
+
+    /// Containers of this host whose network is gone get it back, so the
+    /// engine's own restarts (restart policies) find it.
+    async fn restore_networks(&self) {
+        let Ok(records) = self.store.containers_on_host(&self.config.host).await else {
+            return;
+        };
+        for c in records.iter().filter(|c| {
+            !matches!(
+                c.status,
+                ContainerStatus::Deleting | ContainerStatus::Creating
+            )
+        }) {
+            if let Err(err) = self.restore_network(c).await {
+                tracing::warn!(uuid = %c.uuid, error = %err, "restoring a network failed");
+            }
+        }
     }
 
     /// Performs a create: the image as its pull policy says (bounded by the

@@ -177,6 +177,13 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<String, RuntimeError>;
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Makes the next start of the existing container `name` run in
+    /// `network`'s namespace, made anew (after the host rebooted, say).
+    /// Runtimes that hold on to the path given at create need nothing.
+    async fn join_network(&self, _name: &str, _network: &Attachment) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     async fn stop(&self, name: &str, timeout_secs: Option<u64>) -> Result<(), RuntimeError>;
     async fn restart(&self, name: &str, timeout_secs: Option<u64>) -> Result<(), RuntimeError>;
     async fn pause(&self, name: &str) -> Result<(), RuntimeError>;

@@ -715,6 +715,10 @@ impl NetworkDriver for BuiltinDriver {
         Ok(())
     }
 
+    fn is_attached(&self, uuid: &str) -> bool {
+        Self::netns_path(uuid).exists() && self.container_dir(uuid).exists()
+    }
+
     async fn attach(&self, container: &Container) -> Result<Attachment, NetworkError> {
         let dir = self.container_dir(&container.uuid);
         tokio::fs::create_dir_all(&dir)

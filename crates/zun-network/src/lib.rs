@@ -67,6 +67,10 @@ pub trait NetworkDriver: Send + Sync + 'static {
     /// that isolate networks, stop spoofing and translate egress.
     async fn prepare_host(&self) -> Result<(), NetworkError>;
 
+    /// Whether container `uuid`'s namespace exists on this host (it is gone
+    /// after a reboot, with everything else under /run).
+    fn is_attached(&self, uuid: &str) -> bool;
+
     /// Gives the container its addresses (kept in the store) and plumbs
     /// them on this host.
     async fn attach(&self, container: &Container) -> Result<Attachment, NetworkError>;
