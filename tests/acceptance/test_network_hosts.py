@@ -4,8 +4,9 @@ Two compute hosts, each a network namespace with its own dockerd
 (scripts/hosts.sh), joined by an underlay bridge; their agents keep each
 host's bridges in that namespace (`--network-host-netns`) and carry the
 networks between hosts over VXLAN from their underlay address
-(`--network-overlay-address`). Two `zund api` processes on one PostgreSQL
-database act for two projects (noauth, one project each). Containers of one
+(`--network-overlay-address`). One `zund api` on PostgreSQL validates tokens
+with a real Keystone; demo and alt_demo (two Keystone projects) each put a
+container on each host (one availability zone per host). Containers of one
 project on different hosts reach each other; another project's, on either
 host, do not.
 """
@@ -16,11 +17,13 @@ import os
 import subprocess
 import time
 import uuid as uuidlib
+from pathlib import Path
 
 import pytest
 
 from conftest import (
     IMAGE,
+    ROOT,
     MAX_VERSION,
     Zun,
     ZundProcess,
@@ -29,9 +32,13 @@ from conftest import (
     network_pool,
 )
 from engine_hosts import EngineHosts
+from keystone import KeystoneServer
 from test_hosts import fresh_database
+from test_keystone import Caller, keystone_toml, preferred_keystone_port
 
 V = MAX_VERSION
+KEYSTONE_DATA_DIR = Path(os.environ.get("ZUN_TEST_KEYSTONE_NETHOSTS_DATA_DIR")
+                         or ROOT / ".data" / "keystone-acceptance-nethosts")
 # httpd serving its hostname and a 256 KiB file (big enough to need full
 # frames across the overlay).
 HTTPD = ["/bin/sh", "-c",
@@ -41,11 +48,13 @@ HTTPD = ["/bin/sh", "-c",
 
 
 class Site:
-    """The two hosts, their engines and agents, and one API per project."""
+    """The two hosts, their engines and agents, the API, and a Keystone
+    caller per user (demo and alt_demo, each in a project of their own, and
+    admin)."""
 
     engines: EngineHosts
     hosts: list[str]
-    apis: dict[str, Zun]
+    callers: dict[str, Caller]
     processes: list[ZundProcess]
 
     def exec(self, host: int, uuid: str, command: str) -> tuple[int, str]:
@@ -74,41 +83,49 @@ def site(engine_cleanup, tmp_path_factory, log_dir):
     data_dir = tmp_path_factory.mktemp("nethosts")
     suffix = uuidlib.uuid4().hex[:6]
     s = Site()
-    s.engines = EngineHosts(2).start()
-    s.hosts = [f"nh{i + 1}-{suffix}" for i in range(2)]
-    _OUR_HOSTS.update(s.hosts)
-    config = data_dir / "zund.toml"
-    config.write_text(f'[store]\nurl = "{url}"\n\n[compute]\nreport_interval_seconds = 1\n')
     s.processes = []
-    s.apis = {}
-    for project in ("pa", "pb"):
-        port = free_port()
-        z = Zun(port=port, data_dir=data_dir, log_dir=log_dir, host_name=s.hosts[0],
-                project_id=f"{project}-{suffix}", user_id=f"u{project}", roles="admin")
-        p = ZundProcess("api", ["--config", str(config), "api", "--listen", f"127.0.0.1:{port}",
-                                "--data-dir", str(data_dir), "--project-id", z.project_id,
-                                "--user-id", z.user_id, "--roles", "admin"],
-                        log_dir / f"zund-nethosts-{suffix}-api-{project}.log")
-        z.processes.append(p)
-        s.apis[project] = z
-        s.processes.append(p)
-    pool = network_pool()  # one deployment: one pool
-    for i, host in enumerate(s.hosts):
-        s.processes.append(ZundProcess(
-            "compute", ["--config", str(config), "compute", "--data-dir", str(data_dir),
-                        "--docker-socket", s.engines.sockets[i], "--host-name", host,
-                        "--network-host-netns", s.engines.namespaces[i],
-                        "--network-overlay-address", s.engines.underlay_address(i)],
-            log_dir / f"zund-nethosts-{suffix}-{host}.log", network_pool=pool))
+    api_port = free_port()
+    ks = KeystoneServer(
+        port=preferred_keystone_port(KEYSTONE_DATA_DIR),
+        zun_endpoint=f"http://127.0.0.1:{api_port}/v1",
+        data_dir=KEYSTONE_DATA_DIR,
+        log_file=log_dir / "keystone-nethosts-script.log",
+    )
+    ks.start()
+    s.engines = EngineHosts(2).start()
     try:
-        s.processes[0].start()  # migrates the database first
-        s.apis["pa"].wait_ready()
+        s.hosts = [f"nh{i + 1}-{suffix}" for i in range(2)]
+        _OUR_HOSTS.update(s.hosts)
+        common = f'[store]\nurl = "{url}"\n\n'
+        api_config = data_dir / "api.toml"
+        api_config.write_text(common + keystone_toml(ks))
+        api = Zun(port=api_port, data_dir=data_dir, log_dir=log_dir, host_name=s.hosts[0],
+                  project_id="", user_id="", roles="")
+        api_process = ZundProcess("api", ["--config", str(api_config), "api", "--listen",
+                                          f"127.0.0.1:{api_port}", "--data-dir", str(data_dir)],
+                                  log_dir / f"zund-nethosts-{suffix}-api.log")
+        s.processes.append(api_process)
+        pool = network_pool()  # one deployment: one pool
+        for i, host in enumerate(s.hosts):
+            config = data_dir / f"{host}.toml"
+            # One zone per host: tenants place a container on a host by zone.
+            config.write_text(common + f'[compute]\nreport_interval_seconds = 1\n'
+                              f'availability_zone = "az-{i}"\n')
+            s.processes.append(ZundProcess(
+                "compute", ["--config", str(config), "compute", "--data-dir", str(data_dir),
+                            "--docker-socket", s.engines.sockets[i], "--host-name", host,
+                            "--network-host-netns", s.engines.namespaces[i],
+                            "--network-overlay-address", s.engines.underlay_address(i)],
+                log_dir / f"zund-nethosts-{suffix}-{host}.log", network_pool=pool))
+        api_process.start()  # migrates the database first
+        api.wait_ready()
         for p in s.processes[1:]:
             p.start()
-        s.apis["pb"].wait_ready()
+        s.callers = {user: Caller(api, ks.issue_token(user).id, user)
+                     for user in ("demo", "alt_demo", "admin")}
         deadline = time.monotonic() + 60
         while True:
-            r = s.apis["pa"].http("GET", "/v1/services", version=V)
+            r = s.callers["admin"].http("GET", "/v1/services", version=V)
             up = {x["host"] for x in r.json()["services"] if x["state"] == "up"}
             if set(s.hosts) <= up:
                 break
@@ -116,13 +133,16 @@ def site(engine_cleanup, tmp_path_factory, log_dir):
             time.sleep(0.2)
         yield s
     finally:
-        for z in s.apis.values():
-            for row in z.list_all():
-                z.http("DELETE", f"/v1/containers/{row['uuid']}", version=V,
-                       params={"force": "true"})
+        for user in ("demo", "alt_demo"):
+            caller = getattr(s, "callers", {}).get(user)
+            if caller is not None:
+                for row in caller.list():
+                    caller.http("DELETE", f"/v1/containers/{row['uuid']}", version=V,
+                                params={"stop": "true"})
         for p in reversed(s.processes):
             p.stop()
         s.engines.stop()
+        ks.stop()
 
 
 @pytest.fixture(scope="module")
@@ -130,16 +150,17 @@ def placed(site):
     """{(project, host index): running view}: an httpd of each project on
     each host."""
     made = {}
-    for project, z in site.apis.items():
-        for i, host in enumerate(site.hosts):
-            r = z.http("POST", "/v1/containers", version=V, params={"run": "true"},
-                       json={"image": IMAGE, "command": HTTPD, "host": host,
-                             "hostname": f"{project}{i + 1}", "cpu": 0.1, "memory": 64})
+    for project, user in (("pa", "demo"), ("pb", "alt_demo")):
+        for i in range(len(site.hosts)):
+            r = site.callers[user].http(
+                "POST", "/v1/containers", version=V, params={"run": "true"},
+                json={"image": IMAGE, "command": HTTPD, "availability_zone": f"az-{i}",
+                      "hostname": f"{project}{i + 1}", "cpu": 0.1, "memory": 64})
             assert r.status_code == 202, r.text
-            made[(project, i)] = r.json()["uuid"]
+            made[(project, i)] = (user, r.json()["uuid"])
     views = {}
-    for (project, i), uuid in made.items():
-        views[(project, i)] = site.apis[project].wait_status(uuid, "Running", timeout=120)
+    for (project, i), (user, uuid) in made.items():
+        views[(project, i)] = site.callers[user].wait_status(uuid, "Running", timeout=120)
     for (project, i), view in views.items():
         deadline = time.monotonic() + 10
         while site.http_body(i, view["uuid"], "127.0.0.1") is None:
@@ -150,8 +171,12 @@ def placed(site):
 
 def test_containers_land_where_asked_on_one_network_per_project(site, placed):
     for (project, i), view in placed.items():
-        r = site.apis[project].http("GET", f"/v1/containers/{view['uuid']}", version=V)
-        assert r.json()["host"] == site.hosts[i]
+        # Only an admin sees where a container is.
+        r = site.callers["admin"].http("GET", f"/v1/containers/{view['uuid']}", version=V,
+                                       params={"all_projects": "true"})
+        assert r.json()["host"] == site.hosts[i], r.text
+    demo, alt = placed[("pa", 0)]["project_id"], placed[("pb", 0)]["project_id"]
+    assert demo != alt, "two Keystone projects"
     assert placed[("pa", 0)]["addresses"].keys() == placed[("pa", 1)]["addresses"].keys()
     assert placed[("pa", 0)]["addresses"].keys() != placed[("pb", 0)]["addresses"].keys()
     assert len({ip_of(v) for v in placed.values()}) == 4
