@@ -20,11 +20,9 @@ import hmac
 import os
 import struct
 import subprocess
-import threading
 import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -34,7 +32,6 @@ import websocket  # websocket-client, the library python-zunclient uses
 from conftest import (
     IMAGE,
     MAX_VERSION,
-    STATUS_TIMEOUT_S,
     ZundProcess,
     Zun,
     _OUR_HOSTS,

@@ -45,7 +45,6 @@ from conftest import (
     MAX_VERSION,
     OPENSTACK,
     ROOT,
-    STATUS_TIMEOUT_S,
     _OUR_HOSTS,
     ContainerWaits,
     Zun,

@@ -17,12 +17,11 @@ import subprocess
 import termios
 import time
 import uuid as uuidlib
-from pathlib import Path
 
 import pytest
 import websocket  # websocket-client, the library python-zunclient uses
 
-from conftest import IMAGE, MAX_VERSION, OPENSTACK, ZunAllInOne, _make
+from conftest import MAX_VERSION, OPENSTACK, ZunAllInOne, _make
 
 MiB = 1024 * 1024
 SLEEPER = ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
