@@ -605,40 +605,28 @@ impl BuiltinDriver {
         Ok(())
     }
 
+    /// The elements of one of the service's nftables sets.
+    async fn set_elements(
+        &self,
+        family: &str,
+        set: &str,
+    ) -> Result<Vec<rules::ListedElement>, NetworkError> {
+        let listed = self
+            .shell
+            .run("nft", &["-j", "list", "set", family, "zun", set], None)
+            .await?;
+        rules::listed_elements(&listed).map_err(|e| NetworkError::Io(format!("nft's listing: {e}")))
+    }
+
     /// This host's `exposed` entries: each one's address and the command
     /// that deletes it.
     async fn exposed_elements(&self) -> Result<Vec<(Ipv4Addr, String)>, NetworkError> {
-        let listed = self
-            .shell
-            .run(
-                "nft",
-                &["-j", "list", "set", "inet", "zun", "exposed"],
-                None,
-            )
-            .await?;
-        let parsed: Value = serde_json::from_str(&listed)
-            .map_err(|e| NetworkError::Io(format!("nft's listing: {e}")))?;
-        let elements = parsed
-            .get("nftables")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|item| item.get("set")?.get("elem")?.as_array())
-            .flatten();
         let mut out = Vec::new();
-        for element in elements {
-            let Some(inner) = element.get("elem") else {
-                continue;
-            };
-            if inner.get("comment").and_then(Value::as_str) != Some(self.config.host.as_str()) {
+        for element in self.set_elements("inet", "exposed").await? {
+            if element.comment.as_deref() != Some(self.config.host.as_str()) {
                 continue;
             }
-            let Some([ip, proto, port]) = inner
-                .get("val")
-                .and_then(|v| v.get("concat"))
-                .and_then(Value::as_array)
-                .and_then(|c| <&[Value; 3]>::try_from(c.as_slice()).ok())
-            else {
+            let [ip, proto, port] = element.key.as_slice() else {
                 continue;
             };
             let (Some(ip), Some(proto), Some(port)) = (
@@ -656,14 +644,7 @@ impl BuiltinDriver {
 
     /// Anti-spoofing entries whose port no longer exists on this host.
     async fn stale_port_elements(&self) -> Result<Vec<String>, NetworkError> {
-        let listed = self
-            .shell
-            .run(
-                "nft",
-                &["-j", "list", "set", "bridge", "zun", "ports"],
-                None,
-            )
-            .await?;
+        let elements = self.set_elements("bridge", "ports").await?;
         let links = self.shell.ip(&["-j", "link", "show"], None).await?;
         let present: HashSet<String> = serde_json::from_str::<Value>(&links)
             .ok()
@@ -672,32 +653,20 @@ impl BuiltinDriver {
             .iter()
             .filter_map(|l| l.get("ifname").and_then(Value::as_str).map(str::to_owned))
             .collect();
-        let parsed: Value = serde_json::from_str(&listed)
-            .map_err(|e| NetworkError::Io(format!("nft's listing: {e}")))?;
-        let elements = parsed
-            .get("nftables")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|item| item.get("set")?.get("elem")?.as_array())
-            .flatten();
         let mut stale = Vec::new();
         for element in elements {
-            let Some([port, mac, ip]) = element
-                .get("concat")
-                .and_then(Value::as_array)
-                .and_then(|c| <&[Value; 3]>::try_from(c.as_slice()).ok())
-            else {
+            let [port, mac, ip] = element.key.as_slice() else {
                 continue;
             };
-            let (Some(port), Some(mac), Some(ip)) = (port.as_str(), mac.as_str(), ip.as_str())
-            else {
+            let (Some(port), Some(mac), Some(ip)) = (
+                port.as_str(),
+                mac.as_str(),
+                ip.as_str().and_then(|i| i.parse::<Ipv4Addr>().ok()),
+            ) else {
                 continue;
             };
             if !present.contains(port) {
-                stale.push(format!(
-                    "delete element bridge zun ports {{ \"{port}\" . {mac} . {ip} }}\n"
-                ));
+                stale.push(rules::port_element("delete", port, mac, ip));
             }
         }
         Ok(stale)

@@ -155,6 +155,45 @@ pub fn exposed_element(verb: &str, ip: Ipv4Addr, proto: &str, port: u16, host: &
     format!("{verb} element inet zun exposed {{ {ip} . {proto} . {port}{comment} }}\n")
 }
 
+/// One element of a set as `nft -j list set` prints it: the parts of its
+/// key, and its comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedElement {
+    pub key: Vec<serde_json::Value>,
+    pub comment: Option<String>,
+}
+
+/// The elements of the set in an `nft -j list set ...` listing (an element
+/// is `{"concat": [...]}`, or `{"elem": {"val": {"concat": [...]},
+/// "comment": ...}}` when it carries a comment).
+pub fn listed_elements(listing: &str) -> Result<Vec<ListedElement>, serde_json::Error> {
+    use serde_json::Value;
+    let parsed: Value = serde_json::from_str(listing)?;
+    let elements = parsed
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("set")?.get("elem")?.as_array())
+        .flatten();
+    Ok(elements
+        .filter_map(|element| {
+            let (value, comment) = match element.get("elem") {
+                Some(inner) => (
+                    inner.get("val")?,
+                    inner
+                        .get("comment")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                ),
+                None => (element, None),
+            };
+            let key = value.get("concat")?.as_array()?.clone();
+            Some(ListedElement { key, comment })
+        })
+        .collect())
+}
+
 /// `ip -batch` lines that make a network's bridge (when `create`) and give
 /// it its gateway (again, harmlessly, when it has it).
 pub fn bridge_batch(
@@ -377,6 +416,27 @@ mod tests {
         let drop = rules.find("iifname \"zbr*\" oifname \"zbr*\" drop");
         assert!(open.is_some() && open < drop);
         assert!(rules.contains("add rule inet zun output oifname \"zbr*\" reject"));
+    }
+
+    #[test]
+    fn listed_elements_read_both_shapes() {
+        // As nft 1.0.6 prints them.
+        let listing = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+            {"set": {"family": "inet", "name": "exposed", "table": "zun", "elem": [
+              {"elem": {"val": {"concat": ["10.1.2.3", "udp", 53]}, "comment": "h1"}},
+              {"concat": ["zvabc", "02:5a:0a:80:10:02", "10.128.16.2"]}]}}]}"#;
+        let elements = listed_elements(listing).expect("json");
+        assert_eq!(elements.len(), 2);
+        assert_eq!(elements[0].comment.as_deref(), Some("h1"));
+        assert_eq!(elements[0].key[2], serde_json::json!(53));
+        assert_eq!(elements[1].comment, None);
+        assert_eq!(elements[1].key[0], serde_json::json!("zvabc"));
+        assert!(
+            listed_elements(r#"{"nftables": []}"#)
+                .expect("json")
+                .is_empty()
+        );
+        assert!(listed_elements("not json").is_err());
     }
 
     #[test]
