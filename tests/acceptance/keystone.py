@@ -35,6 +35,7 @@ The `container` service `zun` has public/internal/admin endpoints at `zun_endpoi
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -199,6 +200,23 @@ def validate_token(
     )
 
 
+def preferred_port(data_dir: Path) -> int:
+    """The port the data dir's Keystone was bootstrapped on, when free: a new
+    port costs a `keystone-manage bootstrap` (about 5 s) on every start."""
+    try:
+        stamp = (data_dir / ".bootstrap-stamp").read_text()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/v3", stamp)
+        if m:
+            port = int(m.group(1))
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+            return port
+    except (OSError, ValueError):
+        pass
+    return free_port()
+
+
 class KeystoneServer:
     """One Keystone server on 127.0.0.1, driven by scripts/keystone.sh.
 
@@ -209,6 +227,12 @@ class KeystoneServer:
     admin_project     when set (e.g. "admin"), Keystone's [resource]
                       admin_project_name: validations then carry is_admin_project
     """
+
+    @classmethod
+    def reusing(cls, data_dir: Path, **settings: Any) -> "KeystoneServer":
+        """A server of its own data dir (a test module's), on the port that
+        dir was bootstrapped on when that port is free."""
+        return cls(port=preferred_port(data_dir), data_dir=data_dir, **settings)
 
     def __init__(
         self,

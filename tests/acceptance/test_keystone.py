@@ -22,8 +22,6 @@ import base64
 import io
 import json
 import os
-import re
-import socket
 import subprocess
 import tarfile
 import threading
@@ -145,23 +143,6 @@ def is_container_not_found(r) -> bool:
 # --------------------------------------------------------------------------- servers
 
 
-def preferred_keystone_port(data_dir: Path) -> int:
-    """The port the data dir's Keystone was bootstrapped on, when free: a new
-    port costs a `keystone-manage bootstrap` (about 5 s) on every start."""
-    try:
-        stamp = (data_dir / ".bootstrap-stamp").read_text()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/v3", stamp)
-        if m:
-            port = int(m.group(1))
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-            return port
-    except (OSError, ValueError):
-        pass
-    return free_port()
-
-
 def keystone_toml(ks: KeystoneServer, cache_seconds: int | None = None) -> str:
     creds = ks.service_credentials()
     text = (
@@ -281,17 +262,10 @@ def zund_port() -> int:
 
 @pytest.fixture(scope="module")
 def keystone(engine_cleanup, zund_port, log_dir):
-    ks = KeystoneServer(
-        port=preferred_keystone_port(KEYSTONE_DATA_DIR),
-        zun_endpoint=f"http://127.0.0.1:{zund_port}/v1",
-        data_dir=KEYSTONE_DATA_DIR,
-        log_file=log_dir / "keystone-script.log",
-    )
-    ks.start()
-    try:
+    with KeystoneServer.reusing(KEYSTONE_DATA_DIR,
+                                zun_endpoint=f"http://127.0.0.1:{zund_port}/v1",
+                                log_file=log_dir / "keystone-script.log") as ks:
         yield ks
-    finally:
-        ks.stop()
 
 
 @pytest.fixture(scope="module")

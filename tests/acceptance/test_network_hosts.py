@@ -34,7 +34,7 @@ from conftest import (
 from engine_hosts import EngineHosts
 from keystone import KeystoneServer
 from test_hosts import fresh_database
-from test_keystone import Caller, keystone_toml, preferred_keystone_port
+from test_keystone import Caller, keystone_toml
 
 V = MAX_VERSION
 KEYSTONE_DATA_DIR = Path(os.environ.get("ZUN_TEST_KEYSTONE_NETHOSTS_DATA_DIR")
@@ -85,12 +85,9 @@ def site(engine_cleanup, tmp_path_factory, log_dir):
     s = Site()
     s.processes = []
     api_port = free_port()
-    ks = KeystoneServer(
-        port=preferred_keystone_port(KEYSTONE_DATA_DIR),
-        zun_endpoint=f"http://127.0.0.1:{api_port}/v1",
-        data_dir=KEYSTONE_DATA_DIR,
-        log_file=log_dir / "keystone-nethosts-script.log",
-    )
+    ks = KeystoneServer.reusing(KEYSTONE_DATA_DIR,
+                                zun_endpoint=f"http://127.0.0.1:{api_port}/v1",
+                                log_file=log_dir / "keystone-nethosts-script.log")
     ks.start()
     s.engines = EngineHosts(2).start()
     try:

@@ -35,7 +35,7 @@ from conftest import (
     docker_cmd,
 )
 from keystone import KeystoneServer
-from test_keystone import Caller, keystone_toml, make_configured, preferred_keystone_port
+from test_keystone import Caller, keystone_toml, make_configured
 
 V = "1.40"
 # httpd serving the container's own name, so a reply says who answered.
@@ -173,17 +173,10 @@ def zund_port() -> int:
 
 @pytest.fixture(scope="module")
 def keystone(engine_cleanup, zund_port, log_dir):
-    ks = KeystoneServer(
-        port=preferred_keystone_port(KEYSTONE_DATA_DIR),
-        zun_endpoint=f"http://127.0.0.1:{zund_port}/v1",
-        data_dir=KEYSTONE_DATA_DIR,
-        log_file=log_dir / "keystone-networks-script.log",
-    )
-    ks.start()
-    try:
+    with KeystoneServer.reusing(KEYSTONE_DATA_DIR,
+                                zun_endpoint=f"http://127.0.0.1:{zund_port}/v1",
+                                log_file=log_dir / "keystone-networks-script.log") as ks:
         yield ks
-    finally:
-        ks.stop()
 
 
 @pytest.fixture(scope="module")

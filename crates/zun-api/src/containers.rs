@@ -204,7 +204,7 @@ async fn resolve_network(
         )));
     }
     let name = requested.network.clone().unwrap_or_default();
-    let found = network_of_project(store, project_id, &name).await?;
+    let found = store.find_network(project_id, &name).await?;
     match found {
         Some(network) => {
             if let Some(ip) = requested.v4_fixed_ip
@@ -222,24 +222,6 @@ async fn resolve_network(
         None => return Err(Error(ApiError::network_not_found(&name))),
     }
     Ok(requested)
-}
-
-/// The project network named (by uuid or name) `ident`.
-async fn network_of_project(
-    store: &dyn Store,
-    project_id: &str,
-    ident: &str,
-) -> Result<Option<zun_store::NetworkRecord>> {
-    if let Some(network) = store.get_network(ident).await?
-        && network.project_id == project_id
-    {
-        return Ok(Some(network));
-    }
-    Ok(store
-        .list_networks(Some(project_id))
-        .await?
-        .into_iter()
-        .find(|n| n.name == ident))
 }
 
 fn build_container(req: CreateRequest, ctx: &Ctx, run: bool) -> Container {
@@ -845,7 +827,9 @@ async fn network_detach(
         })
     });
     let by_network = match network {
-        Some(ident) => network_of_project(state.store.as_ref(), &container.project_id, ident)
+        Some(ident) => state
+            .store
+            .find_network(&container.project_id, ident)
             .await?
             .map(|n| n.uuid)
             .filter(|uuid| connected.contains_key(uuid)),

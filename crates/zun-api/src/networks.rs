@@ -51,16 +51,14 @@ fn view(n: &NetworkRecord, user_id: Option<&str>) -> Value {
 /// The network `ident` (uuid or name) of the caller's project; an admin
 /// may name any network by uuid.
 async fn find(store: &dyn Store, ctx: &Ctx, ident: &str) -> Result<NetworkRecord> {
-    if let Some(network) = store.get_network(ident).await?
-        && (ctx.is_admin() || network.project_id == ctx.identity.project_id)
+    if ctx.is_admin()
+        && let Some(network) = store.get_network(ident).await?
     {
         return Ok(network);
     }
     store
-        .list_networks(Some(&ctx.identity.project_id))
+        .find_network(&ctx.identity.project_id, ident)
         .await?
-        .into_iter()
-        .find(|n| n.name == ident)
         .ok_or_else(|| Error(ApiError::network_not_found(ident)))
 }
 

@@ -14,7 +14,7 @@ use zun_store::{NetworkRecord, PortRecord, Store};
 use zun_types::Container;
 use zun_types::network::{Address, Ipv4Net, RequestedNetwork, addresses_value};
 
-use crate::command::{HostShell, already_exists, missing};
+use crate::command::{HostShell, already_exists, missing, unless_missing};
 use crate::rules::{self, bridge_name, port_name, vxlan_name};
 use crate::{Attachment, NETNS_DIR, NetworkDriver, NetworkError, netns_name};
 
@@ -343,16 +343,8 @@ impl BuiltinDriver {
     async fn unplumb_port(&self, port: &PortRecord) -> Result<(), NetworkError> {
         let host_port = port_name(&port.uuid);
         let element = rules::port_element("delete", &host_port, &port.mac, port.ip);
-        match self.shell.nft(&element).await {
-            Ok(()) => {}
-            Err(err) if missing(&err) => {}
-            Err(err) => return Err(err),
-        }
-        match self.shell.ip(&["link", "del", &host_port], None).await {
-            Ok(_) => Ok(()),
-            Err(err) if missing(&err) => Ok(()),
-            Err(err) => Err(err),
-        }
+        unless_missing(self.shell.nft(&element).await)?;
+        unless_missing(self.shell.ip(&["link", "del", &host_port], None).await)
     }
 
     /// Removes the container's ports (host ends first: a namespace a
@@ -363,11 +355,7 @@ impl BuiltinDriver {
             self.unplumb_port(port).await?;
         }
         if Self::netns_path(uuid).exists() {
-            match self.shell.netns_del(&netns_name(uuid)).await {
-                Ok(()) => {}
-                Err(err) if missing(&err) => {}
-                Err(err) => return Err(err),
-            }
+            unless_missing(self.shell.netns_del(&netns_name(uuid)).await)?;
         }
         Ok(())
     }
@@ -380,19 +368,12 @@ impl BuiltinDriver {
         requested: Option<&str>,
     ) -> Result<NetworkRecord, NetworkError> {
         let name = requested.unwrap_or(DEFAULT_NETWORK_NAME);
-        if let Some(network) = self.store.get_network(name).await?
-            && network.project_id == project_id
-        {
-            return Ok(network);
-        }
         if name == DEFAULT_NETWORK_NAME {
             return self.project_network(project_id).await;
         }
         self.store
-            .list_networks(Some(project_id))
+            .find_network(project_id, name)
             .await?
-            .into_iter()
-            .find(|n| n.name == name)
             .ok_or_else(|| NetworkError::NotFound(name.to_owned()))
     }
 
@@ -518,17 +499,10 @@ impl BuiltinDriver {
 
     /// The other containers on the networks of container `uuid`.
     async fn members_of(&self, uuid: &str) -> Result<Vec<(String, Ipv4Addr)>, NetworkError> {
-        let mut networks: Vec<String> = self
-            .store
-            .ports_of_container(uuid)
-            .await?
-            .into_iter()
-            .map(|p| p.network_uuid)
-            .collect();
-        networks.dedup();
+        // A container has one port per network (a store constraint).
         let mut members = Vec::new();
-        for network in networks {
-            members.extend(self.store.network_members(&network).await?);
+        for port in self.store.ports_of_container(uuid).await? {
+            members.extend(self.store.network_members(&port.network_uuid).await?);
         }
         Ok(members)
     }

@@ -123,6 +123,15 @@ pub(crate) fn already_exists(err: &NetworkError) -> bool {
     matches!(err, NetworkError::Command { detail, .. } if detail.contains("File exists"))
 }
 
+/// A removal's result, where "it is not there" is success.
+pub(crate) fn unless_missing<T>(result: Result<T, NetworkError>) -> Result<(), NetworkError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if missing(&err) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 /// Whether a failed command said the object does not exist.
 pub(crate) fn missing(err: &NetworkError) -> bool {
     matches!(err, NetworkError::Command { detail, .. }

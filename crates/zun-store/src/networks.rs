@@ -76,6 +76,24 @@ pub trait NetworkStore: Send + Sync {
         network_uuid: &str,
     ) -> Result<bool, StoreError>;
 
+    /// The project's network `ident`: by uuid, else by name.
+    async fn find_network(
+        &self,
+        project_id: &str,
+        ident: &str,
+    ) -> Result<Option<NetworkRecord>, StoreError> {
+        if let Some(network) = self.get_network(ident).await?
+            && network.project_id == project_id
+        {
+            return Ok(Some(network));
+        }
+        Ok(self
+            .list_networks(Some(project_id))
+            .await?
+            .into_iter()
+            .find(|n| n.name == ident))
+    }
+
     /// Networks of a project (all projects with `None`), ordered by vni.
     async fn list_networks(
         &self,

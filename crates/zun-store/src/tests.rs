@@ -2157,6 +2157,17 @@ async fn networks_in_use_cannot_be_deleted_and_ports_detach_one_by_one(store: Te
         .allocate_port(&two, "c-a", "p1", Some("h1"), None)
         .await
         .unwrap();
+    // Found by uuid or name, in its own project only.
+    assert_eq!(
+        store.find_network("p1", &two.uuid).await.unwrap(),
+        Some(two.clone())
+    );
+    assert_eq!(
+        store.find_network("p1", "backend").await.unwrap(),
+        Some(two.clone())
+    );
+    assert_eq!(store.find_network("p2", &two.uuid).await.unwrap(), None);
+    assert_eq!(store.find_network("p2", "backend").await.unwrap(), None);
     match store.delete_network(&two.uuid).await {
         Err(StoreError::Rejected(err)) => assert_eq!(err.status, 409),
         other => panic!("deleted a network in use: {other:?}"),
