@@ -616,19 +616,24 @@ impl BuiltinDriver {
         Ok(out)
     }
 
-    /// Anti-spoofing entries whose port no longer exists on this host.
-    async fn stale_port_elements(&self) -> Result<Vec<String>, NetworkError> {
-        let elements = self.set_elements("bridge", "ports").await?;
-        let links = self.shell.ip(&["-j", "link", "show"], None).await?;
-        let present: HashSet<String> = serde_json::from_str::<Value>(&links)
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|l| l.get("ifname").and_then(Value::as_str).map(str::to_owned))
-            .collect();
+    /// The names of the links of the host's namespace.
+    async fn link_names(&self) -> Result<HashSet<String>, NetworkError> {
+        let listing = self.shell.ip(&["-j", "link", "show"], None).await?;
+        rules::link_names(&listing)
+            .map_err(|e| NetworkError::Io(format!("ip's link listing: {e}")))
+    }
+
+    /// Anti-spoofing entries whose port no longer exists on this host. A
+    /// link dump taken while links come and go may skip some (the kernel
+    /// only flags it as interrupted), and several agents may share the
+    /// namespace, so an entry missing from the dump is looked up by name
+    /// before it counts as stale.
+    async fn stale_port_elements(
+        &self,
+        present: &HashSet<String>,
+    ) -> Result<Vec<String>, NetworkError> {
         let mut stale = Vec::new();
-        for element in elements {
+        for element in self.set_elements("bridge", "ports").await? {
             let [port, mac, ip] = element.key.as_slice() else {
                 continue;
             };
@@ -639,8 +644,15 @@ impl BuiltinDriver {
             ) else {
                 continue;
             };
-            if !present.contains(port) {
-                stale.push(rules::port_element("delete", port, mac, ip));
+            if present.contains(port) {
+                continue;
+            }
+            match self.shell.ip(&["link", "show", "dev", port], None).await {
+                Ok(_) => {}
+                Err(err) if missing(&err) => {
+                    stale.push(rules::port_element("delete", port, mac, ip));
+                }
+                Err(err) => return Err(err),
             }
         }
         Ok(stale)
@@ -772,25 +784,30 @@ impl NetworkDriver for BuiltinDriver {
             self.remove_all(uuid).await?;
             removed += 1;
         }
-        let mut stale = self.stale_port_elements().await?;
+        let present = self.link_names().await?;
+        let mut script = self.stale_port_elements(&present).await?;
         // Listed before the ports are read: an entry added meanwhile
         // belongs to a port allocated before it, which the read then sees.
         let exposed = self.exposed_elements().await?;
-        let held: HashSet<Ipv4Addr> = self
-            .store
-            .ports_on_host(&self.config.host)
-            .await?
-            .iter()
-            .map(|p| p.ip)
-            .collect();
-        stale.extend(
+        let ports = self.store.ports_on_host(&self.config.host).await?;
+        let held: HashSet<Ipv4Addr> = ports.iter().map(|p| p.ip).collect();
+        script.extend(
             exposed
                 .into_iter()
                 .filter(|(ip, _)| !held.contains(ip))
                 .map(|(_, delete)| delete),
         );
-        if !stale.is_empty() {
-            self.shell.nft(&stale.concat()).await?;
+        // Entries are otherwise only added when a port is plumbed: one lost
+        // to a race (a removal crossing a re-plumb) would cut its container
+        // off for good. Adding an entry that is there changes nothing.
+        script.extend(ports.iter().filter_map(|port| {
+            let name = port_name(&port.uuid);
+            present
+                .contains(&name)
+                .then(|| rules::port_element("add", &name, &port.mac, port.ip))
+        }));
+        if !script.is_empty() {
+            self.shell.nft(&script.concat()).await?;
         }
         // Containers come and go on this host and others: names follow.
         self.refresh_names().await?;

@@ -17,6 +17,7 @@
 //!   elements of one set, so adding a container is one element, whatever
 //!   the host holds.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use zun_types::network::Ipv4Net;
@@ -192,6 +193,16 @@ pub fn listed_elements(listing: &str) -> Result<Vec<ListedElement>, serde_json::
             Some(ListedElement { key, comment })
         })
         .collect())
+}
+
+/// The interface names in an `ip -j link show` listing.
+pub fn link_names(listing: &str) -> Result<HashSet<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Link {
+        ifname: String,
+    }
+    let links: Vec<Link> = serde_json::from_str(listing)?;
+    Ok(links.into_iter().map(|link| link.ifname).collect())
 }
 
 /// `ip -batch` lines that make a network's bridge (when `create`) and give
@@ -495,5 +506,15 @@ mod tests {
         ];
         let hosts = hosts_file(Ipv4Addr::new(10, 0, 0, 2), &["web"], &members);
         assert!(hosts.ends_with("10.0.0.2\tweb\n10.0.0.3\tdb\n"), "{hosts}");
+    }
+
+    #[test]
+    fn link_names_read_ips_listing() {
+        let listing = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"]},
+            {"ifindex":7,"link_index":2,"ifname":"zv0123456789ab","link_netnsid":0}]"#;
+        let names = link_names(listing).expect("parsed");
+        assert_eq!(names.len(), 2);
+        assert!(names.contains("zv0123456789ab"));
+        assert!(link_names("[{\"ifindex\":1").is_err(), "a cut listing is an error");
     }
 }

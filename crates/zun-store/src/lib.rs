@@ -28,7 +28,7 @@ pub use hosts::{
     COMPUTE_BINARY, ComputeNode, HostStore, HostView, NodeUsage, Placement, ServiceChange,
     ServiceRecord,
 };
-pub use networks::{NetworkRecord, NetworkStore, PortRecord};
+pub use networks::{NetworkRecord, NetworkStore, PortRecord, SecurityGroupRecord};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

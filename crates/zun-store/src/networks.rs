@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use zun_types::network::Ipv4Net;
+use zun_types::security_group::Rule;
 
 use crate::StoreError;
 
@@ -39,6 +40,20 @@ pub struct PortRecord {
     pub host: Option<String>,
     pub ip: Ipv4Addr,
     pub mac: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A security group of the built-in networks (`zun_types::security_group`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityGroupRecord {
+    pub uuid: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub rules: Vec<Rule>,
+    /// The container whose `exposed_ports` the group opens; the group goes
+    /// with that container's row.
+    pub container_uuid: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -140,4 +155,61 @@ pub trait NetworkStore: Send + Sync {
         &self,
         network_uuid: &str,
     ) -> Result<Vec<(String, Ipv4Addr)>, StoreError>;
+    /// The ports of a project's containers, on every host, in allocation
+    /// order.
+    async fn ports_of_project(&self, project_id: &str) -> Result<Vec<PortRecord>, StoreError>;
+
+    /// Stores a new group: [`StoreError::Rejected`] (409) when the project
+    /// has a group of that name.
+    async fn insert_security_group(&self, group: &SecurityGroupRecord) -> Result<(), StoreError>;
+
+    /// The project's group `name`, made from `make` when missing;
+    /// concurrent callers all get the same single row.
+    async fn ensure_security_group(
+        &self,
+        group: &SecurityGroupRecord,
+    ) -> Result<SecurityGroupRecord, StoreError> {
+        match self.insert_security_group(group).await {
+            Ok(()) => Ok(group.clone()),
+            Err(StoreError::Rejected(_)) => self
+                .list_security_groups(Some(&group.project_id))
+                .await?
+                .into_iter()
+                .find(|g| g.name == group.name)
+                .ok_or_else(|| StoreError::NotFound(format!("security group {}", group.name))),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn get_security_group(
+        &self,
+        uuid: &str,
+    ) -> Result<Option<SecurityGroupRecord>, StoreError>;
+
+    /// Groups of a project (all projects with `None`), oldest first.
+    async fn list_security_groups(
+        &self,
+        project_id: Option<&str>,
+    ) -> Result<Vec<SecurityGroupRecord>, StoreError>;
+
+    /// Removes a group; returns whether there was one.
+    async fn delete_security_group(&self, uuid: &str) -> Result<bool, StoreError>;
+
+    /// The project's group `ident`: by uuid, else by name.
+    async fn find_security_group(
+        &self,
+        project_id: &str,
+        ident: &str,
+    ) -> Result<Option<SecurityGroupRecord>, StoreError> {
+        if let Some(group) = self.get_security_group(ident).await?
+            && group.project_id == project_id
+        {
+            return Ok(Some(group));
+        }
+        Ok(self
+            .list_security_groups(Some(project_id))
+            .await?
+            .into_iter()
+            .find(|g| g.name == ident))
+    }
 }

@@ -362,13 +362,17 @@ impl Store for PgStore {
 
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError> {
         // One transaction: a crash cannot leave the ports of a deleted
-        // container holding their addresses.
+        // container holding their addresses, nor its exposed ports' group.
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(sql::DELETE_CONTAINER)
             .bind(uuid)
             .execute(&mut *tx)
             .await?;
         sqlx::query(sql::RELEASE_PORTS)
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::DELETE_CONTAINER_SECURITY_GROUPS)
             .bind(uuid)
             .execute(&mut *tx)
             .await?;

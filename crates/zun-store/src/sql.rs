@@ -19,7 +19,7 @@ use zun_types::{ApiError, Container};
 
 use crate::{
     ActionRecord, ComputeNode, EventRecord, HostView, ListQuery, NetworkRecord, NodeUsage,
-    Placement, PortRecord, ServiceRecord, SortDir, StoreError, round_cpu,
+    Placement, PortRecord, SecurityGroupRecord, ServiceRecord, SortDir, StoreError, round_cpu,
 };
 
 pub(crate) const INSERT_CONTAINER: &str = "INSERT INTO containers (uuid, revision, body, name, \
@@ -1091,6 +1091,92 @@ impl TryFrom<PortRow> for PortRecord {
             host: row.host,
             ip: row.ip_address.parse().map_err(decode_error)?,
             mac: row.mac_address,
+            created_at: parse_time(&row.created_at)?,
+        })
+    }
+}
+
+// Security groups (`NetworkStore`).
+
+const SECURITY_GROUP_COLUMNS: &str =
+    "uuid, project_id, name, description, rules, container_uuid, created_at";
+
+pub(crate) fn security_group_sql() -> String {
+    format!("SELECT {SECURITY_GROUP_COLUMNS} FROM security_groups WHERE uuid = $1")
+}
+
+pub(crate) fn list_security_groups_sql() -> String {
+    format!(
+        "SELECT {SECURITY_GROUP_COLUMNS} FROM security_groups \
+         WHERE ($1 IS NULL OR project_id = $1) ORDER BY id"
+    )
+}
+
+/// Inserts nothing when the project has a group of that name.
+pub(crate) fn insert_security_group_sql() -> String {
+    format!(
+        "INSERT INTO security_groups ({SECURITY_GROUP_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project_id, name) DO NOTHING"
+    )
+}
+
+pub(crate) const DELETE_SECURITY_GROUP: &str = "DELETE FROM security_groups WHERE uuid = $1";
+pub(crate) const DELETE_CONTAINER_SECURITY_GROUPS: &str =
+    "DELETE FROM security_groups WHERE container_uuid = $1";
+
+pub(crate) fn ports_of_project_sql() -> String {
+    format!("SELECT {PORT_COLUMNS} FROM network_ports WHERE project_id = $1 ORDER BY id")
+}
+
+/// Binds a group in [`SECURITY_GROUP_COLUMNS`] order.
+pub(crate) fn bind_security_group<'q, DB: Database>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    g: &SecurityGroupRecord,
+) -> Result<Query<'q, DB, <DB as Database>::Arguments<'q>>, StoreError>
+where
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+{
+    let rules = serde_json::to_string(&g.rules).map_err(decode_error)?;
+    Ok(query
+        .bind(g.uuid.clone())
+        .bind(g.project_id.clone())
+        .bind(g.name.clone())
+        .bind(g.description.clone())
+        .bind(rules)
+        .bind(g.container_uuid.clone())
+        .bind(format_time(&g.created_at)))
+}
+
+/// The refusal of a second group of one name in a project.
+pub(crate) fn security_group_exists(name: &str) -> StoreError {
+    StoreError::Rejected(ApiError::conflict(format!(
+        "Security group {name} already exists."
+    )))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SecurityGroupRow {
+    uuid: String,
+    project_id: String,
+    name: String,
+    description: String,
+    rules: String,
+    container_uuid: Option<String>,
+    created_at: String,
+}
+
+impl TryFrom<SecurityGroupRow> for SecurityGroupRecord {
+    type Error = StoreError;
+
+    fn try_from(row: SecurityGroupRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            uuid: row.uuid,
+            project_id: row.project_id,
+            name: row.name,
+            description: row.description,
+            rules: serde_json::from_str(&row.rules).map_err(decode_error)?,
+            container_uuid: row.container_uuid,
             created_at: parse_time(&row.created_at)?,
         })
     }

@@ -378,13 +378,17 @@ impl Store for SqliteStore {
 
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError> {
         // One transaction: a crash cannot leave the ports of a deleted
-        // container holding their addresses.
+        // container holding their addresses, nor its exposed ports' group.
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query(sql::DELETE_CONTAINER)
             .bind(uuid)
             .execute(&mut *tx)
             .await?;
         sqlx::query(sql::RELEASE_PORTS)
+            .bind(uuid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::DELETE_CONTAINER_SECURITY_GROUPS)
             .bind(uuid)
             .execute(&mut *tx)
             .await?;

@@ -30,7 +30,8 @@ use crate::sql::{format_time, parse_bool};
 use crate::{
     COMPUTE_BINARY, ComputeNode, FILTER_KEYS, ImageListQuery, ImageStore, ListQuery, NetworkRecord,
     NewAction, NodeUsage, PgStore, Placement, QuotaLimits, QuotaUsage, RegistryListQuery,
-    SORT_KEYS, ServiceChange, SortDir, SqliteStore, Store, StoreError, WebsocketGrant,
+    SORT_KEYS, SecurityGroupRecord, ServiceChange, SortDir, SqliteStore, Store, StoreError,
+    WebsocketGrant,
 };
 
 mod postgres_only;
@@ -185,6 +186,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    security_groups_are_unique_per_project_and_go_with_their_container,
     network_members_name_the_containers_on_it,
     networks_in_use_cannot_be_deleted_and_ports_detach_one_by_one,
     websocket_grants_work_once_and_expired_ones_are_purged,
@@ -2205,4 +2207,81 @@ async fn network_members_name_the_containers_on_it(store: TestStore) {
     );
     store.delete_container(&a.uuid).await.unwrap();
     assert!(store.network_members(&net.uuid).await.unwrap().is_empty());
+}
+
+fn group(project: &str, name: &str, container_uuid: Option<&str>) -> SecurityGroupRecord {
+    SecurityGroupRecord {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        project_id: project.into(),
+        name: name.into(),
+        description: String::new(),
+        rules: zun_types::security_group::default_rules("self", || {
+            uuid::Uuid::new_v4().to_string()
+        }),
+        container_uuid: container_uuid.map(str::to_owned),
+        created_at: base_time(),
+    }
+}
+
+async fn security_groups_are_unique_per_project_and_go_with_their_container(store: TestStore) {
+    let web = group("p1", "web", None);
+    store.insert_security_group(&web).await.unwrap();
+    assert_eq!(
+        store.get_security_group(&web.uuid).await.unwrap(),
+        Some(web.clone())
+    );
+    match store.insert_security_group(&group("p1", "web", None)).await {
+        Err(StoreError::Rejected(err)) => assert_eq!(err.status, 409),
+        other => panic!("{other:?}"),
+    }
+    // The same name in another project is another group.
+    store
+        .insert_security_group(&group("p2", "web", None))
+        .await
+        .unwrap();
+    // Ten callers at once ensure one default group.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .ensure_security_group(&group("p1", "default", None))
+                .await
+        }));
+    }
+    let mut uuids = HashSet::new();
+    for task in tasks {
+        uuids.insert(task.await.unwrap().unwrap().uuid);
+    }
+    assert_eq!(uuids.len(), 1);
+    let listed = store.list_security_groups(Some("p1")).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        ["web", "default"]
+    );
+    assert_eq!(store.list_security_groups(None).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .find_security_group("p1", "web")
+            .await
+            .unwrap()
+            .map(|g| g.uuid),
+        Some(web.uuid.clone())
+    );
+    assert_eq!(
+        store.find_security_group("p2", &web.uuid).await.unwrap(),
+        None
+    );
+    // A container's exposed-ports group goes with its row.
+    let c = container(1, "p1");
+    store
+        .insert_container(&c, &new_action("create", None), None)
+        .await
+        .unwrap();
+    let exposed = group("p1", "zun-x", Some(&c.uuid));
+    store.insert_security_group(&exposed).await.unwrap();
+    store.delete_container(&c.uuid).await.unwrap();
+    assert_eq!(store.get_security_group(&exposed.uuid).await.unwrap(), None);
+    assert!(store.delete_security_group(&web.uuid).await.unwrap());
+    assert!(!store.delete_security_group(&web.uuid).await.unwrap());
 }

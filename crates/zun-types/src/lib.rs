@@ -8,6 +8,7 @@ pub mod host;
 pub mod image;
 pub mod microversion;
 pub mod network;
+pub mod security_group;
 pub mod state;
 pub mod validation;
 pub mod view;

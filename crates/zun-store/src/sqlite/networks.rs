@@ -10,8 +10,8 @@ use sqlx::SqliteConnection;
 use zun_types::network::Ipv4Net;
 
 use super::{BEGIN_WRITE, SqliteStore, retrying_busy};
-use crate::sql::{self, NetworkRow, PortRow};
-use crate::{NetworkRecord, NetworkStore, PortRecord, StoreError};
+use crate::sql::{self, NetworkRow, PortRow, SecurityGroupRow};
+use crate::{NetworkRecord, NetworkStore, PortRecord, SecurityGroupRecord, StoreError};
 
 async fn network_by_name(
     conn: &mut SqliteConnection,
@@ -221,5 +221,52 @@ impl NetworkStore for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+    async fn ports_of_project(&self, project_id: &str) -> Result<Vec<PortRecord>, StoreError> {
+        let rows: Vec<PortRow> = sqlx::query_as(&sql::ports_of_project_sql())
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        sql::convert(rows)
+    }
+
+    async fn insert_security_group(&self, group: &SecurityGroupRecord) -> Result<(), StoreError> {
+        let done = sql::bind_security_group(sqlx::query(&sql::insert_security_group_sql()), group)?
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(sql::security_group_exists(&group.name));
+        }
+        Ok(())
+    }
+
+    async fn get_security_group(
+        &self,
+        uuid: &str,
+    ) -> Result<Option<SecurityGroupRecord>, StoreError> {
+        let row: Option<SecurityGroupRow> = sqlx::query_as(&sql::security_group_sql())
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(SecurityGroupRecord::try_from).transpose()
+    }
+
+    async fn list_security_groups(
+        &self,
+        project_id: Option<&str>,
+    ) -> Result<Vec<SecurityGroupRecord>, StoreError> {
+        let rows: Vec<SecurityGroupRow> = sqlx::query_as(&sql::list_security_groups_sql())
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        sql::convert(rows)
+    }
+
+    async fn delete_security_group(&self, uuid: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::DELETE_SECURITY_GROUP)
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
