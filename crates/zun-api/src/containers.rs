@@ -119,7 +119,12 @@ async fn find(store: &dyn Store, ctx: &Ctx, ident: &str) -> Result<Container> {
     }
 }
 
-fn new_action(ctx: &Ctx, container: &Container, action: &str, params: Value) -> NewAction {
+pub(crate) fn new_action(
+    ctx: &Ctx,
+    container: &Container,
+    action: &str,
+    params: Value,
+) -> NewAction {
     NewAction {
         request_id: ctx.request_id.clone(),
         action: action.to_string(),
@@ -166,11 +171,6 @@ fn check_unsupported(req: &CreateRequest, ctx: &Ctx) -> Result<()> {
         ctx.authorize("container:create:requested_destination", &own)?;
     }
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
-    if req.security_groups.as_ref().is_some_and(|g| !g.is_empty()) {
-        return Err(Error(ApiError::invalid(
-            "Security groups cannot be set in this deployment yet.",
-        )));
-    }
     if non_empty(&req.mounts) {
         return Err(Error(ApiError::invalid(
             "Mounts cannot be set: no volume driver is configured in this deployment.",
@@ -327,12 +327,23 @@ async fn create(
         }
         nets.push(resolved);
     }
+    let groups = match req.security_groups.as_deref() {
+        Some(names) if !names.is_empty() => {
+            Some(crate::security_groups::resolve(&state, &ctx.identity.project_id, names).await?)
+        }
+        _ => None,
+    };
     let mut container = build_container(req, &ctx, run);
     container.registry_id = registry_id;
     container.nets = nets;
+    container.security_groups = groups;
+    let exposed_group = crate::security_groups::exposed_group(&state, &container).await?;
+    if let Some(group) = &exposed_group {
+        container.security_groups = Some(vec![group.clone()]);
+    }
     let action = new_action(&ctx, &container, "create", json!({ "run": run }));
     let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
-    crate::placement::place_and_insert(
+    let placed = crate::placement::place_and_insert(
         state.store.as_ref(),
         &state.scheduler,
         &state.host_cache,
@@ -341,7 +352,14 @@ async fn create(
         action,
         &limits,
     )
-    .await?;
+    .await;
+    if let Err(err) = placed {
+        // Nothing names the exposed ports' group now.
+        if let Some(group) = &exposed_group {
+            state.store.delete_security_group(group).await?;
+        }
+        return Err(err);
+    }
     tracing::info!(uuid = %container.uuid, name = %container.name, host = ?container.host, run, "container create accepted");
     Ok(created(
         StatusCode::ACCEPTED,
@@ -696,6 +714,11 @@ async fn action(
             .await;
         }
         "network_attach" => return network_attach(&state, &ctx, &container, &params).await,
+        "add_security_group" | "remove_security_group" => {
+            let add = action == "add_security_group";
+            let name = params.get("name");
+            return crate::security_groups::change(&state, &ctx, &container, name, add).await;
+        }
         "network_detach" => {
             return network_detach(&state, &ctx, &container, query.as_deref()).await;
         }

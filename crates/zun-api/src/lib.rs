@@ -14,6 +14,7 @@ pub mod placement;
 mod quotas;
 mod registries;
 mod registry_client;
+mod security_groups;
 mod services;
 pub mod streams;
 
@@ -159,6 +160,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .merge(images::routes())
         .merge(services::routes())
         .merge(networks::routes())
+        .merge(security_groups::routes())
         .route("/v1", get(v1_root))
         .layer(axum::middleware::from_fn(context::negotiate_version));
     Router::new()

@@ -339,10 +339,15 @@ impl Agent {
         };
         if let Err(err) = &outcome {
             tracing::warn!(uuid = %action.container_uuid, action = %action.action, error = %err, "action failed");
-            // A network change that fails leaves the container as it was;
-            // the action log says why.
-            let leaves_it_be =
-                matches!(action.action.as_str(), "network_attach" | "network_detach");
+            // A network or security group change that fails leaves the
+            // container running as it was; the action log says why.
+            let leaves_it_be = matches!(
+                action.action.as_str(),
+                "network_attach"
+                    | "network_detach"
+                    | "add_security_group"
+                    | "remove_security_group"
+            );
             if leaves_it_be {
                 let uuid = action.container_uuid.clone();
                 let clear = |c: &mut Container| {
@@ -485,6 +490,13 @@ impl Agent {
                         .update_container(&container.uuid, &mutate, None)
                         .await,
                 )?;
+                return Ok(());
+            }
+            "add_security_group" | "remove_security_group" => {
+                // The API wrote the container's new groups with the action.
+                if let Some(network) = &self.network {
+                    network.apply_security_groups(&container).await?;
+                }
                 return Ok(());
             }
             "rebuild" => {
@@ -822,8 +834,7 @@ impl Agent {
                 .await?;
         }
         if let Some(network) = &self.network {
-            let live: HashSet<String> = records.iter().map(|c| c.uuid.clone()).collect();
-            match network.collect_garbage(&live).await {
+            match network.collect_garbage(&records).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(containers = n, "removed leftover network objects"),
                 Err(err) => tracing::warn!(error = %err, "collecting network garbage failed"),

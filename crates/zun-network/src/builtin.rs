@@ -3,16 +3,17 @@
 //! API and agent process agrees), a veth pair into the container's own
 //! namespace, and the nftables rules of [`crate::rules`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use zun_store::{NetworkRecord, PortRecord, Store};
+use zun_store::{ListQuery, NetworkRecord, PortRecord, SecurityGroupRecord, SortDir, Store};
 use zun_types::Container;
 use zun_types::network::{Address, Ipv4Net, RequestedNetwork, addresses_value};
+use zun_types::security_group::Rule;
 
 use crate::command::{HostShell, already_exists, missing, unless_missing};
 use crate::rules::{self, bridge_name, port_name, vxlan_name};
@@ -339,8 +340,9 @@ impl BuiltinDriver {
             .await
     }
 
-    /// Removes one port's veth and anti-spoofing entry.
+    /// Removes one port's security rules, veth and anti-spoofing entry.
     async fn unplumb_port(&self, port: &PortRecord) -> Result<(), NetworkError> {
+        self.unsecure(port.ip).await?;
         let host_port = port_name(&port.uuid);
         let element = rules::port_element("delete", &host_port, &port.mac, port.ip);
         unless_missing(self.shell.nft(&element).await)?;
@@ -378,7 +380,7 @@ impl BuiltinDriver {
     }
 
     /// Allocates the container's port on `network` and plumbs it, with its
-    /// exposed ports.
+    /// security groups' rules.
     async fn connect(
         &self,
         container: &Container,
@@ -410,16 +412,10 @@ impl BuiltinDriver {
             self.plumb(&container.uuid, network, &port, &bridge, primary)
                 .await?;
         }
-        let exposed = rules::exposed_ports(container.exposed_ports.as_ref());
-        if !exposed.is_empty() {
-            let elements: String = exposed
-                .iter()
-                .map(|(proto, number)| {
-                    rules::exposed_element("add", port.ip, proto, *number, &self.config.host)
-                })
-                .collect();
-            self.shell.nft(&elements).await?;
-        }
+        let script = self
+            .security_script(&[container], std::slice::from_ref(&port))
+            .await?;
+        self.shell.nft(&script).await?;
         Ok(port)
     }
 
@@ -439,22 +435,6 @@ impl BuiltinDriver {
             });
         }
         Ok(addresses_value(&out))
-    }
-
-    /// Deletes this host's `exposed` entries of these addresses.
-    async fn unexpose(&self, addresses: &HashSet<Ipv4Addr>) -> Result<(), NetworkError> {
-        let stale: String = self
-            .exposed_elements()
-            .await?
-            .into_iter()
-            .filter(|(ip, _)| addresses.contains(ip))
-            .map(|(_, delete)| delete)
-            .collect();
-        if stale.is_empty() {
-            Ok(())
-        } else {
-            self.shell.nft(&stale).await
-        }
     }
 
     /// Writes the container's resolv.conf and hosts files.
@@ -564,7 +544,6 @@ impl BuiltinDriver {
     async fn remove_all(&self, uuid: &str) -> Result<(), NetworkError> {
         let ports = self.store.ports_of_container(uuid).await?;
         self.unplumb(uuid, &ports).await?;
-        self.unexpose(&ports.iter().map(|p| p.ip).collect()).await?;
         let dir = self.container_dir(uuid);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {}
@@ -592,47 +571,139 @@ impl BuiltinDriver {
         rules::listed_elements(&listed).map_err(|e| NetworkError::Io(format!("nft's listing: {e}")))
     }
 
-    /// This host's `exposed` entries: each one's address and the command
-    /// that deletes it.
-    async fn exposed_elements(&self) -> Result<Vec<(Ipv4Addr, String)>, NetworkError> {
-        let mut out = Vec::new();
-        for element in self.set_elements("inet", "exposed").await? {
-            if element.comment.as_deref() != Some(self.config.host.as_str()) {
-                continue;
+    /// Removes the security rules of the container address `ip` (each
+    /// step alone when some are already gone).
+    async fn unsecure(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
+        let script = rules::security_removal(ip);
+        match self.shell.nft(&script).await {
+            Err(err) if missing(&err) => {
+                for line in script.lines() {
+                    unless_missing(self.shell.nft(line).await)?;
+                }
+                Ok(())
             }
-            let [ip, proto, port] = element.key.as_slice() else {
-                continue;
-            };
-            let (Some(ip), Some(proto), Some(port)) = (
-                ip.as_str().and_then(|i| i.parse::<Ipv4Addr>().ok()),
-                proto.as_str(),
-                port.as_u64().and_then(|p| u16::try_from(p).ok()),
-            ) else {
-                continue;
-            };
-            let delete = rules::exposed_element("delete", ip, proto, port, &self.config.host);
-            out.push((ip, delete));
+            other => other,
         }
-        Ok(out)
+    }
+
+    /// The project's default group, made on first use.
+    async fn default_group(&self, project_id: &str) -> Result<SecurityGroupRecord, NetworkError> {
+        Ok(self
+            .store
+            .ensure_security_group(&SecurityGroupRecord::project_default(project_id))
+            .await?)
+    }
+
+    /// The nft script making the security rules of `containers` (their
+    /// `ports` on this host) and the member sets those rules name what the
+    /// store says now. A container in no group is in its project's default
+    /// group, as a Neutron port is.
+    async fn security_script(
+        &self,
+        containers: &[&Container],
+        ports: &[PortRecord],
+    ) -> Result<String, NetworkError> {
+        let projects: BTreeSet<&str> = containers.iter().map(|c| c.project_id.as_str()).collect();
+        let mut script = String::new();
+        for project in projects {
+            let default = self.default_group(project).await?;
+            let groups: HashMap<String, SecurityGroupRecord> = self
+                .store
+                .list_security_groups(Some(project))
+                .await?
+                .into_iter()
+                .map(|g| (g.uuid.clone(), g))
+                .collect();
+            let mut sets = BTreeSet::new();
+            let mut chains = String::new();
+            for container in containers.iter().filter(|c| c.project_id == project) {
+                let rules: Vec<&Rule> = groups_of(container, &default.uuid)
+                    .iter()
+                    .filter_map(|id| groups.get(*id))
+                    .flat_map(|g| &g.rules)
+                    .collect();
+                sets.extend(rules.iter().filter_map(|r| r.remote_group_id.clone()));
+                for port in ports.iter().filter(|p| p.container_uuid == container.uuid) {
+                    chains.push_str(&rules::security_batch(port.ip, rules.iter().copied()));
+                }
+            }
+            if !sets.is_empty() {
+                let members = self.group_members(project, &default.uuid).await?;
+                for set in &sets {
+                    let of_set = members.get(set).map(Vec::as_slice).unwrap_or_default();
+                    script.push_str(&rules::group_set_batch(set, of_set));
+                }
+            }
+            script.push_str(&chains);
+        }
+        Ok(script)
+    }
+
+    /// The addresses of each group's members in a project, on every host.
+    async fn group_members(
+        &self,
+        project_id: &str,
+        default_group: &str,
+    ) -> Result<HashMap<String, Vec<Ipv4Addr>>, NetworkError> {
+        let query = ListQuery {
+            project_id: Some(project_id.to_owned()),
+            filters: Vec::new(),
+            limit: u32::MAX,
+            marker: None,
+            sort_key: "id".to_owned(),
+            sort_dir: SortDir::Asc,
+        };
+        let containers: HashMap<String, Container> = self
+            .store
+            .list_containers(&query)
+            .await?
+            .into_iter()
+            .map(|c| (c.uuid.clone(), c))
+            .collect();
+        let mut members: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        for port in self.store.ports_of_project(project_id).await? {
+            let Some(container) = containers.get(&port.container_uuid) else {
+                continue;
+            };
+            for group in groups_of(container, default_group) {
+                members.entry(group.to_owned()).or_default().push(port.ip);
+            }
+        }
+        Ok(members)
+    }
+
+    /// The addresses the security maps hold.
+    async fn secured_addresses(&self) -> Result<Vec<Ipv4Addr>, NetworkError> {
+        let listing = self
+            .shell
+            .run(
+                "nft",
+                &["-j", "list", "map", "inet", "zun", "ingress"],
+                None,
+            )
+            .await?;
+        rules::mapped_addresses(&listing)
+            .map_err(|e| NetworkError::Io(format!("nft's listing: {e}")))
     }
 
     /// The names of the links of the host's namespace.
     async fn link_names(&self) -> Result<HashSet<String>, NetworkError> {
         let listing = self.shell.ip(&["-j", "link", "show"], None).await?;
-        rules::link_names(&listing)
-            .map_err(|e| NetworkError::Io(format!("ip's link listing: {e}")))
+        rules::link_names(&listing).map_err(|e| NetworkError::Io(format!("ip's link listing: {e}")))
     }
 
     /// Anti-spoofing entries whose port no longer exists on this host. A
     /// link dump taken while links come and go may skip some (the kernel
     /// only flags it as interrupted), and several agents may share the
     /// namespace, so an entry missing from the dump is looked up by name
-    /// before it counts as stale.
+    /// before it counts as stale. Also returns the addresses of the entries
+    /// kept.
     async fn stale_port_elements(
         &self,
         present: &HashSet<String>,
-    ) -> Result<Vec<String>, NetworkError> {
+    ) -> Result<(Vec<String>, HashSet<Ipv4Addr>), NetworkError> {
         let mut stale = Vec::new();
+        let mut kept = HashSet::new();
         for element in self.set_elements("bridge", "ports").await? {
             let [port, mac, ip] = element.key.as_slice() else {
                 continue;
@@ -645,17 +716,20 @@ impl BuiltinDriver {
                 continue;
             };
             if present.contains(port) {
+                kept.insert(ip);
                 continue;
             }
             match self.shell.ip(&["link", "show", "dev", port], None).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    kept.insert(ip);
+                }
                 Err(err) if missing(&err) => {
                     stale.push(rules::port_element("delete", port, mac, ip));
                 }
                 Err(err) => return Err(err),
             }
         }
-        Ok(stale)
+        Ok((stale, kept))
     }
 }
 
@@ -742,7 +816,6 @@ impl NetworkDriver for BuiltinDriver {
         let ports = self.store.ports_of_container(&container.uuid).await?;
         for port in ports.iter().filter(|p| p.network_uuid == network.uuid) {
             self.unplumb_port(port).await?;
-            self.unexpose(&HashSet::from([port.ip])).await?;
         }
         self.store
             .release_port(&container.uuid, &network.uuid)
@@ -750,11 +823,21 @@ impl NetworkDriver for BuiltinDriver {
         self.addresses(&container.uuid).await
     }
 
+    async fn apply_security_groups(&self, container: &Container) -> Result<(), NetworkError> {
+        let ports = self.store.ports_of_container(&container.uuid).await?;
+        let script = self.security_script(&[container], &ports).await?;
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.shell.nft(&script).await
+    }
+
     async fn detach(&self, container_uuid: &str) -> Result<(), NetworkError> {
         self.remove_all(container_uuid).await
     }
 
-    async fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, NetworkError> {
+    async fn collect_garbage(&self, live: &[Container]) -> Result<usize, NetworkError> {
+        let live_uuids: HashSet<String> = live.iter().map(|c| c.uuid.clone()).collect();
         // What this host made: its containers' directories (made first) and
         // the ports recorded against it. Another agent's objects on the same
         // machine are never candidates.
@@ -775,7 +858,7 @@ impl NetworkDriver for BuiltinDriver {
             candidates.insert(port.container_uuid);
         }
         let mut removed = 0;
-        for uuid in candidates.difference(live) {
+        for uuid in candidates.difference(&live_uuids) {
             // Written after the caller listed: keep it.
             if self.store.get_container(uuid).await?.is_some() {
                 continue;
@@ -784,30 +867,43 @@ impl NetworkDriver for BuiltinDriver {
             self.remove_all(uuid).await?;
             removed += 1;
         }
+        // Listed before the anti-spoofing entries: a port gets its entry
+        // before its security rules, so rules listed here whose address
+        // has no entry below belong to no port.
+        let secured = self.secured_addresses().await?;
         let present = self.link_names().await?;
-        let mut script = self.stale_port_elements(&present).await?;
-        // Listed before the ports are read: an entry added meanwhile
-        // belongs to a port allocated before it, which the read then sees.
-        let exposed = self.exposed_elements().await?;
+        let (mut script, guarded) = self.stale_port_elements(&present).await?;
         let ports = self.store.ports_on_host(&self.config.host).await?;
-        let held: HashSet<Ipv4Addr> = ports.iter().map(|p| p.ip).collect();
-        script.extend(
-            exposed
-                .into_iter()
-                .filter(|(ip, _)| !held.contains(ip))
-                .map(|(_, delete)| delete),
-        );
         // Entries are otherwise only added when a port is plumbed: one lost
         // to a race (a removal crossing a re-plumb) would cut its container
         // off for good. Adding an entry that is there changes nothing.
-        script.extend(ports.iter().filter_map(|port| {
-            let name = port_name(&port.uuid);
-            present
-                .contains(&name)
-                .then(|| rules::port_element("add", &name, &port.mac, port.ip))
-        }));
+        let plumbed: Vec<PortRecord> = ports
+            .into_iter()
+            .filter(|port| present.contains(&port_name(&port.uuid)))
+            .collect();
+        script.extend(
+            plumbed
+                .iter()
+                .map(|port| rules::port_element("add", &port_name(&port.uuid), &port.mac, port.ip)),
+        );
         if !script.is_empty() {
             self.shell.nft(&script.concat()).await?;
+        }
+        let held: HashSet<Ipv4Addr> = plumbed.iter().map(|p| p.ip).collect();
+        for ip in secured {
+            if !guarded.contains(&ip) && !held.contains(&ip) {
+                self.unsecure(ip).await?;
+            }
+        }
+        // Groups change, and their members come and go on every host: the
+        // rules of this host's containers follow.
+        let here: Vec<&Container> = live
+            .iter()
+            .filter(|c| c.host.as_deref() == Some(self.config.host.as_str()))
+            .collect();
+        let script = self.security_script(&here, &plumbed).await?;
+        if !script.is_empty() {
+            self.shell.nft(&script).await?;
         }
         // Containers come and go on this host and others: names follow.
         self.refresh_names().await?;
@@ -822,5 +918,14 @@ impl NetworkDriver for BuiltinDriver {
             }
         }
         Ok(removed)
+    }
+}
+
+/// The groups a container is in: the ones it names (none after the last
+/// is removed: it then accepts nothing), or its project's default group.
+fn groups_of<'a>(container: &'a Container, default_group: &'a str) -> Vec<&'a str> {
+    match container.security_groups.as_deref() {
+        Some(groups) => groups.iter().map(String::as_str).collect(),
+        None => vec![default_group],
     }
 }

@@ -8,7 +8,6 @@
 //! wrapper, containerd and VMs directly). Nothing above the trait knows
 //! which driver is in use.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -95,9 +94,14 @@ pub trait NetworkDriver: Send + Sync + 'static {
         network: &str,
     ) -> Result<serde_json::Value, NetworkError>;
 
+    /// Sets the container's security rules to what its groups (in the
+    /// store) say now: after `add/remove_security_group`.
+    async fn apply_security_groups(&self, container: &Container) -> Result<(), NetworkError>;
+
     /// Removes this host's network objects of containers the store no
-    /// longer has (a crash between a delete's steps, a killed agent).
-    /// `live` holds uuids known to exist, which need no look-up. Returns
-    /// how many containers' objects it removed.
-    async fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, NetworkError>;
+    /// longer has (a crash between a delete's steps, a killed agent), and
+    /// brings the rules of the `live` containers (the host's, as the store
+    /// has them) back to what the store says. Returns how many containers'
+    /// objects it removed.
+    async fn collect_garbage(&self, live: &[Container]) -> Result<usize, NetworkError>;
 }

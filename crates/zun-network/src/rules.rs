@@ -8,9 +8,13 @@
 //!   the outside (masqueraded) but nothing from outside in unless it
 //!   answers a container's own connection, and drops what a container sends
 //!   to the host itself (the API, agent endpoints, the engine, the store);
-//! - a container's `exposed_ports` (elements of `inet zun exposed`) are
-//!   what the host and other networks may open connections to; the host
-//!   is refused every other port of a container (`output` chain);
+//! - security groups (Neutron's semantics): each local container address
+//!   maps (`inet zun ingress`/`egress`, verdict maps) to a chain of its
+//!   own holding its groups' rules; a new connection to it passes only an
+//!   ingress rule, one from it only an egress rule, and replies always
+//!   pass. `exposed_ports` are a group opening those ports to everyone (as
+//!   upstream). The host is one more remote: it reaches what a rule opens
+//!   to its address, and nothing else;
 //! - `bridge zun` accepts a frame from a container's port only when its
 //!   source MAC and IPv4 address (or ARP sender) are that port's, so a
 //!   container that changes its address or MAC reaches nothing. Ports are
@@ -19,6 +23,8 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+
+use zun_types::security_group::{Direction, Rule};
 
 use zun_types::network::Ipv4Net;
 
@@ -83,7 +89,8 @@ flush chain bridge zun output
 add rule bridge zun output oifname \"{VXLAN_PREFIX}*\" drop
 add table inet zun
 add set inet zun intra {{ type ifname . ifname; }}
-add set inet zun exposed {{ type ipv4_addr . inet_proto . inet_service; }}
+add map inet zun ingress {{ type ipv4_addr : verdict; }}
+add map inet zun egress {{ type ipv4_addr : verdict; }}
 add chain inet zun forward {{ type filter hook forward priority 0; policy accept; }}
 add chain inet zun input {{ type filter hook input priority 0; policy accept; }}
 add chain inet zun output {{ type filter hook output priority 0; policy accept; }}
@@ -92,16 +99,17 @@ flush chain inet zun forward
 flush chain inet zun input
 flush chain inet zun output
 flush chain inet zun postrouting
-add rule inet zun forward iifname . oifname @intra accept
 add rule inet zun forward ct state established,related accept
-add rule inet zun forward oifname {br} ip daddr . meta l4proto . th dport @exposed accept
+add rule inet zun forward iifname {br} ip saddr vmap @egress
+add rule inet zun forward oifname {br} ip daddr vmap @ingress
+add rule inet zun forward iifname . oifname @intra accept
 add rule inet zun forward iifname {br} oifname {br} drop
 add rule inet zun forward iifname {br} accept
 add rule inet zun forward oifname {br} drop
 add rule inet zun input iifname {br} ct state established,related accept
 add rule inet zun input iifname {br} drop
 add rule inet zun output oifname {br} ct state established,related accept
-add rule inet zun output oifname {br} ip daddr . meta l4proto . th dport @exposed accept
+add rule inet zun output oifname {br} ip daddr vmap @ingress
 add rule inet zun output oifname {br} meta l4proto tcp reject with tcp reset
 add rule inet zun output oifname {br} reject
 add rule inet zun postrouting iifname {br} oifname != {br} masquerade
@@ -121,39 +129,154 @@ pub fn port_element(verb: &str, port: &str, mac: &str, ip: Ipv4Addr) -> String {
     format!("{verb} element bridge zun ports {{ \"{port}\" . {mac} . {ip} }}\n")
 }
 
-/// A container's exposed ports from its `exposed_ports` value (keys
-/// `"80"`, `"80/tcp"`, `"53/udp"`, as the API validated them); anything
-/// else is skipped.
-pub fn exposed_ports(value: Option<&serde_json::Value>) -> Vec<(&'static str, u16)> {
-    let Some(serde_json::Value::Object(map)) = value else {
-        return Vec::new();
+/// The chain holding the rules of one direction of the container at `ip`
+/// (named by the address: an address is on one port of a host at a time).
+pub fn security_chain(direction: Direction, ip: Ipv4Addr) -> String {
+    let prefix = match direction {
+        Direction::Ingress => "zi",
+        Direction::Egress => "ze",
     };
-    let mut out: Vec<(&'static str, u16)> = map
-        .keys()
-        .filter_map(|key| {
-            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-            let proto = match proto.to_ascii_lowercase().as_str() {
-                "tcp" => "tcp",
-                "udp" => "udp",
-                _ => return None,
-            };
-            Some((proto, port.trim().parse().ok()?))
-        })
+    format!("{prefix}{:08x}", u32::from(ip))
+}
+
+/// The set of the addresses of a group's members.
+pub fn group_set(group_uuid: &str) -> String {
+    let hex: String = group_uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
         .collect();
-    out.sort_unstable();
-    out.dedup();
+    format!("zg{hex}")
+}
+
+/// What one rule matches, as nft expressions (empty: everything); `None`
+/// for a rule that cannot match IPv4 traffic.
+pub fn rule_match(rule: &Rule) -> Option<String> {
+    if rule.ethertype != "IPv4" {
+        return None;
+    }
+    let side = match rule.direction {
+        Direction::Ingress => "saddr",
+        Direction::Egress => "daddr",
+    };
+    let mut parts = Vec::new();
+    if let Some(group) = &rule.remote_group_id {
+        parts.push(format!("ip {side} @{}", group_set(group)));
+    } else if let Some(prefix) = rule
+        .remote_ip_prefix
+        .as_deref()
+        .filter(|p| *p != "0.0.0.0/0")
+    {
+        parts.push(format!("ip {side} {prefix}"));
+    }
+    let range = |min: u16, max: Option<u16>| match max {
+        Some(max) if max != min => format!("{min}-{max}"),
+        _ => min.to_string(),
+    };
+    match rule.protocol.as_deref() {
+        None => {}
+        Some(proto @ ("tcp" | "udp" | "6" | "17")) => {
+            let name = if matches!(proto, "tcp" | "6") {
+                "tcp"
+            } else {
+                "udp"
+            };
+            parts.push(format!("meta l4proto {name}"));
+            if let Some(min) = rule.port_range_min {
+                parts.push(format!("th dport {}", range(min, rule.port_range_max)));
+            }
+        }
+        Some("icmp" | "1") => {
+            parts.push("meta l4proto icmp".into());
+            if let Some(kind) = rule.port_range_min {
+                parts.push(format!("icmp type {kind}"));
+                if let Some(code) = rule.port_range_max {
+                    parts.push(format!("icmp code {code}"));
+                }
+            }
+        }
+        Some(number) => parts.push(format!("meta l4proto {number}")),
+    }
+    Some(parts.join(" "))
+}
+
+/// Sets the rules of the container at `ip` (the union of its groups'),
+/// in one transaction: its chains are rewritten, then mapped to its
+/// address. Ingress matches accept; egress matches go on to the
+/// destination's ingress; anything else is dropped.
+pub fn security_batch<'a>(ip: Ipv4Addr, rules: impl IntoIterator<Item = &'a Rule>) -> String {
+    let ingress = security_chain(Direction::Ingress, ip);
+    let egress = security_chain(Direction::Egress, ip);
+    let mut out = String::new();
+    for chain in [&ingress, &egress] {
+        out.push_str(&format!(
+            "add chain inet zun {chain}\nflush chain inet zun {chain}\n"
+        ));
+    }
+    for rule in rules {
+        let Some(matched) = rule_match(rule) else {
+            continue;
+        };
+        let (chain, verdict) = match rule.direction {
+            Direction::Ingress => (&ingress, "accept"),
+            Direction::Egress => (&egress, "return"),
+        };
+        let sep = if matched.is_empty() { "" } else { " " };
+        out.push_str(&format!(
+            "add rule inet zun {chain} {matched}{sep}{verdict}\n"
+        ));
+    }
+    for chain in [&ingress, &egress] {
+        out.push_str(&format!("add rule inet zun {chain} drop\n"));
+    }
+    out.push_str(&format!(
+        "add element inet zun ingress {{ {ip} : jump {ingress} }}\n\
+         add element inet zun egress {{ {ip} : jump {egress} }}\n"
+    ));
     out
 }
 
-/// The `exposed` entry of one port of a container at `ip`, owned by `host`
-/// (so a host only ever removes its own entries).
-pub fn exposed_element(verb: &str, ip: Ipv4Addr, proto: &str, port: u16, host: &str) -> String {
-    let comment = if verb == "add" {
-        format!(" comment \"{host}\"")
-    } else {
-        String::new()
-    };
-    format!("{verb} element inet zun exposed {{ {ip} . {proto} . {port}{comment} }}\n")
+/// Removes the rules of the container at `ip` (map entries first: a chain
+/// something jumps to cannot go).
+pub fn security_removal(ip: Ipv4Addr) -> String {
+    let ingress = security_chain(Direction::Ingress, ip);
+    let egress = security_chain(Direction::Egress, ip);
+    format!(
+        "delete element inet zun ingress {{ {ip} }}\n\
+         delete element inet zun egress {{ {ip} }}\n\
+         flush chain inet zun {ingress}\ndelete chain inet zun {ingress}\n\
+         flush chain inet zun {egress}\ndelete chain inet zun {egress}\n"
+    )
+}
+
+/// Makes a group's member set hold exactly `members`.
+pub fn group_set_batch(group_uuid: &str, members: &[Ipv4Addr]) -> String {
+    let set = group_set(group_uuid);
+    let mut out =
+        format!("add set inet zun {set} {{ type ipv4_addr; }}\nflush set inet zun {set}\n");
+    if !members.is_empty() {
+        let list: Vec<String> = members.iter().map(Ipv4Addr::to_string).collect();
+        out.push_str(&format!(
+            "add element inet zun {set} {{ {} }}\n",
+            list.join(", ")
+        ));
+    }
+    out
+}
+
+/// The addresses in an `nft -j list map inet zun ingress` listing.
+pub fn mapped_addresses(listing: &str) -> Result<Vec<Ipv4Addr>, serde_json::Error> {
+    use serde_json::Value;
+    let parsed: Value = serde_json::from_str(listing)?;
+    Ok(parsed
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("map")?.get("elem")?.as_array())
+        .flatten()
+        .filter_map(|pair| pair.as_array()?.first()?.as_str()?.parse().ok())
+        .collect())
 }
 
 /// One element of a set as `nft -j list set` prints it: the parts of its
@@ -403,30 +526,111 @@ mod tests {
     }
 
     #[test]
-    fn exposed_ports_are_read_as_the_api_accepts_them() {
-        let value =
-            serde_json::json!({"80/tcp": {}, "53/UDP": {}, "8080": {}, "x/tcp": {}, "1/sctp": {}});
-        assert_eq!(
-            exposed_ports(Some(&value)),
-            vec![("tcp", 80), ("tcp", 8080), ("udp", 53)]
-        );
-        assert!(exposed_ports(None).is_empty());
+    fn security_groups_become_chains_per_address() {
+        let rule = |direction,
+                    protocol: Option<&str>,
+                    min,
+                    max,
+                    prefix: Option<&str>,
+                    group: Option<&str>| Rule {
+            id: "r".into(),
+            direction,
+            ethertype: "IPv4".into(),
+            protocol: protocol.map(str::to_owned),
+            port_range_min: min,
+            port_range_max: max,
+            remote_ip_prefix: prefix.map(str::to_owned),
+            remote_group_id: group.map(str::to_owned),
+        };
+        let g = "0b6a1f2e-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+        let rules = [
+            rule(Direction::Ingress, None, None, None, None, Some(g)),
+            rule(
+                Direction::Ingress,
+                Some("tcp"),
+                Some(80),
+                Some(90),
+                Some("0.0.0.0/0"),
+                None,
+            ),
+            rule(
+                Direction::Ingress,
+                Some("icmp"),
+                Some(8),
+                None,
+                Some("10.0.0.0/8"),
+                None,
+            ),
+            rule(
+                Direction::Egress,
+                Some("udp"),
+                Some(53),
+                Some(53),
+                None,
+                None,
+            ),
+            rule(
+                Direction::Egress,
+                Some("47"),
+                None,
+                None,
+                Some("192.0.2.0/24"),
+                None,
+            ),
+            Rule {
+                ethertype: "IPv6".into(),
+                ..rule(Direction::Ingress, None, None, None, None, None)
+            },
+        ];
         let ip = Ipv4Addr::new(10, 0, 0, 2);
+        assert_eq!(security_chain(Direction::Ingress, ip), "zi0a000002");
+        assert_eq!(group_set(g), "zg0b6a1f2e3c4d");
         assert_eq!(
-            exposed_element("add", ip, "tcp", 80, "h1"),
-            "add element inet zun exposed { 10.0.0.2 . tcp . 80 comment \"h1\" }\n"
+            security_batch(ip, &rules),
+            "add chain inet zun zi0a000002\nflush chain inet zun zi0a000002\n\
+             add chain inet zun ze0a000002\nflush chain inet zun ze0a000002\n\
+             add rule inet zun zi0a000002 ip saddr @zg0b6a1f2e3c4d accept\n\
+             add rule inet zun zi0a000002 meta l4proto tcp th dport 80-90 accept\n\
+             add rule inet zun zi0a000002 ip saddr 10.0.0.0/8 meta l4proto icmp icmp type 8 accept\n\
+             add rule inet zun ze0a000002 meta l4proto udp th dport 53 return\n\
+             add rule inet zun ze0a000002 ip daddr 192.0.2.0/24 meta l4proto 47 return\n\
+             add rule inet zun zi0a000002 drop\nadd rule inet zun ze0a000002 drop\n\
+             add element inet zun ingress { 10.0.0.2 : jump zi0a000002 }\n\
+             add element inet zun egress { 10.0.0.2 : jump ze0a000002 }\n"
         );
+        assert!(security_removal(ip).starts_with("delete element inet zun ingress { 10.0.0.2 }\n"));
         assert_eq!(
-            exposed_element("delete", ip, "tcp", 80, "h1"),
-            "delete element inet zun exposed { 10.0.0.2 . tcp . 80 }\n"
+            group_set_batch(g, &[ip, Ipv4Addr::new(10, 0, 0, 3)]),
+            "add set inet zun zg0b6a1f2e3c4d { type ipv4_addr; }\nflush set inet zun zg0b6a1f2e3c4d\n\
+             add element inet zun zg0b6a1f2e3c4d { 10.0.0.2, 10.0.0.3 }\n"
         );
-        let rules = host_ruleset();
-        // Exposed ports open before the between-networks drop.
-        let open =
-            rules.find("oifname \"zbr*\" ip daddr . meta l4proto . th dport @exposed accept");
-        let drop = rules.find("iifname \"zbr*\" oifname \"zbr*\" drop");
-        assert!(open.is_some() && open < drop);
-        assert!(rules.contains("add rule inet zun output oifname \"zbr*\" reject"));
+        assert!(!group_set_batch(g, &[]).contains("add element"));
+        // Replies pass before any group is asked; groups before the
+        // between-networks drop; the host asks the destination's groups.
+        let host = host_ruleset();
+        let replies = host.find("forward ct state established,related accept");
+        let egress = host.find("forward iifname \"zbr*\" ip saddr vmap @egress");
+        let ingress = host.find("forward oifname \"zbr*\" ip daddr vmap @ingress");
+        let drop = host.find("iifname \"zbr*\" oifname \"zbr*\" drop");
+        assert!(replies.is_some() && replies < egress && egress < ingress && ingress < drop);
+        assert!(host.contains("add rule inet zun output oifname \"zbr*\" ip daddr vmap @ingress"));
+        assert!(host.contains("add rule inet zun output oifname \"zbr*\" reject"));
+    }
+
+    #[test]
+    fn mapped_addresses_read_nfts_listing() {
+        let listing = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"map": {"family": "inet",
+            "name": "ingress", "table": "zun", "type": "ipv4_addr", "map": "verdict",
+            "elem": [["10.0.0.2", {"jump": {"target": "zi0a000002"}}]]}}]}"#;
+        assert_eq!(
+            mapped_addresses(listing).expect("json"),
+            vec![Ipv4Addr::new(10, 0, 0, 2)]
+        );
+        assert!(
+            mapped_addresses(r#"{"nftables": []}"#)
+                .expect("json")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -515,6 +719,9 @@ mod tests {
         let names = link_names(listing).expect("parsed");
         assert_eq!(names.len(), 2);
         assert!(names.contains("zv0123456789ab"));
-        assert!(link_names("[{\"ifindex\":1").is_err(), "a cut listing is an error");
+        assert!(
+            link_names("[{\"ifindex\":1").is_err(),
+            "a cut listing is an error"
+        );
     }
 }

@@ -57,6 +57,44 @@ pub struct SecurityGroupRecord {
     pub created_at: DateTime<Utc>,
 }
 
+impl SecurityGroupRecord {
+    /// A new group of `project_id`, with fresh ids.
+    pub fn new(
+        project_id: &str,
+        name: &str,
+        description: &str,
+        rules: Vec<zun_types::security_group::RuleRequest>,
+        container_uuid: Option<&str>,
+    ) -> Self {
+        let new_id = || uuid::Uuid::new_v4().to_string();
+        Self {
+            uuid: new_id(),
+            project_id: project_id.to_owned(),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            rules: rules.into_iter().map(|r| r.into_rule(new_id())).collect(),
+            container_uuid: container_uuid.map(str::to_owned),
+            created_at: crate::sql::now(),
+        }
+    }
+
+    /// The project's default group, with Neutron's default rules (its
+    /// members reach each other; everything may go out).
+    pub fn project_default(project_id: &str) -> Self {
+        let mut group = Self::new(
+            project_id,
+            zun_types::security_group::DEFAULT_GROUP_NAME,
+            "Default security group",
+            Vec::new(),
+            None,
+        );
+        group.rules = zun_types::security_group::default_rules(&group.uuid, || {
+            uuid::Uuid::new_v4().to_string()
+        });
+        group
+    }
+}
+
 #[async_trait]
 pub trait NetworkStore: Send + Sync {
     /// The project's network `name`, created when missing: it takes the

@@ -106,12 +106,12 @@ impl RuleRequest {
         let port_range_max = port(map, "port_range_max")?.or(port_range_min);
         match protocol.as_deref() {
             Some("tcp" | "udp" | "6" | "17") => {
-                if let (Some(min), Some(max)) = (port_range_min, port_range_max) {
-                    if min == 0 || min > max {
-                        return Err(bad(
-                            "For TCP/UDP protocols, port_range_min must be <= port_range_max",
-                        ));
-                    }
+                if let (Some(min), Some(max)) = (port_range_min, port_range_max)
+                    && (min == 0 || min > max)
+                {
+                    return Err(bad(
+                        "For TCP/UDP protocols, port_range_min must be <= port_range_max",
+                    ));
                 }
             }
             Some("icmp" | "1") => {
@@ -121,9 +121,12 @@ impl RuleRequest {
                 {
                     return Err(bad("Invalid value for ICMP type or code: must be 0-255."));
                 }
-                if port_range_min.is_none() && map.get("port_range_max").is_some_and(|v| !v.is_null())
+                if port_range_min.is_none()
+                    && map.get("port_range_max").is_some_and(|v| !v.is_null())
                 {
-                    return Err(bad("ICMP code (port-range-max) is provided but ICMP type (port-range-min) is missing."));
+                    return Err(bad(
+                        "ICMP code (port-range-max) is provided but ICMP type (port-range-min) is missing.",
+                    ));
                 }
             }
             _ if port_range_min.is_some() => {
@@ -136,7 +139,9 @@ impl RuleRequest {
         let remote_ip_prefix = text(map, "remote_ip_prefix")?;
         let remote_group_id = text(map, "remote_group_id")?;
         if remote_ip_prefix.is_some() && remote_group_id.is_some() {
-            return Err(bad("Only remote_ip_prefix or remote_group_id may be provided."));
+            return Err(bad(
+                "Only remote_ip_prefix or remote_group_id may be provided.",
+            ));
         }
         let remote_ip_prefix = match remote_ip_prefix {
             Some(prefix) if ethertype == "IPv4" => {
@@ -186,7 +191,9 @@ fn text(map: &Map<String, Value>, key: &str) -> Result<Option<String>, BadRule> 
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(bad(format!("Invalid input for {key}: {other} is not a string."))),
+        Some(other) => Err(bad(format!(
+            "Invalid input for {key}: {other} is not a string."
+        ))),
     }
 }
 
@@ -195,7 +202,11 @@ fn protocol(value: Option<&Value>) -> Result<Option<String>, BadRule> {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s.to_ascii_lowercase(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(other) => return Err(bad(format!("Security group rule protocol {other} not supported."))),
+        Some(other) => {
+            return Err(bad(format!(
+                "Security group rule protocol {other} not supported."
+            )));
+        }
     };
     match raw.as_str() {
         "" | "any" => Ok(None),
@@ -210,7 +221,12 @@ fn protocol(value: Option<&Value>) -> Result<Option<String>, BadRule> {
 }
 
 fn port(map: &Map<String, Value>, key: &str) -> Result<Option<u16>, BadRule> {
-    let invalid = || bad(format!("Invalid value for port {}", map.get(key).map(Value::to_string).unwrap_or_default()));
+    let invalid = || {
+        bad(format!(
+            "Invalid value for port {}",
+            map.get(key).map(Value::to_string).unwrap_or_default()
+        ))
+    };
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -314,7 +330,10 @@ mod tests {
         assert_eq!(rule.direction, Direction::Ingress);
         assert_eq!(rule.ethertype, "IPv4");
         assert_eq!(rule.protocol.as_deref(), Some("tcp"));
-        assert_eq!((rule.port_range_min, rule.port_range_max), (Some(80), Some(80)));
+        assert_eq!(
+            (rule.port_range_min, rule.port_range_max),
+            (Some(80), Some(80))
+        );
         assert_eq!(rule.remote_ip_prefix.as_deref(), Some("10.0.0.0/8"));
     }
 
@@ -342,7 +361,8 @@ mod tests {
 
     #[test]
     fn any_protocol_and_numbers() {
-        let any = RuleRequest::parse(&json!({"direction": "egress", "protocol": "any"})).expect("ok");
+        let any =
+            RuleRequest::parse(&json!({"direction": "egress", "protocol": "any"})).expect("ok");
         assert_eq!(any.protocol, None);
         let gre = RuleRequest::parse(&json!({"direction": "egress", "protocol": 47})).expect("ok");
         assert_eq!(gre.protocol.as_deref(), Some("47"));
@@ -358,7 +378,10 @@ mod tests {
         let rules = default_rules("g1", &mut id);
         assert_eq!(rules[0].remote_group_id.as_deref(), Some("g1"));
         assert_eq!(rules[1].direction, Direction::Egress);
-        let exposed = exposed_rules(&exposed_ports(Some(&json!({"8080/tcp": {}, "53/udp": {}}))), &mut id);
+        let exposed = exposed_rules(
+            &exposed_ports(Some(&json!({"8080/tcp": {}, "53/udp": {}}))),
+            &mut id,
+        );
         assert_eq!(exposed.len(), 3);
         assert_eq!(exposed[0].protocol.as_deref(), Some("tcp"));
         assert_eq!(exposed[0].port_range_min, Some(8080));
