@@ -76,9 +76,11 @@ class Cluster(Zun):
                 "--network-host-netns", self.engines.namespaces[self.hosts.index(host)]]
 
     def engine_containers(self, host: str) -> set[str]:
-        """uuids of the zun containers in that host's engine."""
+        """uuids of this cluster's zun containers in that host's engine (a
+        host's data root outlives the test session: a run killed before its
+        teardown leaves containers of other host names)."""
         i = self.hosts.index(host)
-        r = self.engines.docker(i, "ps", "-a", "--filter", "label=zun.uuid",
+        r = self.engines.docker(i, "ps", "-a", "--filter", f"label=zun.host={self.host_of[host]}",
                                 "--format", '{{.Label "zun.uuid"}}')
         return {line for line in r.stdout.split() if line}
 

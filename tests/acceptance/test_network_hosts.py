@@ -134,9 +134,14 @@ def site(engine_cleanup, tmp_path_factory, log_dir):
         for user in ("demo", "alt_demo"):
             caller = getattr(s, "callers", {}).get(user)
             if caller is not None:
-                for row in caller.list():
+                rows = caller.list()
+                for row in rows:
                     caller.http("DELETE", f"/v1/containers/{row['uuid']}", version=V,
                                 params={"stop": "true"})
+                # The agents remove the engine containers: wait for them
+                # before stopping the agents.
+                for row in rows:
+                    caller.wait_gone(row["uuid"], timeout=60)
         for p in reversed(s.processes):
             p.stop()
         s.engines.stop()
@@ -211,3 +216,54 @@ def test_each_network_floods_to_the_other_hosts(site, placed):
         floods = [line for line in fdb.splitlines()
                   if line.startswith("00:00:00:00:00:00 dev zxl")]
         assert floods and all(f"dst {other} " in line for line in floods), fdb
+
+
+def test_a_group_admits_its_members_on_every_host(site, placed):
+    """A rule naming a group as its remote admits that group's members on
+    every host; a container that joins the group is admitted on the other
+    host once that host's agent resyncs (its member set is refreshed from
+    the store)."""
+    demo = site.callers["demo"]
+    r = demo.http("POST", "/v1/security_groups", version=V, json={
+        "name": "members", "rules": [
+            {"direction": "ingress", "protocol": "tcp", "port_range_min": 8080,
+             "remote_group_id": "members"},
+            {"direction": "egress"}]})
+    assert r.status_code == 201, r.text
+    group = r.json()
+    assert group["security_group_rules"][0]["remote_group_id"] == group["id"]
+    made = []
+    for i, name in ((0, "m1"), (1, "m2")):
+        r = demo.http("POST", "/v1/containers", version=V, params={"run": "true"},
+                      json={"image": IMAGE, "command": HTTPD, "availability_zone": f"az-{i}",
+                            "hostname": name, "cpu": 0.1, "memory": 64,
+                            "security_groups": ["members"]})
+        assert r.status_code == 202, r.text
+        made.append(r.json()["uuid"])
+    m1, m2 = (demo.wait_status(u, "Running", timeout=120) for u in made)
+    for i, view in ((0, m1), (1, m2)):
+        deadline = time.monotonic() + 10
+        while site.http_body(i, view["uuid"], "127.0.0.1") is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    try:
+        assert site.http_body(0, m1["uuid"], ip_of(m2)) == "m2\n"
+        assert site.http_body(1, m2["uuid"], ip_of(m1)) == "m1\n"
+        # pa1 (host 0, default group only) is no member.
+        pa1 = placed[("pa", 0)]
+        assert site.http_body(0, pa1["uuid"], ip_of(m2)) is None
+        r = demo.http("POST", f"/v1/containers/{pa1['uuid']}/add_security_group",
+                      version="1.14", params={"name": "members"})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 40
+        while site.http_body(0, pa1["uuid"], ip_of(m2)) != "m2\n":
+            assert time.monotonic() < deadline, "host 1 did not learn the new member"
+            time.sleep(1)
+    finally:
+        for uuid in made:
+            demo.http("DELETE", f"/v1/containers/{uuid}", version=V, params={"stop": "true"})
+        for uuid in made:
+            demo.wait_gone(uuid, timeout=60)
+    r = demo.http("POST", f"/v1/containers/{pa1['uuid']}/remove_security_group",
+                  version="1.14", params={"name": "members"})
+    assert r.status_code == 202, r.text

@@ -82,6 +82,12 @@ pub struct BuiltinDriver {
     /// The hosts file last written for each container, so a refresh
     /// rewrites only what changed.
     names_written: Mutex<HashMap<String, String>>,
+    /// Groups whose member set this agent filled from the store since it
+    /// started (and since the last removal of a container): a new member
+    /// is then one element, not a read of the whole project.
+    filled_sets: Mutex<HashSet<String>>,
+    /// Each project's default group (project -> uuid).
+    default_groups: Mutex<HashMap<String, String>>,
 }
 
 /// A container's own address and names, in its state directory.
@@ -107,6 +113,8 @@ impl BuiltinDriver {
             networks: Mutex::new(HashMap::new()),
             bridges: tokio::sync::Mutex::new(HashSet::new()),
             names_written: Mutex::new(HashMap::new()),
+            filled_sets: Mutex::new(HashSet::new()),
+            default_groups: Mutex::new(HashMap::new()),
         }
     }
 
@@ -413,7 +421,7 @@ impl BuiltinDriver {
                 .await?;
         }
         let script = self
-            .security_script(&[container], std::slice::from_ref(&port))
+            .security_script(&[container], std::slice::from_ref(&port), false)
             .await?;
         self.shell.nft(&script).await?;
         Ok(port)
@@ -551,6 +559,9 @@ impl BuiltinDriver {
             Err(e) => return Err(NetworkError::Io(format!("{}: {e}", dir.display()))),
         }
         self.store.release_ports(uuid).await?;
+        // Its addresses may be in member sets: the next one to need a set
+        // reads it anew.
+        self.filled_sets().clear();
         self.names_written
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -586,22 +597,44 @@ impl BuiltinDriver {
         }
     }
 
-    /// The project's default group, made on first use.
-    async fn default_group(&self, project_id: &str) -> Result<SecurityGroupRecord, NetworkError> {
-        Ok(self
+    /// The uuid of the project's default group, made on first use (it is
+    /// never deleted, so it is looked up once).
+    async fn default_group(&self, project_id: &str) -> Result<String, NetworkError> {
+        if let Some(uuid) = self.default_groups().get(project_id) {
+            return Ok(uuid.clone());
+        }
+        let group = self
             .store
             .ensure_security_group(&SecurityGroupRecord::project_default(project_id))
-            .await?)
+            .await?;
+        self.default_groups()
+            .insert(project_id.to_owned(), group.uuid.clone());
+        Ok(group.uuid)
+    }
+
+    fn default_groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.default_groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn filled_sets(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.filled_sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The nft script making the security rules of `containers` (their
-    /// `ports` on this host) and the member sets those rules name what the
-    /// store says now. A container in no group is in its project's default
-    /// group, as a Neutron port is.
+    /// `ports` on this host) what the store says now, with the member sets
+    /// those rules name: every set read anew from the store with
+    /// `refresh`, else only sets this agent has not filled yet, the
+    /// containers' own addresses being added to the others. A container in
+    /// no group is in its project's default group, as a Neutron port is.
     async fn security_script(
         &self,
         containers: &[&Container],
         ports: &[PortRecord],
+        refresh: bool,
     ) -> Result<String, NetworkError> {
         let projects: BTreeSet<&str> = containers.iter().map(|c| c.project_id.as_str()).collect();
         let mut script = String::new();
@@ -614,25 +647,44 @@ impl BuiltinDriver {
                 .into_iter()
                 .map(|g| (g.uuid.clone(), g))
                 .collect();
-            let mut sets = BTreeSet::new();
+            let mut named = BTreeSet::new();
+            let mut joined: Vec<(&str, Ipv4Addr)> = Vec::new();
             let mut chains = String::new();
             for container in containers.iter().filter(|c| c.project_id == project) {
-                let rules: Vec<&Rule> = groups_of(container, &default.uuid)
+                let own = groups_of(container, &default);
+                let rules: Vec<&Rule> = own
                     .iter()
                     .filter_map(|id| groups.get(*id))
                     .flat_map(|g| &g.rules)
                     .collect();
-                sets.extend(rules.iter().filter_map(|r| r.remote_group_id.clone()));
+                named.extend(rules.iter().filter_map(|r| r.remote_group_id.clone()));
                 for port in ports.iter().filter(|p| p.container_uuid == container.uuid) {
+                    joined.extend(own.iter().map(|g| (*g, port.ip)));
                     chains.push_str(&rules::security_batch(port.ip, rules.iter().copied()));
                 }
             }
-            if !sets.is_empty() {
-                let members = self.group_members(project, &default.uuid).await?;
-                for set in &sets {
+            let to_fill: Vec<String> = {
+                let filled = self.filled_sets();
+                named
+                    .into_iter()
+                    .filter(|set| refresh || !filled.contains(set))
+                    .collect()
+            };
+            if !to_fill.is_empty() {
+                let members = self.group_members(project, &default).await?;
+                for set in &to_fill {
                     let of_set = members.get(set).map(Vec::as_slice).unwrap_or_default();
-                    script.push_str(&rules::group_set_batch(set, of_set));
+                    script.push_str(&rules::group_set_batch(set, of_set, refresh));
                 }
+            }
+            {
+                let mut filled = self.filled_sets();
+                for (set, ip) in joined {
+                    if filled.contains(set) && !to_fill.iter().any(|s| s == set) {
+                        script.push_str(&rules::group_member(set, ip));
+                    }
+                }
+                filled.extend(to_fill);
             }
             script.push_str(&chains);
         }
@@ -741,6 +793,7 @@ impl NetworkDriver for BuiltinDriver {
             .await?;
         self.shell.nft(&rules::host_ruleset()).await?;
         self.bridges.lock().await.clear();
+        self.filled_sets().clear();
         Ok(())
     }
 
@@ -825,7 +878,8 @@ impl NetworkDriver for BuiltinDriver {
 
     async fn apply_security_groups(&self, container: &Container) -> Result<(), NetworkError> {
         let ports = self.store.ports_of_container(&container.uuid).await?;
-        let script = self.security_script(&[container], &ports).await?;
+        // Its old groups' member sets must lose it: read them all anew.
+        let script = self.security_script(&[container], &ports, true).await?;
         if script.is_empty() {
             return Ok(());
         }
@@ -901,7 +955,7 @@ impl NetworkDriver for BuiltinDriver {
             .iter()
             .filter(|c| c.host.as_deref() == Some(self.config.host.as_str()))
             .collect();
-        let script = self.security_script(&here, &plumbed).await?;
+        let script = self.security_script(&here, &plumbed, true).await?;
         if !script.is_empty() {
             self.shell.nft(&script).await?;
         }

@@ -161,6 +161,10 @@ pub fn rule_match(rule: &Rule) -> Option<String> {
     };
     let mut parts = Vec::new();
     if let Some(group) = &rule.remote_group_id {
+        // Members on the same network only: nothing routes between two
+        // networks but a CIDR rule (as `exposed_ports` opens ports to
+        // other projects); bridged traffic has its bridge on both sides.
+        parts.push("iifname . oifname @intra".to_owned());
         parts.push(format!("ip {side} @{}", group_set(group)));
     } else if let Some(prefix) = rule
         .remote_ip_prefix
@@ -249,11 +253,15 @@ pub fn security_removal(ip: Ipv4Addr) -> String {
     )
 }
 
-/// Makes a group's member set hold exactly `members`.
-pub fn group_set_batch(group_uuid: &str, members: &[Ipv4Addr]) -> String {
+/// Makes a group's member set hold `members`: exactly those with
+/// `exact`, else at least those (two agents filling one set at once must
+/// not take each other's members out).
+pub fn group_set_batch(group_uuid: &str, members: &[Ipv4Addr], exact: bool) -> String {
     let set = group_set(group_uuid);
-    let mut out =
-        format!("add set inet zun {set} {{ type ipv4_addr; }}\nflush set inet zun {set}\n");
+    let mut out = format!("add set inet zun {set} {{ type ipv4_addr; }}\n");
+    if exact {
+        out.push_str(&format!("flush set inet zun {set}\n"));
+    }
     if !members.is_empty() {
         let list: Vec<String> = members.iter().map(Ipv4Addr::to_string).collect();
         out.push_str(&format!(
@@ -262,6 +270,14 @@ pub fn group_set_batch(group_uuid: &str, members: &[Ipv4Addr]) -> String {
         ));
     }
     out
+}
+
+/// Adds one member to a group's set (which exists).
+pub fn group_member(group_uuid: &str, ip: Ipv4Addr) -> String {
+    format!(
+        "add element inet zun {} {{ {ip} }}\n",
+        group_set(group_uuid)
+    )
 }
 
 /// The addresses in an `nft -j list map inet zun ingress` listing.
@@ -589,7 +605,7 @@ mod tests {
             security_batch(ip, &rules),
             "add chain inet zun zi0a000002\nflush chain inet zun zi0a000002\n\
              add chain inet zun ze0a000002\nflush chain inet zun ze0a000002\n\
-             add rule inet zun zi0a000002 ip saddr @zg0b6a1f2e3c4d accept\n\
+             add rule inet zun zi0a000002 iifname . oifname @intra ip saddr @zg0b6a1f2e3c4d accept\n\
              add rule inet zun zi0a000002 meta l4proto tcp th dport 80-90 accept\n\
              add rule inet zun zi0a000002 ip saddr 10.0.0.0/8 meta l4proto icmp icmp type 8 accept\n\
              add rule inet zun ze0a000002 meta l4proto udp th dport 53 return\n\
@@ -600,11 +616,16 @@ mod tests {
         );
         assert!(security_removal(ip).starts_with("delete element inet zun ingress { 10.0.0.2 }\n"));
         assert_eq!(
-            group_set_batch(g, &[ip, Ipv4Addr::new(10, 0, 0, 3)]),
+            group_set_batch(g, &[ip, Ipv4Addr::new(10, 0, 0, 3)], true),
             "add set inet zun zg0b6a1f2e3c4d { type ipv4_addr; }\nflush set inet zun zg0b6a1f2e3c4d\n\
              add element inet zun zg0b6a1f2e3c4d { 10.0.0.2, 10.0.0.3 }\n"
         );
-        assert!(!group_set_batch(g, &[]).contains("add element"));
+        assert!(!group_set_batch(g, &[], true).contains("add element"));
+        assert!(!group_set_batch(g, &[ip], false).contains("flush"));
+        assert_eq!(
+            group_member(g, ip),
+            "add element inet zun zg0b6a1f2e3c4d { 10.0.0.2 }\n"
+        );
         // Replies pass before any group is asked; groups before the
         // between-networks drop; the host asks the destination's groups.
         let host = host_ruleset();

@@ -201,19 +201,29 @@ pub trait NetworkStore: Send + Sync {
     /// has a group of that name.
     async fn insert_security_group(&self, group: &SecurityGroupRecord) -> Result<(), StoreError>;
 
-    /// The project's group `name`, made from `make` when missing;
+    /// The project's group named as `group` is, stored as `group` when
+    /// missing;
     /// concurrent callers all get the same single row.
     async fn ensure_security_group(
         &self,
         group: &SecurityGroupRecord,
     ) -> Result<SecurityGroupRecord, StoreError> {
+        let named = || async {
+            Ok::<_, StoreError>(
+                self.list_security_groups(Some(&group.project_id))
+                    .await?
+                    .into_iter()
+                    .find(|g| g.name == group.name),
+            )
+        };
+        // Read first: the group exists but once.
+        if let Some(found) = named().await? {
+            return Ok(found);
+        }
         match self.insert_security_group(group).await {
             Ok(()) => Ok(group.clone()),
-            Err(StoreError::Rejected(_)) => self
-                .list_security_groups(Some(&group.project_id))
+            Err(StoreError::Rejected(_)) => named()
                 .await?
-                .into_iter()
-                .find(|g| g.name == group.name)
                 .ok_or_else(|| StoreError::NotFound(format!("security group {}", group.name))),
             Err(err) => Err(err),
         }
