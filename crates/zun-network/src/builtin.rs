@@ -423,7 +423,11 @@ impl BuiltinDriver {
         let script = self
             .security_script(&[container], std::slice::from_ref(&port), false)
             .await?;
-        self.shell.nft(&script).await?;
+        if let Err(err) = self.shell.nft(&script).await {
+            // The sets it was to fill may not exist: fill them anew next time.
+            self.filled_sets().clear();
+            return Err(err);
+        }
         Ok(port)
     }
 
@@ -663,13 +667,17 @@ impl BuiltinDriver {
                     chains.push_str(&rules::security_batch(port.ip, rules.iter().copied()));
                 }
             }
-            let to_fill: Vec<String> = {
+            let (to_fill, known): (Vec<String>, Vec<String>) = {
                 let filled = self.filled_sets();
                 named
                     .into_iter()
-                    .filter(|set| refresh || !filled.contains(set))
-                    .collect()
+                    .partition(|set| refresh || !filled.contains(set))
             };
+            // A set filled by a create whose transaction has not run yet
+            // must exist before a rule names it.
+            for set in &known {
+                script.push_str(&rules::group_set_declaration(set));
+            }
             if !to_fill.is_empty() {
                 let members = self.group_members(project, &default).await?;
                 for set in &to_fill {

@@ -258,7 +258,7 @@ pub fn security_removal(ip: Ipv4Addr) -> String {
 /// not take each other's members out).
 pub fn group_set_batch(group_uuid: &str, members: &[Ipv4Addr], exact: bool) -> String {
     let set = group_set(group_uuid);
-    let mut out = format!("add set inet zun {set} {{ type ipv4_addr; }}\n");
+    let mut out = group_set_declaration(group_uuid);
     if exact {
         out.push_str(&format!("flush set inet zun {set}\n"));
     }
@@ -272,10 +272,20 @@ pub fn group_set_batch(group_uuid: &str, members: &[Ipv4Addr], exact: bool) -> S
     out
 }
 
-/// Adds one member to a group's set (which exists).
+/// Makes a group's set when missing (it is then empty).
+pub fn group_set_declaration(group_uuid: &str) -> String {
+    format!(
+        "add set inet zun {} {{ type ipv4_addr; }}\n",
+        group_set(group_uuid)
+    )
+}
+
+/// Adds one member to a group's set (made when missing: a concurrent
+/// create may be filling it in a transaction not run yet).
 pub fn group_member(group_uuid: &str, ip: Ipv4Addr) -> String {
     format!(
-        "add element inet zun {} {{ {ip} }}\n",
+        "{}add element inet zun {} {{ {ip} }}\n",
+        group_set_declaration(group_uuid),
         group_set(group_uuid)
     )
 }
@@ -624,7 +634,8 @@ mod tests {
         assert!(!group_set_batch(g, &[ip], false).contains("flush"));
         assert_eq!(
             group_member(g, ip),
-            "add element inet zun zg0b6a1f2e3c4d { 10.0.0.2 }\n"
+            "add set inet zun zg0b6a1f2e3c4d { type ipv4_addr; }\n\
+             add element inet zun zg0b6a1f2e3c4d { 10.0.0.2 }\n"
         );
         // Replies pass before any group is asked; groups before the
         // between-networks drop; the host asks the destination's groups.

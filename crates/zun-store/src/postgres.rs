@@ -40,7 +40,7 @@ mod catalog;
 mod hosts;
 mod networks;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How many times a write is retried after losing a compare-and-swap, a
 /// serialization failure or a deadlock.

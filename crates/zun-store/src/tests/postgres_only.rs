@@ -13,7 +13,10 @@ async fn processes_starting_together_migrate_once() {
         .fetch_one(a.pool())
         .await
         .unwrap();
-    assert_eq!(migrations, 6);
+    // Each migration recorded once, whoever ran it.
+    let expected = i64::try_from(crate::postgres::MIGRATOR.iter().count()).unwrap();
+    assert_eq!(migrations, expected);
+    assert!(expected >= 7);
     for store in [a, b, c] {
         store.close().await;
     }
