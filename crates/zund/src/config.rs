@@ -215,9 +215,10 @@ pub struct NetworkSection {
     /// project networks span every host that sets one (VXLAN, UDP 4789
     /// between these addresses). Unset: each host's networks stay on it.
     pub overlay_address: Option<String>,
-    /// MTU of the networks' bridges and containers' interfaces (the
-    /// underlay's less VXLAN's 50 bytes).
-    pub mtu: u32,
+    /// MTU of the networks' bridges and containers' interfaces. Unset:
+    /// 1450 with an overlay (a 1500-byte underlay less VXLAN's 50 bytes),
+    /// else 1500 (Ethernet's, as the engine's own bridges).
+    pub mtu: Option<u32>,
 }
 
 impl Default for NetworkSection {
@@ -229,7 +230,7 @@ impl Default for NetworkSection {
             host_netns: None,
             state_dir: PathBuf::from("/run/zun/net"),
             overlay_address: None,
-            mtu: 1450,
+            mtu: None,
         }
     }
 }
@@ -262,10 +263,15 @@ impl NetworkSection {
             .map(str::parse)
             .transpose()
             .context("[network] overlay_address must be an IPv4 address")?;
-        if !(576..=9000).contains(&self.mtu) {
+        let mtu = self.mtu.unwrap_or(if config.overlay_address.is_some() {
+            1450
+        } else {
+            1500
+        });
+        if !(576..=9000).contains(&mtu) {
             anyhow::bail!("[network] mtu must be between 576 and 9000");
         }
-        config.mtu = self.mtu;
+        config.mtu = mtu;
         Ok(Some(config))
     }
 }
