@@ -41,6 +41,9 @@ pub struct AgentConfig {
     pub host: String,
     /// How often the whole host is re-listed, in case an event was missed.
     pub resync_interval: Duration,
+    /// How often the network driver is asked whether security groups
+    /// gained or lost members elsewhere (a cheap check of the store).
+    pub member_refresh_interval: Duration,
     /// Deadline of a create from the user's request, not counting the image
     /// pull, which has its own bound.
     pub create_deadline: Duration,
@@ -85,6 +88,7 @@ impl AgentConfig {
         Self {
             host: host.into(),
             resync_interval: Duration::from_secs(10),
+            member_refresh_interval: Duration::from_secs(1),
             create_deadline: Duration::from_secs(120),
             action_deadline: Duration::from_secs(60),
             pull_timeout: Duration::from_secs(600),
@@ -243,9 +247,11 @@ impl Agent {
         }
         let events = tokio::spawn(Arc::clone(&self).follow_events());
         let timer = tokio::spawn(Arc::clone(&self).resync_periodically());
+        let members = tokio::spawn(Arc::clone(&self).refresh_members_periodically());
         self.dispatch_forever().await;
         events.abort();
         timer.abort();
+        members.abort();
         reports.abort();
     }
 
@@ -769,6 +775,23 @@ impl Agent {
             tick.tick().await;
             if let Err(err) = self.resync().await {
                 tracing::warn!(error = %err, "periodic resync failed");
+            }
+        }
+    }
+
+    /// Keeps security group members current between resyncs: a container
+    /// on another host is admitted by this host's rules within about a
+    /// second, not a resync interval.
+    async fn refresh_members_periodically(self: Arc<Self>) {
+        let Some(network) = self.network.clone() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(self.config.member_refresh_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = network.refresh_members().await {
+                tracing::warn!(error = %err, "refreshing security group members failed");
             }
         }
     }

@@ -85,7 +85,10 @@ pub struct BuiltinDriver {
     /// Groups whose member set this agent filled from the store since it
     /// started (and since the last removal of a container): a new member
     /// is then one element, not a read of the whole project.
-    filled_sets: Mutex<HashSet<String>>,
+    filled_sets: Mutex<HashMap<String, String>>,
+    /// The store's ports version (count, highest id) the filled sets were
+    /// last read at.
+    members_version: Mutex<Option<(i64, i64)>>,
     /// Each project's default group (project -> uuid).
     default_groups: Mutex<HashMap<String, String>>,
 }
@@ -113,7 +116,8 @@ impl BuiltinDriver {
             networks: Mutex::new(HashMap::new()),
             bridges: tokio::sync::Mutex::new(HashSet::new()),
             names_written: Mutex::new(HashMap::new()),
-            filled_sets: Mutex::new(HashSet::new()),
+            filled_sets: Mutex::new(HashMap::new()),
+            members_version: Mutex::new(None),
             default_groups: Mutex::new(HashMap::new()),
         }
     }
@@ -622,7 +626,7 @@ impl BuiltinDriver {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn filled_sets(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn filled_sets(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.filled_sets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -671,7 +675,7 @@ impl BuiltinDriver {
                 let filled = self.filled_sets();
                 named
                     .into_iter()
-                    .partition(|set| refresh || !filled.contains(set))
+                    .partition(|set| refresh || !filled.contains_key(set))
             };
             // A set filled by a create whose transaction has not run yet
             // must exist before a rule names it.
@@ -688,11 +692,11 @@ impl BuiltinDriver {
             {
                 let mut filled = self.filled_sets();
                 for (set, ip) in joined {
-                    if filled.contains(set) && !to_fill.iter().any(|s| s == set) {
+                    if filled.contains_key(set) && !to_fill.iter().any(|s| s == set) {
                         script.push_str(&rules::group_member(set, ip));
                     }
                 }
-                filled.extend(to_fill);
+                filled.extend(to_fill.into_iter().map(|set| (set, project.to_owned())));
             }
             script.push_str(&chains);
         }
@@ -892,6 +896,44 @@ impl NetworkDriver for BuiltinDriver {
             return Ok(());
         }
         self.shell.nft(&script).await
+    }
+
+    async fn refresh_members(&self) -> Result<(), NetworkError> {
+        let version = self.store.ports_version().await?;
+        if *self
+            .members_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == Some(version)
+        {
+            return Ok(());
+        }
+        let mut by_project: HashMap<String, Vec<String>> = HashMap::new();
+        for (set, project) in self.filled_sets().iter() {
+            by_project
+                .entry(project.clone())
+                .or_default()
+                .push(set.clone());
+        }
+        let mut script = String::new();
+        for (project, sets) in by_project {
+            let default = self.default_group(&project).await?;
+            let members = self.group_members(&project, &default).await?;
+            for set in sets {
+                let of_set = members.get(&set).map(Vec::as_slice).unwrap_or_default();
+                script.push_str(&rules::group_set_batch(&set, of_set, true));
+            }
+        }
+        if !script.is_empty() {
+            self.shell.nft(&script).await?;
+        }
+        // Read before the sets: a port added meanwhile changes the version
+        // again, and the next call reads the sets anew.
+        *self
+            .members_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(version);
+        Ok(())
     }
 
     async fn detach(&self, container_uuid: &str) -> Result<(), NetworkError> {

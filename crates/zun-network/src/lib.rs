@@ -98,6 +98,13 @@ pub trait NetworkDriver: Send + Sync + 'static {
     /// store) say now: after `add/remove_security_group`.
     async fn apply_security_groups(&self, container: &Container) -> Result<(), NetworkError>;
 
+    /// Brings the member sets of the security groups this host's rules
+    /// name up to date when the store's ports changed (containers come and
+    /// go on other hosts); cheap when nothing changed. Called every second.
+    async fn refresh_members(&self) -> Result<(), NetworkError> {
+        Ok(())
+    }
+
     /// Removes this host's network objects of containers the store no
     /// longer has (a crash between a delete's steps, a killed agent), and
     /// brings the rules of the `live` containers (the host's, as the store

@@ -197,6 +197,10 @@ pub trait NetworkStore: Send + Sync {
     /// order.
     async fn ports_of_project(&self, project_id: &str) -> Result<Vec<PortRecord>, StoreError>;
 
+    /// A value that changes whenever a port is allocated or released
+    /// anywhere: (how many ports there are, the highest port row id).
+    async fn ports_version(&self) -> Result<(i64, i64), StoreError>;
+
     /// Stores a new group: [`StoreError::Rejected`] (409) when the project
     /// has a group of that name.
     async fn insert_security_group(&self, group: &SecurityGroupRecord) -> Result<(), StoreError>;

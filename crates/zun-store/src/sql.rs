@@ -1124,6 +1124,8 @@ pub(crate) const DELETE_SECURITY_GROUP: &str = "DELETE FROM security_groups WHER
 pub(crate) const DELETE_CONTAINER_SECURITY_GROUPS: &str =
     "DELETE FROM security_groups WHERE container_uuid = $1";
 
+pub(crate) const PORTS_VERSION: &str = "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM network_ports";
+
 pub(crate) fn ports_of_project_sql() -> String {
     format!("SELECT {PORT_COLUMNS} FROM network_ports WHERE project_id = $1 ORDER BY id")
 }

@@ -2187,6 +2187,8 @@ async fn network_members_name_the_containers_on_it(store: TestStore) {
         .ensure_network("p1", "default", pool(), PREFIX)
         .await
         .unwrap();
+    let empty = store.ports_version().await.unwrap();
+    assert_eq!(empty, (0, 0));
     let a = container(1, "p1");
     store
         .insert_container(&a, &new_action("create", None), None)
@@ -2205,7 +2207,11 @@ async fn network_members_name_the_containers_on_it(store: TestStore) {
         store.network_members(&net.uuid).await.unwrap(),
         vec![(a.name.clone(), port.ip)]
     );
+    let two = store.ports_version().await.unwrap();
+    assert_eq!(two.0, 2);
     store.delete_container(&a.uuid).await.unwrap();
+    // A release changes the version too.
+    assert_ne!(store.ports_version().await.unwrap(), two);
     assert!(store.network_members(&net.uuid).await.unwrap().is_empty());
 }
 

@@ -247,6 +247,12 @@ impl NetworkStore for PgStore {
         sql::convert(rows)
     }
 
+    async fn ports_version(&self) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(sql::PORTS_VERSION)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn insert_security_group(&self, group: &SecurityGroupRecord) -> Result<(), StoreError> {
         let done = sql::bind_security_group(sqlx::query(&sql::insert_security_group_sql()), group)?
             .execute(&self.pool)
