@@ -253,31 +253,22 @@ async fn create(
         }
     };
     let project = ctx.identity.project_id.clone();
+    let raw_rules = match map.get("rules") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(rules)) => rules.as_slice(),
+        Some(_) => return Err(Error(ApiError::schema("'rules' is not of type 'array'"))),
+    };
     let mut rules = Vec::new();
-    for raw in map
-        .get("rules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let rule = RuleRequest::parse(raw).map_err(|e| Error(ApiError::invalid(e.0)))?;
-        if let Some(remote) = &rule.remote_group_id {
-            // A remote group is one of the project's (or the new group).
-            if *remote != name {
-                let found = find(state.store.as_ref(), &project, remote).await?;
-                let mut rule = rule;
-                rule.remote_group_id = Some(found.uuid);
-                rules.push(rule);
-                continue;
-            }
+    for raw in raw_rules {
+        let mut rule = RuleRequest::parse(raw).map_err(|e| Error(ApiError::invalid(e.0)))?;
+        // A remote group is one of the project's, by name or id; the new
+        // group's own name is resolved once it has an id, below.
+        if let Some(remote) = rule.remote_group_id.as_deref()
+            && remote != name
+        {
+            rule.remote_group_id = Some(find(state.store.as_ref(), &project, remote).await?.uuid);
         }
         rules.push(rule);
-    }
-    if map
-        .get("rules")
-        .is_some_and(|r| !r.is_array() && !r.is_null())
-    {
-        return Err(Error(ApiError::schema("'rules' is not of type 'array'")));
     }
     let mut group = SecurityGroupRecord::new(&project, &name, &description, rules, None);
     // A rule naming the new group itself (by name) refers to its members.
@@ -308,14 +299,7 @@ async fn remove(State(state): Shared, ctx: Ctx, Path(ident): Path<String>) -> Re
             "Security group {ident} is managed by the service and cannot be deleted."
         ))));
     }
-    let query = zun_store::ListQuery {
-        project_id: Some(project),
-        filters: Vec::new(),
-        limit: u32::MAX,
-        marker: None,
-        sort_key: "id".into(),
-        sort_dir: zun_store::SortDir::Asc,
-    };
+    let query = zun_store::ListQuery::whole_project(&project);
     let in_use = state.store.list_containers(&query).await?.iter().any(|c| {
         c.security_groups
             .as_ref()

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use zun_store::{ListQuery, NetworkRecord, PortRecord, SecurityGroupRecord, SortDir, Store};
+use zun_store::{ListQuery, NetworkRecord, PortRecord, SecurityGroupRecord, Store};
 use zun_types::Container;
 use zun_types::network::{Address, Ipv4Net, RequestedNetwork, addresses_value};
 use zun_types::security_group::Rule;
@@ -709,14 +709,7 @@ impl BuiltinDriver {
         project_id: &str,
         default_group: &str,
     ) -> Result<HashMap<String, Vec<Ipv4Addr>>, NetworkError> {
-        let query = ListQuery {
-            project_id: Some(project_id.to_owned()),
-            filters: Vec::new(),
-            limit: u32::MAX,
-            marker: None,
-            sort_key: "id".to_owned(),
-            sort_dir: SortDir::Asc,
-        };
+        let query = ListQuery::whole_project(project_id);
         let containers: HashMap<String, Container> = self
             .store
             .list_containers(&query)

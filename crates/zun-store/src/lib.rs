@@ -109,6 +109,20 @@ pub struct ListQuery {
     pub sort_dir: SortDir,
 }
 
+impl ListQuery {
+    /// Every container of one project, oldest first, in one page.
+    pub fn whole_project(project_id: &str) -> Self {
+        Self {
+            project_id: Some(project_id.to_owned()),
+            filters: Vec::new(),
+            limit: u32::MAX,
+            marker: None,
+            sort_key: "id".to_owned(),
+            sort_dir: SortDir::Asc,
+        }
+    }
+}
+
 /// A request recorded against a container: the user's action log and, while
 /// `finish_time` is unset, work the container's host still has to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
