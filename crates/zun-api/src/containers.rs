@@ -90,7 +90,7 @@ async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes> {
     })
 }
 
-fn looks_like_uuid(ident: &str) -> bool {
+pub(crate) fn looks_like_uuid(ident: &str) -> bool {
     uuid::Uuid::try_parse(ident).is_ok()
 }
 
@@ -169,12 +169,6 @@ fn check_unsupported(req: &CreateRequest, ctx: &Ctx) -> Result<()> {
     }
     if req.host.is_some() {
         ctx.authorize("container:create:requested_destination", &own)?;
-    }
-    let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
-    if non_empty(&req.mounts) {
-        return Err(Error(ApiError::invalid(
-            "Mounts cannot be set: no volume driver is configured in this deployment.",
-        )));
     }
     if req.image_driver.as_deref() == Some("glance") {
         return Err(Error(ApiError::invalid(
@@ -262,6 +256,7 @@ fn build_container(req: CreateRequest, ctx: &Ctx, run: bool) -> Container {
         healthcheck,
         security_groups: req.security_groups.filter(|g| !g.is_empty()),
         nets: Vec::new(),
+        mounts: Vec::new(),
         exposed_ports: req.exposed_ports,
         hints: req.hints,
         availability_zone: req.availability_zone,
@@ -296,7 +291,7 @@ async fn create(
     query.reject_unknown(&["run"])?;
     let run = query.bool("run", false)?;
     let value = params::json_body(&headers, &body)?;
-    let req = validation::create_request(&value, ctx.version)?;
+    let mut req = validation::create_request(&value, ctx.version)?;
     ctx.authorize("container:create", &ctx.own_target())?;
     check_unsupported(&req, &ctx)?;
     if let Some(host) = &req.host {
@@ -333,7 +328,11 @@ async fn create(
         }
         _ => None,
     };
+    let mounts =
+        crate::volumes::resolve(state.store.as_ref(), &ctx, std::mem::take(&mut req.mounts))
+            .await?;
     let mut container = build_container(req, &ctx, run);
+    container.mounts = mounts.mounts;
     container.registry_id = registry_id;
     container.nets = nets;
     container.security_groups = groups;
@@ -348,7 +347,10 @@ async fn create(
         &state.scheduler,
         &state.host_cache,
         &mut container,
-        requested_host.as_deref(),
+        crate::placement::Pins {
+            requested_host: requested_host.as_deref(),
+            volume_host: mounts.host.as_deref(),
+        },
         action,
         &limits,
     )

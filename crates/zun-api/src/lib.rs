@@ -17,6 +17,7 @@ mod registry_client;
 mod security_groups;
 mod services;
 pub mod streams;
+mod volumes;
 
 use std::pin::Pin;
 use std::sync::Arc;

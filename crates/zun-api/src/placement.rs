@@ -110,12 +110,16 @@ pub struct SchedulerSettings {
     pub down_after: Duration,
 }
 
+/// The one host a container must go to, if any: the admin's requested
+/// host, the host holding its volumes' data.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pins<'a> {
+    pub requested_host: Option<&'a str>,
+    pub volume_host: Option<&'a str>,
+}
+
 /// What the container asks of a host.
-async fn request_of(
-    store: &dyn Store,
-    c: &Container,
-    requested_host: Option<&str>,
-) -> Result<Request, Error> {
+async fn request_of(store: &dyn Store, c: &Container, pins: Pins<'_>) -> Result<Request, Error> {
     let mut request = Request {
         cpu: c.cpu.unwrap_or(0.0),
         memory: c
@@ -126,7 +130,8 @@ async fn request_of(
         disk: c.disk,
         runtime: c.runtime.clone(),
         availability_zone: c.availability_zone.clone(),
-        requested_host: requested_host.map(str::to_owned),
+        requested_host: pins.requested_host.map(str::to_owned),
+        volume_host: pins.volume_host.map(str::to_owned),
         ..Request::default()
     };
     let Some(Value::Object(hints)) = &c.hints else {
@@ -166,19 +171,18 @@ async fn request_of(
     Ok(request)
 }
 
-/// Places `container` and records it with `action`, its quota checked in
-/// the same transaction. On return the container's `host` (and status, when
+/// Places `container` (on the host `pins` name, if any) and records it with `action`, its quota checked in the same transaction. On return the container's `host` (and status, when
 /// no host could take it) are what was stored.
 pub(crate) async fn place_and_insert(
     store: &dyn Store,
     settings: &SchedulerSettings,
     cache: &HostCache,
     container: &mut Container,
-    requested_host: Option<&str>,
+    pins: Pins<'_>,
     mut action: NewAction,
     limits: &QuotaLimits,
 ) -> Result<ActionRecord, Error> {
-    let request = request_of(store, container, requested_host).await?;
+    let request = request_of(store, container, pins).await?;
     let policy = &settings.policy;
     let check = |host: &HostState| fits(host, &request, policy).map_err(|r| r.to_string());
     let placement = Placement {

@@ -19,7 +19,7 @@ use bollard::models::CreateImageInfo;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
     ContainerSummary, ContainerSummaryStateEnum, ContainerUpdateBody, EventMessage, HealthConfig,
-    HostConfig, RestartPolicy, RestartPolicyNameEnum,
+    HostConfig, Mount as EngineMount, MountTypeEnum, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ImportImageOptions,
@@ -35,8 +35,8 @@ use zun_types::image::ImageRef;
 
 use crate::exec::TailBuffer;
 use crate::runtime::{
-    Attachment, EngineState, HostFacts, ImageInfo, LogOptions, Observed, PullError, RegistryAuth,
-    Runtime, RuntimeError, RuntimeEvent,
+    Attachment, EngineState, HostFacts, HostMount, ImageInfo, LogOptions, Observed, PullError,
+    RegistryAuth, Runtime, RuntimeError, RuntimeEvent,
 };
 
 /// Prefix of every engine-side container name this service manages.
@@ -303,9 +303,10 @@ impl Runtime for DockerRuntime {
         container: &Container,
         image: &str,
         network: Option<&Attachment>,
+        mounts: &[HostMount],
     ) -> Result<String, RuntimeError> {
         let name = container.engine_name();
-        let body = create_body(container, image, &self.host, network)?;
+        let body = create_body(container, image, &self.host, network, mounts)?;
         let ports = exposed_port_numbers(body.exposed_ports.as_ref());
         // Creating first and resolving a name conflict by inspecting keeps the
         // common path to one request; the conflict means an earlier attempt
@@ -931,7 +932,7 @@ pub(crate) fn exposed_port_numbers(ports: Option<&PortSet>) -> Vec<u16> {
 }
 
 /// The engine create body for a Zun container record (upstream's
-/// `DockerDriver.create` mapping, volumes aside). On a network, the
+/// `DockerDriver.create` mapping). On a network, the
 /// container runs through the `zun-` wrapper of its OCI runtime (which
 /// puts it into the driver's namespace: see `zun-runc`) with the engine's
 /// own networking disabled, and gets the network's files.
@@ -940,6 +941,7 @@ pub(crate) fn create_body(
     image: &str,
     host: &str,
     network: Option<&Attachment>,
+    mounts: &[HostMount],
 ) -> Result<ContainerCreateBody, RuntimeError> {
     let mut labels: HashMap<String, String> = c
         .labels
@@ -976,6 +978,22 @@ pub(crate) fn create_body(
         );
     } else if let Some(runtime) = runtime {
         host_config.runtime = Some(runtime.to_owned());
+    }
+    if !mounts.is_empty() {
+        // Structured mounts, not `Binds` text: a destination may hold a
+        // colon, and a missing source must fail rather than be made empty.
+        host_config.mounts = Some(
+            mounts
+                .iter()
+                .map(|m| EngineMount {
+                    target: Some(m.target.clone()),
+                    source: Some(m.source.to_string_lossy().into_owned()),
+                    typ: Some(MountTypeEnum::BIND),
+                    read_only: Some(m.read_only),
+                    ..Default::default()
+                })
+                .collect(),
+        );
     }
     if let Some(cpu) = c.cpu {
         let (nano_cpus, shares) = cpu_limits(cpu)?;

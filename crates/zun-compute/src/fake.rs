@@ -54,8 +54,9 @@ use crate::docker::{
     uuid_of_name,
 };
 use crate::runtime::{
-    Archive, Attachment, ContainerIo, EngineState, HostFacts, ImageInfo, LogOptions, Observed,
-    Processes, PullError, RegistryAuth, Runtime, RuntimeError, RuntimeEvent, Session, Usage,
+    Archive, Attachment, ContainerIo, EngineState, HostFacts, HostMount, ImageInfo, LogOptions,
+    Observed, Processes, PullError, RegistryAuth, Runtime, RuntimeError, RuntimeEvent, Session,
+    Usage,
 };
 
 /// Events an engine buffers for its slowest subscriber. An agent reads them
@@ -482,10 +483,11 @@ impl Runtime for FakeRuntime {
         container: &Container,
         image: &str,
         network: Option<&Attachment>,
+        mounts: &[HostMount],
     ) -> Result<String, RuntimeError> {
         self.enter().await?;
         // The Docker driver's own mapping, for its validation and its ports.
-        let body = create_body(container, image, "", network)?;
+        let body = create_body(container, image, "", network, mounts)?;
         let memory_bytes = body.host_config.as_ref().and_then(|h| h.memory);
         if memory_bytes.is_some_and(|m| m < MIN_MEMORY_BYTES) {
             return Err(RuntimeError::Rejected(
@@ -1075,7 +1077,7 @@ mod tests {
 
     async fn created(engine: &FakeRuntime) -> (Container, String) {
         let c = record("web");
-        engine.create(&c, IMAGE, None).await.expect("create");
+        engine.create(&c, IMAGE, None, &[]).await.expect("create");
         let name = c.engine_name();
         (c, name)
     }
@@ -1199,7 +1201,10 @@ mod tests {
     async fn calls_are_idempotent_where_dockers_are() {
         let engine = engine_with_image();
         let (c, name) = created(&engine).await;
-        let again = engine.create(&c, IMAGE, None).await.expect("create again");
+        let again = engine
+            .create(&c, IMAGE, None, &[])
+            .await
+            .expect("create again");
         let observed = engine
             .inspect(&name)
             .await
@@ -1233,7 +1238,7 @@ mod tests {
         }
         let other = record("other");
         assert!(matches!(
-            engine.create(&other, "nosuch:1", None).await,
+            engine.create(&other, "nosuch:1", None, &[]).await,
             Err(RuntimeError::NotFound(_))
         ));
     }
@@ -1246,7 +1251,10 @@ mod tests {
             ..record("limited")
         };
         let name = c.engine_name();
-        engine.create(&c, "busybox", None).await.expect("create");
+        engine
+            .create(&c, "busybox", None, &[])
+            .await
+            .expect("create");
         assert_eq!(engine.limits(&name), Some((Some(1.0), Some(512))));
         let observed = engine
             .inspect(&name)
@@ -1265,7 +1273,10 @@ mod tests {
             memory: Some("2".into()),
             ..record("tiny")
         };
-        rejected(engine.create(&tiny, IMAGE, None).await, "Minimum memory");
+        rejected(
+            engine.create(&tiny, IMAGE, None, &[]).await,
+            "Minimum memory",
+        );
     }
 
     #[tokio::test]
@@ -1344,7 +1355,10 @@ mod tests {
             auto_remove: true,
             ..record("auto")
         };
-        engine.create(&auto, IMAGE, None).await.expect("create");
+        engine
+            .create(&auto, IMAGE, None, &[])
+            .await
+            .expect("create");
         engine.start(&auto.engine_name()).await.expect("start");
         engine.stop(&auto.engine_name(), None).await.expect("stop");
         assert_eq!(
@@ -1416,7 +1430,7 @@ mod tests {
         let unavailable = |r: Result<(), RuntimeError>| {
             assert!(matches!(r, Err(RuntimeError::Unavailable(_))), "{r:?}");
         };
-        unavailable(engine.create(&c, IMAGE, None).await.map(drop));
+        unavailable(engine.create(&c, IMAGE, None, &[]).await.map(drop));
         unavailable(engine.start(&name).await);
         unavailable(engine.stop(&name, None).await);
         unavailable(engine.remove(&name).await);
@@ -1552,7 +1566,7 @@ mod tests {
         let mut config = AgentConfig::new(host.clone());
         // Long enough that only the event stream can explain a change seen.
         config.resync_interval = Duration::from_secs(600);
-        let agent = Agent::new(store.clone(), engine.clone(), None, config);
+        let agent = Agent::new(store.clone(), engine.clone(), None, None, config);
         let running = tokio::spawn(Arc::clone(&agent).run());
 
         submit_create(&store, &c).await;
@@ -1642,7 +1656,7 @@ mod tests {
         let engine = Arc::new(FakeRuntime::new());
         let c = record("outage");
         let config = AgentConfig::new(c.host.clone().expect("a host"));
-        let agent = Agent::new(store.clone(), engine.clone(), None, config);
+        let agent = Agent::new(store.clone(), engine.clone(), None, None, config);
         let running = tokio::spawn(Arc::clone(&agent).run());
 
         engine.set_available(false);
@@ -1703,7 +1717,7 @@ mod tests {
                     uuid: uuid::Uuid::new_v4().to_string(),
                     ..template.clone()
                 };
-                engine.create(&c, IMAGE, None).await.expect("create");
+                engine.create(&c, IMAGE, None, &[]).await.expect("create");
                 engine.start(&c.engine_name()).await.expect("start");
             }
         }

@@ -32,8 +32,10 @@ use crate::runtime::{EngineState, Observed, Runtime, RuntimeError};
 
 mod images;
 mod report;
+mod volumes;
 
 pub use images::{may_use_local_copy, needs_pull, pull_policy};
+pub use volumes::Volumes;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -109,6 +111,8 @@ enum WorkError {
     Runtime(#[from] RuntimeError),
     #[error("network: {0}")]
     Network(#[from] NetworkError),
+    #[error("volume: {0}")]
+    Volume(#[from] zun_volume::VolumeError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -121,6 +125,9 @@ pub struct Agent {
     runtime: Arc<dyn Runtime>,
     /// Gives containers their network; without one they get none.
     network: Option<Arc<dyn NetworkDriver>>,
+    /// Mounts containers' volumes and files; without, containers with
+    /// mounts cannot be created on this host.
+    volumes: Option<Volumes>,
     config: AgentConfig,
     /// Containers whose actions are being worked on right now.
     busy: Mutex<HashSet<String>>,
@@ -208,12 +215,14 @@ impl Agent {
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
         network: Option<Arc<dyn NetworkDriver>>,
+        volumes: Option<Volumes>,
         config: AgentConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             runtime,
             network,
+            volumes,
             config,
             busy: Mutex::new(HashSet::new()),
             idle: Notify::new(),
@@ -242,6 +251,7 @@ impl Agent {
                 }
             }
         }
+        self.restore_mounts().await;
         if let Err(err) = self.resync().await {
             tracing::warn!(error = %err, "initial resync failed; retrying on the timer");
         }
@@ -396,10 +406,16 @@ impl Agent {
             {
                 tracing::warn!(%uuid, error = %detach_err, "releasing the network of a failed create");
             }
+            if let Some(container) = self.store.get_container(uuid).await?
+                && let Err(release_err) = self.release_mounts(&container).await
+            {
+                tracing::warn!(%uuid, error = %release_err, "releasing the mounts of a failed create");
+            }
         }
         let reason = match err {
             WorkError::Runtime(e) => e.to_string(),
             WorkError::Network(e) => format!("Network setup failed: {e}"),
+            WorkError::Volume(e) => format!("Volume setup failed: {e}"),
             WorkError::TimedOut(text) => text.clone(),
             WorkError::Store(_) => "Unexpected exception occurred.".into(),
         };
@@ -446,11 +462,13 @@ impl Agent {
         match action.action.as_str() {
             "start" => {
                 self.restore_network(&container).await?;
+                self.prepare_mounts(&container).await?;
                 self.retrying(|| rt.start(&name)).await?;
             }
             "stop" => self.retrying(|| rt.stop(&name, timeout)).await?,
             "reboot" => {
                 self.restore_network(&container).await?;
+                self.prepare_mounts(&container).await?;
                 self.retrying(|| rt.restart(&name, timeout)).await?;
             }
             "pause" => self.retrying(|| rt.pause(&name)).await?,
@@ -530,6 +548,7 @@ impl Agent {
                 if let Some(network) = &self.network {
                     network.detach(&container.uuid).await?;
                 }
+                self.release_mounts(&container).await?;
                 self.store.delete_container(&container.uuid).await?;
                 tracing::info!(uuid = %container.uuid, "container deleted");
                 return Ok(());
@@ -579,6 +598,25 @@ impl Agent {
         }
     }
 
+    /// Containers of this host get their mounts back (a reboot unmounted
+    /// their volumes), so the engine's own restarts find them.
+    async fn restore_mounts(&self) {
+        let Ok(records) = self.store.containers_on_host(&self.config.host).await else {
+            return;
+        };
+        for c in records.iter().filter(|c| {
+            !c.mounts.is_empty()
+                && !matches!(
+                    c.status,
+                    ContainerStatus::Deleting | ContainerStatus::Creating | ContainerStatus::Error
+                )
+        }) {
+            if let Err(err) = self.prepare_mounts(c).await {
+                tracing::warn!(uuid = %c.uuid, error = %err, "restoring a container's mounts failed");
+            }
+        }
+    }
+
     /// Performs a create: the image as its pull policy says (bounded by the
     /// pull timeout), then create, start and inspect within `remaining`.
     async fn create(
@@ -615,9 +653,10 @@ impl Agent {
             Some(network) => Some(network.attach(container).await?),
             None => None,
         };
+        let mounts = self.prepare_mounts(container).await?;
         let attached = began.elapsed();
         let engine_id = self
-            .retrying(|| rt.create(container, image, attachment.as_ref()))
+            .retrying(|| rt.create(container, image, attachment.as_ref(), &mounts))
             .await?;
         let created = began.elapsed();
         let addresses = attachment.map(|a| a.addresses);
@@ -863,6 +902,11 @@ impl Agent {
                 Err(err) => tracing::warn!(error = %err, "collecting network garbage failed"),
             }
         }
+        match self.collect_volume_garbage().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed leftover volumes and files"),
+            Err(err) => tracing::warn!(error = %err, "collecting volume garbage failed"),
+        }
         Ok(())
     }
 }
@@ -973,6 +1017,7 @@ pub(crate) mod tests {
             c: &Container,
             image: &str,
             _: Option<&Attachment>,
+            _: &[crate::runtime::HostMount],
         ) -> Result<String, RuntimeError> {
             self.created_from
                 .lock()
@@ -1076,7 +1121,7 @@ pub(crate) mod tests {
         let mut config = AgentConfig::new(HOST);
         config.create_deadline = Duration::from_millis(300);
         config.secrets = secrets;
-        let agent = Agent::new(store.clone(), engine.clone(), None, config);
+        let agent = Agent::new(store.clone(), engine.clone(), None, None, config);
         (agent, store, engine)
     }
 

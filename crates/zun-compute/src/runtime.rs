@@ -11,6 +11,7 @@ use tokio::io::AsyncWrite;
 pub use zun_network::Attachment;
 use zun_types::Container;
 pub use zun_types::host::{LogOptions, PathStat, Processes, Usage};
+pub use zun_volume::HostMount;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -168,12 +169,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// resolved `image` reference, or returns the id of the one that already
     /// exists. Returns the engine id. With `network`, the container runs in
     /// the network namespace the network driver made for it and gets its
-    /// files; without, in an empty namespace of its own.
+    /// files; without, in an empty namespace of its own. `mounts` are the
+    /// host paths of its volumes and injected files.
     async fn create(
         &self,
         container: &Container,
         image: &str,
         network: Option<&Attachment>,
+        mounts: &[HostMount],
     ) -> Result<String, RuntimeError>;
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError>;

@@ -85,7 +85,10 @@ async fn create_maps_every_field_onto_the_engine() {
 
     // The agent resolves the record's image (default tag, registry domain)
     // into the reference the driver creates from.
-    let id = rt.create(&c, "busybox:latest", None).await.expect("create");
+    let id = rt
+        .create(&c, "busybox:latest", None, &[])
+        .await
+        .expect("create");
     let info = engine_inspect(&name).await;
     assert_eq!(info.id.as_deref(), Some(id.as_str()));
     assert_eq!(info.name.as_deref(), Some(format!("/zun-{uuid}").as_str()));
@@ -163,7 +166,7 @@ async fn auto_remove_and_array_healthcheck() {
     });
     c.healthcheck = Some(serde_json::json!({"cmd": ["true"], "interval": "2", "retries": "1"}));
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None).await.expect("create");
+    rt.create(&c, &c.image, None, &[]).await.expect("create");
 
     let info = engine_inspect(&name).await;
     let hc = info.host_config.expect("host config");
@@ -198,8 +201,11 @@ async fn create_twice_returns_the_same_container() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
     let name = cleanup.container(c.engine_name());
-    let first = rt.create(&c, &c.image, None).await.expect("create");
-    let second = rt.create(&c, &c.image, None).await.expect("create again");
+    let first = rt.create(&c, &c.image, None, &[]).await.expect("create");
+    let second = rt
+        .create(&c, &c.image, None, &[])
+        .await
+        .expect("create again");
     assert_eq!(first, second);
     rt.remove(&name).await.expect("remove");
 }
@@ -210,7 +216,7 @@ async fn lifecycle_is_idempotent() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None).await.expect("create");
+    rt.create(&c, &c.image, None, &[]).await.expect("create");
 
     rt.start(&name).await.expect("start");
     rt.start(&name).await.expect("start a running container");
@@ -316,7 +322,7 @@ async fn bad_command_is_rejected_with_the_engine_message() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["nosuch"]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None).await.expect("create");
+    rt.create(&c, &c.image, None, &[]).await.expect("create");
     let err = rt.start(&name).await.expect_err("start must fail");
     match &err {
         RuntimeError::Rejected(m) => {
@@ -342,13 +348,16 @@ async fn bad_create_values_are_rejected() {
     let rt = runtime().await;
     let mut c = record(&new_uuid(), &["true"]);
     c.memory = Some("lots".into());
-    let err = rt.create(&c, &c.image, None).await.expect_err("bad memory");
+    let err = rt
+        .create(&c, &c.image, None, &[])
+        .await
+        .expect_err("bad memory");
     assert!(matches!(err, RuntimeError::Rejected(_)), "{err:?}");
 
     let mut c = record(&new_uuid(), &["true"]);
     c.image = "zun-test-no-such-image:v0".into();
     let err = rt
-        .create(&c, &c.image, None)
+        .create(&c, &c.image, None, &[])
         .await
         .expect_err("missing image");
     assert!(matches!(err, RuntimeError::NotFound(_)), "{err:?}");
@@ -362,7 +371,7 @@ async fn update_changes_live_limits() {
     c.cpu = Some(1.0);
     c.memory = Some("32".into());
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None).await.expect("create");
+    rt.create(&c, &c.image, None, &[]).await.expect("create");
     rt.start(&name).await.expect("start");
 
     rt.update(&name, Some(0.25), Some(128))
@@ -401,7 +410,7 @@ async fn a_huge_log_is_cut_to_its_end() {
     let script = format!("yes $(printf '%01023d' 0) | head -n {lines}; echo the-end");
     let c = record(&new_uuid(), &["sh", "-c", &script]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None).await.expect("create");
+    rt.create(&c, &c.image, None, &[]).await.expect("create");
     rt.start(&name).await.expect("start");
     wait_for(&rt, &name, "exited", |o| o.state == EngineState::Exited).await;
     let log = rt.logs(&name, &LogOptions::default()).await.expect("logs");
@@ -428,7 +437,7 @@ async fn logs_honour_streams_and_tail() {
         ],
     );
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None).await.expect("create");
+    rt.create(&c, &c.image, None, &[]).await.expect("create");
     rt.start(&name).await.expect("start");
     let o = wait_for(&rt, &name, "exited", |o| o.state == EngineState::Exited).await;
     assert_eq!(o.exit_code, Some(0));
@@ -514,7 +523,7 @@ async fn events_report_start_and_die() {
     let name = cleanup.container(c.engine_name());
 
     let mut events = rt.events();
-    rt.create(&c, &c.image, None).await.expect("create");
+    rt.create(&c, &c.image, None, &[]).await.expect("create");
     rt.start(&name).await.expect("start");
 
     let mut seen = Vec::new();
@@ -603,20 +612,27 @@ async fn list_returns_only_this_hosts_managed_containers() {
     let mut ours = record(&ours_uuid, &["sleep", "1000"]);
     ours.exposed_ports = Some(serde_json::json!({"8080": {}}));
     let ours_name = cleanup.container(ours.engine_name());
-    let ours_id = rt.create(&ours, &ours.image, None).await.expect("create");
+    let ours_id = rt
+        .create(&ours, &ours.image, None, &[])
+        .await
+        .expect("create");
     rt.start(&ours_name).await.expect("start");
 
     // Ours, never started.
     let idle_uuid = new_uuid();
     let idle = record(&idle_uuid, &["sleep", "1000"]);
     cleanup.container(idle.engine_name());
-    rt.create(&idle, &idle.image, None).await.expect("create");
+    rt.create(&idle, &idle.image, None, &[])
+        .await
+        .expect("create");
 
     // Ours, exited.
     let done_uuid = new_uuid();
     let done = record(&done_uuid, &["sh", "-c", "exit 4"]);
     let done_name = cleanup.container(done.engine_name());
-    rt.create(&done, &done.image, None).await.expect("create");
+    rt.create(&done, &done.image, None, &[])
+        .await
+        .expect("create");
     rt.start(&done_name).await.expect("start");
     wait_for(&rt, &done_name, "exited", |o| {
         o.state == EngineState::Exited

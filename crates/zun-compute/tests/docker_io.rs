@@ -27,7 +27,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// Creates and starts the container of `record`; returns its engine name.
 async fn run(rt: &DockerRuntime, cleanup: &mut Cleanup, record: &Container) -> String {
     let name = cleanup.container(record.engine_name());
-    rt.create(record, &record.image, None)
+    rt.create(record, &record.image, None, &[])
         .await
         .expect("create");
     rt.start(&name).await.expect("start");

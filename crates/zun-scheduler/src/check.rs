@@ -43,6 +43,8 @@ impl Resource {
 pub enum Check {
     /// Upstream narrows the hosts to the requested one before filtering.
     RequestedHost,
+    /// A local volume's data is on one host only.
+    VolumeHost,
     Filter(Filter),
     /// Upstream leaves this to Placement, which always applies it.
     Capacity(Resource),
@@ -52,6 +54,7 @@ impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Check::RequestedHost => f.write_str("requested host"),
+            Check::VolumeHost => f.write_str("volume host"),
             Check::Filter(filter) => f.write_str(filter.name()),
             Check::Capacity(Resource::Cpu) => f.write_str("CPU capacity"),
             Check::Capacity(Resource::Memory) => f.write_str("memory capacity"),
@@ -77,7 +80,8 @@ pub fn fits(host: &HostState, request: &Request, policy: &Policy) -> Result<(), 
 
 /// The checks in the order they run.
 pub(crate) fn checks(policy: &Policy) -> impl Iterator<Item = Check> + '_ {
-    std::iter::once(Check::RequestedHost)
+    [Check::RequestedHost, Check::VolumeHost]
+        .into_iter()
         .chain(policy.enabled_filters.iter().map(|f| Check::Filter(*f)))
         .chain(Resource::ALL.map(Check::Capacity))
 }
@@ -94,6 +98,7 @@ pub(crate) fn assess(
     for check in checks(policy) {
         let outcome = match check {
             Check::RequestedHost => requested_host(host, request),
+            Check::VolumeHost => volume_host(host, request),
             Check::Filter(filter) => filter_passes(filter, host, request, policy),
             Check::Capacity(resource) => {
                 capacity(resource, host, request, policy).map(|left| free[resource.index()] = left)
@@ -112,6 +117,16 @@ fn requested_host(host: &HostState, request: &Request) -> Result<(), String> {
     match nonempty(&request.requested_host) {
         Some(wanted) if wanted != host.hostname => Err(format!(
             "{} is not the requested host {wanted}",
+            host.hostname
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn volume_host(host: &HostState, request: &Request) -> Result<(), String> {
+    match nonempty(&request.volume_host) {
+        Some(wanted) if wanted != host.hostname => Err(format!(
+            "{} does not hold the container's volumes (they are on {wanted})",
             host.hostname
         )),
         _ => Ok(()),

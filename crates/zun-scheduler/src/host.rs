@@ -66,6 +66,9 @@ pub struct Request {
     /// The admin-only `host` of microversion 1.39: only this host may be
     /// chosen, and it must still pass every check.
     pub requested_host: Option<String>,
+    /// The host holding the local volumes the container mounts: their data
+    /// lives there, so only that host may be chosen.
+    pub volume_host: Option<String>,
     /// The `label:<key>` scheduler hints, prefix removed (see [`label_hint`]).
     pub labels: BTreeMap<String, String>,
     /// The `same_host` hint resolved by the caller to the hosts of the

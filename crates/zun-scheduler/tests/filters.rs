@@ -398,6 +398,52 @@ fn affinity_hint_filters() {
 }
 
 #[test]
+fn volume_host() {
+    run(
+        Policy::default,
+        &[
+            Case {
+                name: "the volumes' host",
+                host: same,
+                request: |r| r.volume_host = Some("host-a".into()),
+                policy: same_policy,
+                refused: None,
+            },
+            Case {
+                name: "another host",
+                host: same,
+                request: |r| r.volume_host = Some("host-b".into()),
+                policy: same_policy,
+                refused: Some((
+                    Check::VolumeHost,
+                    "host-a does not hold the container's volumes (they are on host-b)",
+                )),
+            },
+            Case {
+                name: "with no filter enabled, still only that host",
+                host: same,
+                request: |r| r.volume_host = Some("host-b".into()),
+                policy: |p| p.enabled_filters.clear(),
+                refused: Some((
+                    Check::VolumeHost,
+                    "host-a does not hold the container's volumes (they are on host-b)",
+                )),
+            },
+            Case {
+                name: "the volumes' host still goes through the filters",
+                host: |h| h.up = false,
+                request: |r| r.volume_host = Some("host-a".into()),
+                policy: same_policy,
+                refused: Some((
+                    COMPUTE,
+                    "host-a is down (no recent heartbeat, or forced down)",
+                )),
+            },
+        ],
+    );
+}
+
+#[test]
 fn requested_host() {
     run(
         Policy::default,

@@ -10,6 +10,7 @@ mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod volumes;
 mod work;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub use hosts::{
 pub use networks::{NetworkRecord, NetworkStore, PortRecord, SecurityGroupRecord};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use volumes::VolumeStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -313,11 +315,11 @@ pub struct WebsocketGrant {
 pub type Mutation<'a> = &'a (dyn Fn(&mut Container) -> Result<(), ApiError> + Send + Sync);
 
 /// Everything the service keeps: containers, their action log, quotas and
-/// websocket grants here; registries, images, hosts and networks in their
-/// own traits.
+/// websocket grants here; registries, images, hosts, networks and volumes
+/// in their own traits.
 #[async_trait]
 pub trait Store:
-    RegistryStore + ImageStore + HostStore + NetworkStore + Send + Sync + 'static
+    RegistryStore + ImageStore + HostStore + NetworkStore + VolumeStore + Send + Sync + 'static
 {
     /// Inserts the container and its first action in one transaction. With
     /// `limits`, the same transaction first counts the project's usage and

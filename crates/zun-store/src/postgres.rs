@@ -39,6 +39,7 @@ use crate::{
 mod catalog;
 mod hosts;
 mod networks;
+mod volumes;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -250,6 +251,9 @@ impl PgStore {
         )
         .execute(&mut *tx)
         .await?;
+        if container.host.is_some() {
+            volumes::claim_volumes(&mut tx, container).await?;
+        }
         let record = insert_action(&mut tx, &container.uuid, action).await?;
         tx.commit().await?;
         Ok(record)
@@ -362,7 +366,8 @@ impl Store for PgStore {
 
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError> {
         // One transaction: a crash cannot leave the ports of a deleted
-        // container holding their addresses, nor its exposed ports' group.
+        // container holding their addresses, nor its exposed ports' group,
+        // nor its volumes claimed.
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(sql::DELETE_CONTAINER)
             .bind(uuid)
@@ -376,6 +381,7 @@ impl Store for PgStore {
             .bind(uuid)
             .execute(&mut *tx)
             .await?;
+        volumes::release_volumes(&mut tx, uuid).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }

@@ -15,6 +15,7 @@ use sqlx::query::Query;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use zun_types::image::{Image, ImageTask, Registry};
 use zun_types::network::{Ipv4Net, mac_for};
+use zun_types::volume::{VolumeRecord, VolumeRef};
 use zun_types::{ApiError, Container};
 
 use crate::{
@@ -1178,6 +1179,114 @@ impl TryFrom<SecurityGroupRow> for SecurityGroupRecord {
             name: row.name,
             description: row.description,
             rules: serde_json::from_str(&row.rules).map_err(decode_error)?,
+            container_uuid: row.container_uuid,
+            created_at: parse_time(&row.created_at)?,
+        })
+    }
+}
+
+// Volumes (`VolumeStore`).
+
+const VOLUME_COLUMNS: &str = "uuid, name, project_id, user_id, driver, host, size_gib, \
+     auto_remove, container_uuid, created_at";
+
+pub(crate) fn volume_sql() -> String {
+    format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE uuid = $1")
+}
+
+pub(crate) fn volume_by_name_sql() -> String {
+    format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE project_id = $1 AND name = $2")
+}
+
+pub(crate) fn volumes_on_host_sql() -> String {
+    format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE host = $1 ORDER BY id")
+}
+
+/// Inserts nothing when the project has a volume of that name.
+pub(crate) fn insert_volume_sql() -> String {
+    format!(
+        "INSERT INTO volumes ({VOLUME_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (project_id, name) DO NOTHING"
+    )
+}
+
+/// Claims a free volume of the container's project for container `$1`, on
+/// the container's host `$4` (a volume with data on another host is not
+/// free for it).
+pub(crate) const CLAIM_VOLUME: &str = "UPDATE volumes SET container_uuid = $1, \
+     host = COALESCE(host, $4) WHERE uuid = $2 AND project_id = $3 \
+     AND container_uuid IS NULL AND (host IS NULL OR host = $4)";
+
+pub(crate) const DELETE_CONTAINER_VOLUMES: &str =
+    "DELETE FROM volumes WHERE container_uuid = $1 AND auto_remove";
+
+pub(crate) const RELEASE_VOLUMES: &str =
+    "UPDATE volumes SET container_uuid = NULL WHERE container_uuid = $1";
+
+/// Binds a volume in [`VOLUME_COLUMNS`] order.
+pub(crate) fn bind_volume<'q, DB: Database>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    v: &VolumeRecord,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(v.uuid.clone())
+        .bind(v.name.clone())
+        .bind(v.project_id.clone())
+        .bind(v.user_id.clone())
+        .bind(v.driver.clone())
+        .bind(v.host.clone())
+        .bind(v.size_gib)
+        .bind(v.auto_remove)
+        .bind(v.container_uuid.clone())
+        .bind(format_time(&v.created_at))
+}
+
+/// A create's volume that could not be claimed: in use by another
+/// container (or a name taken by a concurrent create).
+pub(crate) fn volume_unavailable(volume: &VolumeRef) -> StoreError {
+    StoreError::Rejected(if volume.new {
+        ApiError::conflict(format!(
+            "A volume named {} already exists.",
+            volume.name.as_deref().unwrap_or(&volume.uuid)
+        ))
+    } else {
+        zun_types::volume::volume_in_use(&volume.uuid)
+    })
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct VolumeRow {
+    uuid: String,
+    name: Option<String>,
+    project_id: String,
+    user_id: String,
+    driver: String,
+    host: Option<String>,
+    size_gib: i64,
+    auto_remove: bool,
+    container_uuid: Option<String>,
+    created_at: String,
+}
+
+impl TryFrom<VolumeRow> for VolumeRecord {
+    type Error = StoreError;
+
+    fn try_from(row: VolumeRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            uuid: row.uuid,
+            name: row.name,
+            project_id: row.project_id,
+            user_id: row.user_id,
+            driver: row.driver,
+            host: row.host,
+            size_gib: row.size_gib,
+            auto_remove: row.auto_remove,
             container_uuid: row.container_uuid,
             created_at: parse_time(&row.created_at)?,
         })

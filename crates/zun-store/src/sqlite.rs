@@ -29,6 +29,7 @@ use crate::{
 mod catalog;
 mod hosts;
 mod networks;
+mod volumes;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -244,6 +245,9 @@ impl SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
+        if container.host.is_some() {
+            volumes::claim_volumes(&mut tx, container).await?;
+        }
         let record = insert_action(&mut tx, &container.uuid, action).await?;
         tx.commit().await?;
         Ok(record)
@@ -378,7 +382,8 @@ impl Store for SqliteStore {
 
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError> {
         // One transaction: a crash cannot leave the ports of a deleted
-        // container holding their addresses, nor its exposed ports' group.
+        // container holding their addresses, nor its exposed ports' group,
+        // nor its volumes claimed.
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query(sql::DELETE_CONTAINER)
             .bind(uuid)
@@ -392,6 +397,7 @@ impl Store for SqliteStore {
             .bind(uuid)
             .execute(&mut *tx)
             .await?;
+        volumes::release_volumes(&mut tx, uuid).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }

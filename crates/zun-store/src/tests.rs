@@ -24,6 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use zun_types::container::DesiredState;
 use zun_types::image::{Image, ImageTask, Registry};
 use zun_types::network::{Ipv4Net, mac_for};
+use zun_types::volume::{Mount, VolumeRef};
 use zun_types::{ApiError, Container, ContainerStatus, TaskState};
 
 use crate::sql::{format_time, parse_bool};
@@ -186,6 +187,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    volumes_serve_one_container_and_go_with_the_one_they_were_made_for,
     security_groups_are_unique_per_project_and_go_with_their_container,
     network_members_name_the_containers_on_it,
     networks_in_use_cannot_be_deleted_and_ports_detach_one_by_one,
@@ -2227,6 +2229,112 @@ fn group(project: &str, name: &str, container_uuid: Option<&str>) -> SecurityGro
         container_uuid: container_uuid.map(str::to_owned),
         created_at: base_time(),
     }
+}
+
+fn with_volume(i: usize, host: &str, volume: VolumeRef) -> Container {
+    Container {
+        host: Some(host.into()),
+        mounts: vec![Mount::Volume {
+            destination: "/data".into(),
+            volume,
+        }],
+        ..container(i, "p1")
+    }
+}
+
+async fn volumes_serve_one_container_and_go_with_the_one_they_were_made_for(store: TestStore) {
+    let named = VolumeRef {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name: Some("data".into()),
+        size_gib: 1,
+        auto_remove: false,
+        new: true,
+    };
+    let sized = VolumeRef {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name: None,
+        size_gib: 2,
+        auto_remove: true,
+        new: true,
+    };
+    let mut first = with_volume(1, "h1", named.clone());
+    first.mounts.push(Mount::Volume {
+        destination: "/scratch".into(),
+        volume: sized.clone(),
+    });
+    let create = new_action("create", Some("h1"));
+    store.insert_container(&first, &create, None).await.unwrap();
+    let stored = store.get_volume(&named.uuid).await.unwrap().unwrap();
+    assert_eq!(stored.host.as_deref(), Some("h1"));
+    assert_eq!(stored.container_uuid.as_deref(), Some(first.uuid.as_str()));
+    assert_eq!(
+        store
+            .find_volume("p1", "data")
+            .await
+            .unwrap()
+            .map(|v| v.uuid),
+        Some(named.uuid.clone())
+    );
+    assert_eq!(store.find_volume("p2", "data").await.unwrap(), None);
+    // In use: a second container is refused, and nothing of it is written.
+    let existing = stored.reference();
+    let second = with_volume(2, "h1", existing.clone());
+    match store.insert_container(&second, &create, None).await {
+        Err(StoreError::Rejected(err)) => {
+            assert_eq!((err.status, err.code), (400, "volume-in-use"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.get_container(&second.uuid).await.unwrap(), None);
+    // A second volume of one name in a project is refused.
+    let twin = with_volume(
+        3,
+        "h1",
+        VolumeRef {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            ..named.clone()
+        },
+    );
+    match store.insert_container(&twin, &create, None).await {
+        Err(StoreError::Rejected(err)) => assert_eq!(err.status, 409),
+        other => panic!("{other:?}"),
+    }
+    // The delete frees the named volume and removes the one made for it.
+    store.delete_container(&first.uuid).await.unwrap();
+    assert_eq!(store.get_volume(&sized.uuid).await.unwrap(), None);
+    let freed = store.get_volume(&named.uuid).await.unwrap().unwrap();
+    assert_eq!(freed.container_uuid, None);
+    // Its data is on h1: a container on h2 cannot claim it.
+    let elsewhere = with_volume(4, "h2", existing.clone());
+    assert!(matches!(
+        store.insert_container(&elsewhere, &create, None).await,
+        Err(StoreError::Rejected(_))
+    ));
+    // Ten containers at once: one gets it.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        let c = with_volume(10 + i, "h1", existing.clone());
+        let create = create.clone();
+        tasks.push(tokio::spawn(async move {
+            store.insert_container(&c, &create, None).await.is_ok()
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        won += usize::from(task.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert_eq!(
+        store
+            .volumes_on_host("h1")
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.uuid.as_str())
+            .collect::<Vec<_>>(),
+        [named.uuid.as_str()]
+    );
 }
 
 async fn security_groups_are_unique_per_project_and_go_with_their_container(store: TestStore) {

@@ -161,6 +161,10 @@ pub struct Container {
     /// network's uuid by the API; empty: the project's default network.
     #[serde(default)]
     pub nets: Vec<crate::network::RequestedNetwork>,
+    /// Volumes and injected files (`mounts`), as validated and resolved by
+    /// the API.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::Mount>,
     pub exposed_ports: Option<serde_json::Value>,
     pub hints: Option<serde_json::Value>,
     pub availability_zone: Option<String>,
@@ -220,6 +224,7 @@ impl Container {
             healthcheck: None,
             security_groups: None,
             nets: Vec::new(),
+            mounts: Vec::new(),
             exposed_ports: None,
             hints: None,
             availability_zone: None,

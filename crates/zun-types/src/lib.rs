@@ -12,6 +12,7 @@ pub mod security_group;
 pub mod state;
 pub mod validation;
 pub mod view;
+pub mod volume;
 
 pub use container::{Container, ContainerStatus, RestartPolicy, TaskState};
 pub use error::ApiError;

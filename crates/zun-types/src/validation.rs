@@ -393,7 +393,7 @@ pub struct CreateRequest {
     pub security_groups: Option<Vec<String>>,
     pub hints: Option<Value>,
     pub nets: Option<Vec<crate::network::RequestedNetwork>>,
-    pub mounts: Option<Vec<Value>>,
+    pub mounts: Vec<crate::volume::MountRequest>,
     pub runtime: Option<String>,
     pub hostname: Option<String>,
     pub auto_remove: Option<bool>,
@@ -689,8 +689,8 @@ pub fn create_request(body: &Value, version: Version) -> Result<CreateRequest, A
         v => return Err(type_error("nets", v, "'array', 'null'")),
     };
     req.mounts = match get("mounts") {
-        Value::Null => None,
-        Value::Array(items) => Some(items.clone()),
+        Value::Null => Vec::new(),
+        Value::Array(items) => crate::volume::mount_requests(items)?,
         v => return Err(type_error("mounts", v, "'array', 'null'")),
     };
     req.runtime = optional_string("runtime", get("runtime"))?;

@@ -61,6 +61,7 @@ pub fn container(c: &Container, host_url: Option<&str>, shown_admin_fields: &[&s
         "addresses".into(),
         c.addresses.clone().unwrap_or_else(|| json!({})),
     );
+    m.insert("mounts".into(), crate::volume::mounts_view(&c.mounts));
     m.insert("restart_policy".into(), json!(c.restart_policy));
     m.insert("interactive".into(), json!(c.interactive));
     m.insert("tty".into(), json!(c.tty));

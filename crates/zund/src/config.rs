@@ -21,6 +21,7 @@ pub struct Config {
     pub websocket: WebsocketSection,
     pub registry: RegistrySection,
     pub network: NetworkSection,
+    pub volume: VolumeSection,
     /// The filter scheduler (zun-scheduler's `Policy`: enabled filters,
     /// allocation ratios, reserved amounts, weigher).
     pub scheduler: zun_scheduler::Policy,
@@ -193,6 +194,33 @@ pub enum NetworkDriverKind {
     Builtin,
     /// No network: containers get loopback only.
     None,
+}
+
+/// Containers' `mounts` on a compute host.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VolumeSection {
+    pub driver: VolumeDriverKind,
+    /// Where local volumes (`local/`) and injected files (`files/`) live;
+    /// by default `<data_dir>/volumes`.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeDriverKind {
+    /// A size-bounded filesystem image per volume on this host.
+    #[default]
+    Local,
+    /// No volumes: creates with `mounts` fail on this host.
+    None,
+}
+
+impl VolumeSection {
+    /// The directory of this host's volumes and files.
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("volumes"))
+    }
 }
 
 #[derive(Debug, Deserialize)]

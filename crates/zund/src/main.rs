@@ -12,16 +12,19 @@ use tracing_subscriber::EnvFilter;
 use zun_api::identity::{Keystone, NoAuth, TokenFile};
 use zun_api::{ApiState, Authenticator, Identity, RegistryClient};
 use zun_compute::docker::{DEFAULT_OCI_RUNTIME, NETNS_RUNTIME_PREFIX};
+use zun_compute::reconciler::Volumes;
 use zun_compute::{
     Advertised, Agent, AgentConfig, ContainerIo, DockerRuntime, FakeRuntime, Runtime,
 };
 use zun_network::{BuiltinDriver, NetworkDriver};
 use zun_secrets::SecretKey;
 use zun_store::{PgStore, SqliteStore, Store};
+use zun_volume::files::InjectedFiles;
+use zun_volume::local::LocalDriver;
 
 mod config;
 
-use config::{Config, IdentityMode};
+use config::{Config, IdentityMode, VolumeDriverKind};
 
 #[derive(Parser)]
 #[command(
@@ -389,6 +392,19 @@ async fn network_driver(
     ))))
 }
 
+/// The host's volume driver and injected files, as `[volume]` says.
+fn volumes(config: &Config) -> Option<Volumes> {
+    if config.volume.driver == VolumeDriverKind::None {
+        tracing::info!("[volume] driver = none: containers with mounts cannot run here");
+        return None;
+    }
+    let dir = config.volume.dir(&config.store.data_dir);
+    Some(Volumes {
+        driver: Arc::new(LocalDriver::new(dir.join("local"))),
+        files: InjectedFiles::new(dir.join("files")),
+    })
+}
+
 fn agent_config(config: &Config, host: String, key: &SecretKey) -> AgentConfig {
     let compute = &config.compute;
     let mut agent = AgentConfig::new(host);
@@ -486,7 +502,13 @@ async fn main() -> anyhow::Result<()> {
                 serve_agent_endpoint(&config, store.clone(), &host, local.clone(), &key).await?,
             );
             let network = network_driver(&config, &store, &host, &runtime).await?;
-            let agent = Agent::new(store.clone(), runtime, network, agent_config);
+            let agent = Agent::new(
+                store.clone(),
+                runtime,
+                network,
+                volumes(&config),
+                agent_config,
+            );
             agent.report().await;
             let agent_task = tokio::spawn(agent.run());
             let link = zun_hostlink::local::Dispatch {
@@ -521,7 +543,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(serve_agent_endpoint(&config, store.clone(), &host, local, &key).await?);
             let runtime: Arc<dyn Runtime> = docker;
             let network = network_driver(&config, &store, &host, &runtime).await?;
-            Agent::new(store, runtime, network, agent_config)
+            Agent::new(store, runtime, network, volumes(&config), agent_config)
                 .run()
                 .await;
             Ok(())
@@ -566,7 +588,7 @@ async fn main() -> anyhow::Result<()> {
                 agent.resync_interval = Duration::from_secs(60);
                 agent.report_interval = Duration::from_secs(60);
                 // Simulated hosts have no kernel objects to plumb.
-                let agent = Agent::new(Arc::clone(&store), runtime, None, agent);
+                let agent = Agent::new(Arc::clone(&store), runtime, None, None, agent);
                 agent.report().await;
                 agents.push(tokio::spawn(agent.run()));
             }
