@@ -8,7 +8,8 @@
 #   * Debian packages: docker.io (dockerd 20.10), busybox-static (the demo image's
 #     root filesystem), python3-venv, tmux, iproute2 and util-linux (network
 #     namespaces and nsenter for scripts/hosts.sh), procps, curl, jq, postgresql
-#     (the server the store's PostgreSQL tests run against: scripts/postgres.sh);
+#     (the server the store's PostgreSQL tests run against: scripts/postgres.sh),
+#     e2fsprogs and mount (mkfs.ext4 and loop mounts of local volumes);
 #   * a Python virtualenv at .venv with the real OpenStack clients
 #     (python-openstackclient, python-zunclient) plus pytest and requests, pinned,
 #     installed under the OpenStack 2026.1 upper constraints when
@@ -30,7 +31,7 @@ PY_REQUIREMENTS=(
 
 # iproute2 and util-linux (nsenter, flock): scripts/hosts.sh's namespaced engines.
 # postgresql: the server of the store's PostgreSQL tests (scripts/postgres.sh).
-DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 util-linux procps curl jq docker-registry apache2-utils postgresql nftables)
+DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 util-linux procps curl jq docker-registry apache2-utils postgresql nftables e2fsprogs mount)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -1025,3 +1025,35 @@ def test_expired_token_is_refused(keystone, zk):
     assert_unauthorized(caller.http("GET", "/v1/containers"))
     # Keystone itself agrees.
     assert keystone.validate_token(token).status_code == 404
+
+
+def test_another_projects_volume_cannot_be_mounted(demo, alt, admin):
+    """A volume of demo's (made by a mount naming it) is not found for
+    alt_demo by its uuid (404, as upstream's Cinder lookup in the caller's
+    project), and alt_demo's mount of the same name is a volume of its own;
+    an admin is refused it as not usable."""
+    name = unique("vol")
+    made = demo.create({"name": unique("vol-owner"), "command": ["sleep", "300"],
+                        "mounts": [{"source": name, "destination": "/data"}]}, run=True)
+    try:
+        demo.wait_status(made["uuid"], "Running")
+        [mount] = demo.get(made["uuid"]).json()["mounts"]
+        assert mount["source"] == name
+        r = alt.http("POST", "/v1/containers", json={
+            "image": IMAGE, "mounts": [{"source": mount["volume_id"], "destination": "/d"}]})
+        assert_error(r, 404, "volume-not-found", f"Volume {mount['volume_id']} could not be found.")
+        r = admin.http("POST", "/v1/containers", json={
+            "image": IMAGE, "mounts": [{"source": mount["volume_id"], "destination": "/d"}]})
+        assert_error(r, 400, "invalid", f"Volume {mount['volume_id']} not usable for the container.")
+        own = alt.create({"name": unique("vol-alt"), "command": ["sleep", "300"],
+                          "mounts": [{"source": name, "destination": "/data"}]})
+        try:
+            [alt_mount] = alt.get(own["uuid"]).json()["mounts"]
+            assert alt_mount["volume_id"] != mount["volume_id"]
+        finally:
+            alt.wait_status(own["uuid"], {"Created", "Error"})
+            alt.http("DELETE", f"/v1/containers/{own['uuid']}")
+            alt.wait_gone(own["uuid"])
+    finally:
+        demo.http("DELETE", f"/v1/containers/{made['uuid']}", params={"stop": "true"})
+        demo.wait_gone(made["uuid"])
