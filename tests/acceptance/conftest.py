@@ -470,15 +470,24 @@ def log_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine_cleanup():
+def engine_cleanup(tmp_path_factory):
     """Checks the prerequisites; when the session ends, removes from the engine
     whatever `zun-` containers the session's services left (found by their
-    `zun.host` label, so a service sharing the engine keeps its own)."""
+    `zun.host` label, so a service sharing the engine keeps its own), and
+    unmounts the local volumes left mounted under the session's data dirs
+    (volumes stay mounted across agent restarts by design; a failed test
+    may leave some)."""
     _check_prerequisites()
     yield
     leftover = [cid for host in sorted(_OUR_HOSTS) for cid in engine_zun_containers(host)]
     if leftover:
         docker_cmd("rm", "-f", *leftover, timeout=120)
+    base = str(tmp_path_factory.getbasetemp())
+    with open("/proc/self/mountinfo") as table:
+        points = [line.split(" ")[4] for line in table]
+    for point in points:
+        if point.startswith(base + "/"):
+            subprocess.run(["umount", "-l", point], check=False)
 
 
 def _make(cls, tmp_path_factory, log_dir, prefix: str, roles: str = "admin"):

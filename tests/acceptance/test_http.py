@@ -22,13 +22,15 @@ DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?$")
 ACTION_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$")
 LOOP = ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done"]
 
-# §4.3: every key of the view (visibility does not vary by microversion).
+# §4.3: every key of the view (visibility does not vary by microversion),
+# plus `mounts`, this service's one addition (what is mounted where: upstream
+# kept it in volume mappings no view showed).
 BASE_FIELDS = {
     "uuid", "user_id", "project_id", "name", "image", "command", "status", "status_reason",
     "task_state", "cpu", "memory", "environment", "workdir", "ports", "hostname", "labels",
     "addresses", "restart_policy", "status_detail", "interactive", "tty", "image_driver",
     "security_groups", "auto_remove", "disk", "auto_heal", "healthcheck", "cpu_policy",
-    "registry_id", "entrypoint", "created_at", "updated_at",
+    "registry_id", "entrypoint", "created_at", "updated_at", "mounts",
 }
 ADMIN_ONLY_FIELDS = {"host", "image_pull_policy", "privileged", "runtime"}
 ADMIN_FIELDS = BASE_FIELDS | ADMIN_ONLY_FIELDS

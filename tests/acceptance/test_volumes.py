@@ -18,10 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMAGE, MAX_VERSION
+from conftest import IMAGE, MAX_VERSION, ZunAllInOne, _make
 
 V = MAX_VERSION
 SLEEP = "sleep 300"
+
+
+@pytest.fixture(scope="module")
+def zun(engine_cleanup, tmp_path_factory, log_dir):
+    """An all-in-one of its own: a project whose quota the session's other
+    tests have not used up."""
+    z = _make(ZunAllInOne, tmp_path_factory, log_dir, "vol")
+    try:
+        z.start()
+        yield z
+    finally:
+        z.stop()
 
 
 def unique(prefix: str) -> str:
@@ -201,3 +213,32 @@ def test_agent_killed_during_volume_creates_loses_and_leaks_nothing(zun_split):
     left = sorted(p.name for p in root.iterdir())
     [kept] = [v for v in volumes if (root / f"{v}.img").exists()]
     assert left == [f"{kept}.img"], left
+
+
+def test_named_volumes_are_listed_and_deleted_once_free(zun):
+    volume = unique("listed")
+    c = zun.create({"name": unique("holder"), "command": ["sleep", "300"],
+                    "mounts": [{"source": volume, "destination": "/data"}]}, run=True)
+    zun.wait_status(c["uuid"], "Running", timeout=60)
+    listed = zun.http("GET", "/v1/volumes", version=V)
+    assert listed.status_code == 200, listed.text
+    [row] = [v for v in listed.json()["volumes"] if v["name"] == volume]
+    assert row["size"] == 1 and row["driver"] == "local" and row["container_uuid"] == c["uuid"]
+    assert row["host"] == zun.host_name  # an admin sees the host
+    assert zun.http("GET", f"/v1/volumes/{volume}", version=V).json()["uuid"] == row["uuid"]
+    r = zun.http("DELETE", f"/v1/volumes/{volume}", version=V)
+    assert_error(r, 400, "volume-in-use", f"Volume {row['uuid']} is still in use.")
+    zun.http("DELETE", f"/v1/containers/{c['uuid']}", version=V, params={"stop": "true"})
+    zun.wait_gone(c["uuid"], timeout=60)
+    assert zun.http("GET", f"/v1/volumes/{row['uuid']}", version=V).json()["container_uuid"] is None
+    image = local_dir(zun) / f"{row['uuid']}.img"
+    assert image.exists()
+    r = zun.http("DELETE", f"/v1/volumes/{row['uuid']}", version=V)
+    assert r.status_code == 204 and r.content == b"", r.text
+    assert_error(zun.http("GET", f"/v1/volumes/{volume}", version=V), 404, "volume-not-found",
+                 f"Volume {volume} could not be found.")
+    # The host's agent removes the data at its next resync.
+    deadline = time.monotonic() + 30
+    while image.exists():
+        assert time.monotonic() < deadline, "the deleted volume's data is still on the host"
+        time.sleep(0.5)

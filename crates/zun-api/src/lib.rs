@@ -162,6 +162,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .merge(services::routes())
         .merge(networks::routes())
         .merge(security_groups::routes())
+        .merge(volumes::routes())
         .route("/v1", get(v1_root))
         .layer(axum::middleware::from_fn(context::negotiate_version));
     Router::new()

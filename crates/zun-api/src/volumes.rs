@@ -3,8 +3,23 @@
 //! on first use, as Docker does), a new one of `size` GiB removed with its
 //! container, or an injected file. The store claims the volumes in the
 //! create's transaction; this only finds them and says where their data is.
+//!
+//! Upstream left volumes to Cinder; the local driver's named volumes
+//! outlive their containers, so `/v1/volumes` (list, show, delete, in the
+//! caller's project) is how a tenant sees and removes them. A deleted
+//! volume's data is removed by its host's agent at its next resync.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use zun_types::view::{links, resource_time};
+use zun_types::volume::VolumeRecord;
 
 use zun_store::Store;
 use zun_types::ApiError;
@@ -12,8 +27,11 @@ use zun_types::volume::{
     DEFAULT_NAMED_VOLUME_GIB, Mount, MountRequest, VolumeRef, volume_in_use, volume_not_found,
 };
 
+use crate::ApiState;
 use crate::context::Ctx;
 use crate::error::Error;
+
+type Shared = State<Arc<ApiState>>;
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -122,4 +140,63 @@ pub(crate) async fn resolve(
         mounts,
         host: hosts.into_iter().next(),
     })
+}
+
+pub fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/volumes", get(list))
+        .route("/v1/volumes/{ident}", get(show).delete(remove))
+}
+
+fn view(ctx: &Ctx, v: &VolumeRecord) -> Value {
+    let mut view = json!({
+        "uuid": v.uuid,
+        "links": links(&ctx.host_url, "volumes", &v.uuid),
+        "name": v.name,
+        "project_id": v.project_id,
+        "user_id": v.user_id,
+        "driver": v.driver,
+        "size": v.size_gib,
+        "auto_remove": v.auto_remove,
+        "container_uuid": v.container_uuid,
+        "created_at": resource_time(&v.created_at),
+    });
+    // Host names are for admins, as in the container view.
+    if ctx.is_admin() {
+        view["host"] = json!(v.host);
+    }
+    view
+}
+
+/// The caller's volume `ident` (uuid or name), else upstream's 404.
+async fn find(store: &dyn Store, ctx: &Ctx, ident: &str) -> Result<VolumeRecord> {
+    let project_id = &ctx.identity.project_id;
+    let found = if crate::containers::looks_like_uuid(ident) {
+        store.get_volume(ident).await?
+    } else {
+        store.find_volume(project_id, ident).await?
+    };
+    found
+        .filter(|v| &v.project_id == project_id)
+        .ok_or_else(|| Error(volume_not_found(ident)))
+}
+
+async fn list(State(state): Shared, ctx: Ctx) -> Result<Response> {
+    let volumes = state.store.list_volumes(&ctx.identity.project_id).await?;
+    let views: Vec<Value> = volumes.iter().map(|v| view(&ctx, v)).collect();
+    Ok(Json(json!({ "volumes": views })).into_response())
+}
+
+async fn show(State(state): Shared, ctx: Ctx, Path(ident): Path<String>) -> Result<Response> {
+    let volume = find(state.store.as_ref(), &ctx, &ident).await?;
+    Ok(Json(view(&ctx, &volume)).into_response())
+}
+
+async fn remove(State(state): Shared, ctx: Ctx, Path(ident): Path<String>) -> Result<Response> {
+    let volume = find(state.store.as_ref(), &ctx, &ident).await?;
+    if !state.store.delete_volume(&volume.uuid).await? {
+        return Err(Error(volume_not_found(&ident)));
+    }
+    tracing::info!(uuid = %volume.uuid, host = ?volume.host, "volume deleted; its host removes its data");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -16,7 +16,12 @@
 //! * zund's resident memory idle, with the containers running, and after;
 //! * TCP throughput between two containers (1 GiB over HTTP, busybox httpd
 //!   to wget) on zund's network beside the same between two raw containers
-//!   on the engine's bridge network.
+//!   on the engine's bridge network;
+//! * create-to-Running of a container with one new 1 GiB local volume
+//!   beside the same container without, alternating (up to 20 each);
+//! * sequential write throughput (512 MiB, flushed) inside a container onto
+//!   a local volume beside this process writing onto the filesystem that
+//!   holds the volumes.
 //!
 //! Phases run in A-B-B-A order (raw, zun sequential; zun, raw concurrent)
 //! after an untimed warm-up of both, so slow drift on a shared machine hits
@@ -205,6 +210,7 @@ async fn run(cli: Cli) -> Result<bool> {
         host_name: host_name.clone(),
         pid: zund.pid(),
         raw_network: raw_network.clone(),
+        data_dir: data_dir.clone(),
     };
 
     let outcome = tokio::select! {
@@ -654,6 +660,9 @@ struct Ctx {
     pid: u32,
     /// The engine bridge network the raw baseline's containers join.
     raw_network: String,
+    /// zund's data dir, on the filesystem that holds its local volumes: the
+    /// host-disk baseline of the volume write is written here.
+    data_dir: PathBuf,
 }
 
 /// The statuses of every listed container, refreshed by ONE poller with
@@ -897,7 +906,19 @@ impl Ctx {
 
     /// A zund container running `script`, Running; returns its uuid and address.
     async fn zun_running(&self, script: &str) -> Result<(String, String)> {
+        self.zun_running_with(script, None).await
+    }
+
+    /// [`Ctx::zun_running`] with `mounts`.
+    async fn zun_running_with(
+        &self,
+        script: &str,
+        mounts: Option<Value>,
+    ) -> Result<(String, String)> {
         let mut body = self.zun_body();
+        if let Some(mounts) = mounts {
+            body["mounts"] = mounts;
+        }
         body["command"] = json!(["/bin/sh", "-c", script]);
         body["cpu"] = json!(TRANSFER_CPU);
         body["memory"] = json!(TRANSFER_MEMORY_MIB);
@@ -920,15 +941,26 @@ impl Ctx {
     /// Seconds `client` takes to fetch the big file from `server_ip`,
     /// timed inside the container (so `docker exec` costs nothing).
     async fn transfer(&self, client: &str, server_ip: &str) -> Result<f64> {
+        self.timed_exec(
+            client,
+            &format!("wget -O /dev/null http://{server_ip}:8080/big 2>/dev/null"),
+        )
+        .await
+        .with_context(|| format!("the transfer to {server_ip} failed"))
+    }
+
+    /// Seconds `command` takes inside engine container `container`, timed
+    /// inside it (so `docker exec` costs nothing).
+    async fn timed_exec(&self, container: &str, command: &str) -> Result<f64> {
         use bollard::exec::StartExecResults;
         let script = format!(
-            "a=$(cut -d' ' -f1 /proc/uptime); wget -O /dev/null http://{server_ip}:8080/big \
-             2>/dev/null || exit 1; b=$(cut -d' ' -f1 /proc/uptime); echo $a $b"
+            "a=$(cut -d' ' -f1 /proc/uptime); {command} || exit 1; \
+             b=$(cut -d' ' -f1 /proc/uptime); echo $a $b"
         );
         let exec = self
             .docker
             .create_exec(
-                client,
+                container,
                 bollard::models::ExecConfig {
                     cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
                     attach_stdout: Some(true),
@@ -952,8 +984,73 @@ impl Ctx {
         match times.as_slice() {
             [start, end] if end > start => Ok(end - start),
             [_, _] => Ok(0.01), // under /proc/uptime's resolution
-            _ => bail!("the transfer to {server_ip} failed: {text:?}"),
+            _ => bail!("{command:?} printed {text:?}"),
         }
+    }
+
+    /// Create->Running of a container with one new local volume and of the
+    /// same container without, alternating one by one.
+    async fn paired_volume(&self, n: usize) -> (Phase, Phase) {
+        let plain = self.zun_body();
+        let mut with_volume = self.zun_body();
+        with_volume["mounts"] = json!([{"size": 1, "destination": "/data"}]);
+        let board = StatusBoard::new();
+        let poller = board.poll(&self.api, Duration::from_millis(self.cli.poll_ms));
+        let work = async {
+            let (mut with, mut without) = (Vec::new(), Vec::new());
+            let (mut with_wall, mut without_wall) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..n {
+                let began = Instant::now();
+                without.push(self.zun_one(&plain, &board).await);
+                without_wall += began.elapsed();
+                let began = Instant::now();
+                with.push(self.zun_one(&with_volume, &board).await);
+                with_wall += began.elapsed();
+            }
+            (
+                Phase::from_samples(with, with_wall),
+                Phase::from_samples(without, without_wall),
+            )
+        };
+        tokio::select! {
+            phases = work => phases,
+            () = poller => (
+                Phase::from_samples(Vec::new(), Duration::ZERO),
+                Phase::from_samples(Vec::new(), Duration::ZERO),
+            ),
+        }
+    }
+
+    /// Sequential write throughput (bytes a second, flushed to disk) inside
+    /// a container onto a local volume, and by this process onto the
+    /// filesystem that holds the volumes: the median of [`WRITES`]
+    /// alternating writes each.
+    async fn volume_write(&self) -> Result<Throughput> {
+        let mounts = json!([{"size": 2, "destination": "/data"}]);
+        let (uuid, _) = self
+            .zun_running_with("exec sleep 3600", Some(mounts))
+            .await?;
+        let result = async {
+            let container = format!("zun-{uuid}");
+            let mib = WRITE_BYTES >> 20;
+            let command =
+                format!("dd if=/dev/zero of=/data/f bs=1M count={mib} conv=fsync 2>/dev/null");
+            let host_file = self.data_dir.join("write-baseline");
+            let (mut volume, mut host) = (Vec::new(), Vec::new());
+            for _ in 0..WRITES {
+                host.push(host_write(&host_file).await?);
+                volume.push(self.timed_exec(&container, &command).await?);
+            }
+            let _ = std::fs::remove_file(&host_file);
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                WRITE_BYTES as f64 / v[v.len() / 2]
+            };
+            Ok((median(volume), median(host)))
+        }
+        .await;
+        self.zun_clear(&[uuid]).await?;
+        result
     }
 
     /// TCP throughput between two zund containers and between two raw
@@ -1130,6 +1227,31 @@ impl Ctx {
 /// Medians of the transfers, bytes a second: (zund, raw).
 type Throughput = (f64, f64);
 
+/// How many creates each side of the volume row times (at most).
+const VOLUME_CREATES: usize = 20;
+
+/// What one volume write moves, and how many each side makes.
+const WRITE_BYTES: u64 = 512 << 20;
+const WRITES: usize = 3;
+
+/// Seconds to write [`WRITE_BYTES`] to `path` and flush them to disk.
+async fn host_write(path: &Path) -> Result<f64> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<f64> {
+        use std::io::Write;
+        let chunk = vec![0u8; 1 << 20];
+        let began = Instant::now();
+        let mut file =
+            File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        for _ in 0..(WRITE_BYTES >> 20) {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()?;
+        Ok(began.elapsed().as_secs_f64())
+    })
+    .await?
+}
+
 /// What one throughput transfer moves.
 const TRANSFER_BYTES: u64 = 1 << 30;
 const TRANSFERS: usize = 3;
@@ -1147,6 +1269,10 @@ struct Report {
     host_scale: Option<(usize, Phase, Phase)>,
     rows: Vec<(String, Phase, Phase)>,
     throughput: Option<Throughput>,
+    /// Create->Running with one local volume and without.
+    volume_creates: Option<(Phase, Phase)>,
+    /// Write throughput onto a local volume and onto the host's disk.
+    volume_write: Option<Throughput>,
     list: (Vec<Duration>, Vec<Duration>, usize),
     memory: Vec<(String, u64)>,
     failures: Vec<String>,
@@ -1185,6 +1311,8 @@ async fn host_scale(ctx: &Ctx, n: usize) -> Result<Report> {
     ctx.zun_clear(&ids).await?;
     Ok(Report {
         host_scale: Some((n, first, last)),
+        volume_creates: None,
+        volume_write: None,
         rows: Vec::new(),
         throughput: None,
         list: (Vec::new(), Vec::new(), 0),
@@ -1276,9 +1404,34 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
         }
     };
 
+    let volumes_n = n.min(VOLUME_CREATES);
+    println!("volumes: {volumes_n} creates with one local volume and without, alternating");
+    let (with, without) = ctx.paired_volume(volumes_n).await;
+    let mut made = with.ids.clone();
+    made.extend(without.ids.iter().cloned());
+    ctx.zun_clear(&made).await?;
+    for (name, phase) in [("with a volume", &with), ("without a volume", &without)] {
+        for f in &phase.failures {
+            failures.push(format!("{name}: {f}"));
+        }
+    }
+    println!(
+        "volume write: {WRITES} writes of {} MiB each side, alternating",
+        WRITE_BYTES >> 20
+    );
+    let volume_write = match ctx.volume_write().await {
+        Ok(t) => Some(t),
+        Err(err) => {
+            failures.push(format!("volume write: {err:#}"));
+            None
+        }
+    };
+
     Ok(Report {
         host_scale: None,
         throughput,
+        volume_creates: Some((with, without)),
+        volume_write,
         rows: vec![
             ("create->Running, sequential".to_owned(), zun_seq, raw_seq),
             (
@@ -1461,6 +1614,57 @@ impl Report {
                     mib(raw),
                     if raw > 0.0 {
                         format!("{:.2}x", zun / raw)
+                    } else {
+                        "-".into()
+                    },
+                ]],
+            );
+        }
+
+        if let Some((with, without)) = &self.volume_creates {
+            println!();
+            let row = |name: &str, p: f64| {
+                let (a, b) = (
+                    percentile(&with.latencies, p),
+                    percentile(&without.latencies, p),
+                );
+                vec![name.to_owned(), ms(a), ms(b), ratio(a, b)]
+            };
+            print_table(
+                &[
+                    &format!(
+                        "create->Running, one at a time ({}/{} and {}/{} ok)",
+                        with.ok(),
+                        with.ok() + with.failures.len(),
+                        without.ok(),
+                        without.ok() + without.failures.len()
+                    ),
+                    "one 1 GiB local volume",
+                    "no volume",
+                    "ratio",
+                ],
+                &[row("p50", 50.0), row("p95", 95.0)],
+            );
+        }
+        if let Some((volume, host)) = self.volume_write {
+            println!();
+            let mib = |bps: f64| format!("{:.0} MiB/s", bps / (1024.0 * 1024.0));
+            print_table(
+                &[
+                    "sequential write, flushed",
+                    "local volume",
+                    "host disk",
+                    "ratio",
+                ],
+                &[vec![
+                    format!(
+                        "{} MiB, dd in a container vs this process (median of {WRITES})",
+                        WRITE_BYTES >> 20
+                    ),
+                    mib(volume),
+                    mib(host),
+                    if host > 0.0 {
+                        format!("{:.2}x", volume / host)
                     } else {
                         "-".into()
                     },

@@ -1198,6 +1198,14 @@ pub(crate) fn volume_by_name_sql() -> String {
     format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE project_id = $1 AND name = $2")
 }
 
+pub(crate) fn volumes_of_project_sql() -> String {
+    format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE project_id = $1 ORDER BY id")
+}
+
+/// Deletes a volume only while no container holds it.
+pub(crate) const DELETE_FREE_VOLUME: &str =
+    "DELETE FROM volumes WHERE uuid = $1 AND container_uuid IS NULL";
+
 pub(crate) fn volumes_on_host_sql() -> String {
     format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE host = $1 ORDER BY id")
 }

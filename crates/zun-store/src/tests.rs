@@ -2335,6 +2335,21 @@ async fn volumes_serve_one_container_and_go_with_the_one_they_were_made_for(stor
             .collect::<Vec<_>>(),
         [named.uuid.as_str()]
     );
+    assert_eq!(store.list_volumes("p1").await.unwrap().len(), 1);
+    assert!(store.list_volumes("p2").await.unwrap().is_empty());
+    // Deleted only once no container holds it.
+    match store.delete_volume(&named.uuid).await {
+        Err(StoreError::Rejected(err)) => assert_eq!(err.code, "volume-in-use"),
+        other => panic!("{other:?}"),
+    }
+    let holder = store.get_volume(&named.uuid).await.unwrap().unwrap();
+    store
+        .delete_container(holder.container_uuid.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert!(store.delete_volume(&named.uuid).await.unwrap());
+    assert!(!store.delete_volume(&named.uuid).await.unwrap());
+    assert_eq!(store.get_volume(&named.uuid).await.unwrap(), None);
 }
 
 async fn security_groups_are_unique_per_project_and_go_with_their_container(store: TestStore) {

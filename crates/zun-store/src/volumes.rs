@@ -23,6 +23,14 @@ pub trait VolumeStore: Send + Sync {
 
     /// Every volume whose data is on `host`.
     async fn volumes_on_host(&self, host: &str) -> Result<Vec<VolumeRecord>, StoreError>;
+
+    /// The volumes of `project_id`, oldest first.
+    async fn list_volumes(&self, project_id: &str) -> Result<Vec<VolumeRecord>, StoreError>;
+
+    /// Deletes a volume no container uses (its host's agent then removes
+    /// its data); [`StoreError::Rejected`] with upstream's `VolumeInUse`
+    /// when one does. False when there is no such volume.
+    async fn delete_volume(&self, uuid: &str) -> Result<bool, StoreError>;
 }
 
 /// The volume statements of one backend (`$store` over `$conn`): the same
@@ -122,6 +130,34 @@ macro_rules! backend_volumes {
                         .fetch_all(&self.pool)
                         .await?;
                 $crate::sql::convert(rows)
+            }
+
+            async fn list_volumes(
+                &self,
+                project_id: &str,
+            ) -> Result<Vec<zun_types::volume::VolumeRecord>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::VolumeRow> =
+                    sqlx::query_as(&$crate::sql::volumes_of_project_sql())
+                        .bind(project_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                $crate::sql::convert(rows)
+            }
+
+            async fn delete_volume(&self, uuid: &str) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query($crate::sql::DELETE_FREE_VOLUME)
+                    .bind(uuid)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() > 0 {
+                    return Ok(true);
+                }
+                match self.get_volume(uuid).await? {
+                    Some(_) => Err($crate::StoreError::Rejected(
+                        zun_types::volume::volume_in_use(uuid),
+                    )),
+                    None => Ok(false),
+                }
             }
         }
     };
