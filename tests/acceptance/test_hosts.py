@@ -289,6 +289,32 @@ def test_a_requested_host_is_used(cluster):
     cluster.delete_everything()
 
 
+def test_a_local_volume_pins_its_containers_to_its_host(cluster):
+    """A named local volume made on h3 keeps its data there: every later
+    container that mounts it goes to h3 (the spread weigher would pick the
+    emptier hosts) and reads what the first wrote."""
+    name = f"pinned-{uuidlib.uuid4().hex[:8]}"
+    mount = [{"source": name, "destination": "/data"}]
+    first = create(cluster, {"host": cluster.host_of["h3"], "mounts": mount,
+                             "command": ["/bin/sh", "-c", "echo on-h3 > /data/f; sleep 300"]})
+    cluster.wait_status(first["uuid"], "Running", timeout=120)
+    cluster.http("DELETE", f"/v1/containers/{first['uuid']}", version=V, params={"stop": "true"})
+    cluster.wait_gone(first["uuid"], timeout=60)
+    for _ in range(3):
+        c = create(cluster, {"mounts": mount, "command": ["/bin/sh", "-c", "cat /data/f; sleep 300"]})
+        cluster.wait_status(c["uuid"], "Running", timeout=120)
+        assert host_of(cluster, c["uuid"]) == "h3"
+        deadline = time.monotonic() + 30
+        while "on-h3" not in cluster.http("GET", f"/v1/containers/{c['uuid']}/logs",
+                                          version=V).text:
+            assert time.monotonic() < deadline, "the volume's data is not there"
+            time.sleep(0.3)
+        cluster.http("DELETE", f"/v1/containers/{c['uuid']}", version=V, params={"stop": "true"})
+        cluster.wait_gone(c["uuid"], timeout=60)
+    r = cluster.http("DELETE", f"/v1/volumes/{name}", version=V)
+    assert r.status_code == 204, r.text
+
+
 # --------------------------------------------------------------------------- streams
 
 
