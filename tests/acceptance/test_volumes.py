@@ -11,7 +11,7 @@ Base64Exception 400, schema errors).
 
 from __future__ import annotations
 
-import base64
+import subprocess
 import time
 import uuid as uuidlib
 from pathlib import Path
@@ -210,6 +210,8 @@ def test_agent_killed_during_volume_creates_loses_and_leaks_nothing(zun_split):
     # Nothing mounted, nothing of the sized volumes left; the named one kept.
     root = local_dir(zun)
     assert not [p for p in mount_points() if p.startswith(str(root))]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(root) not in loops, loops
     left = sorted(p.name for p in root.iterdir())
     [kept] = [v for v in volumes if (root / f"{v}.img").exists()]
     assert left == [f"{kept}.img"], left

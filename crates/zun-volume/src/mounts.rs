@@ -45,8 +45,9 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Runs a host command to completion; its output is the error's text.
-pub(crate) async fn run(program: &str, args: &[&str]) -> Result<(), VolumeError> {
+/// Runs a host command to completion and answers what it printed; on
+/// failure its output is the error's text.
+pub(crate) async fn run(program: &str, args: &[&str]) -> Result<String, VolumeError> {
     let command = format!("{program} {}", args.join(" "));
     let output = Command::new(program)
         .args(args)
@@ -54,7 +55,7 @@ pub(crate) async fn run(program: &str, args: &[&str]) -> Result<(), VolumeError>
         .await
         .map_err(VolumeError::io(format!("running {command}")))?;
     if output.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
     let mut text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     if text.is_empty() {
@@ -64,6 +65,16 @@ pub(crate) async fn run(program: &str, args: &[&str]) -> Result<(), VolumeError>
         command,
         output: format!("{} ({})", text, output.status),
     })
+}
+
+/// The loop devices backed by `file`, from `losetup -j FILE`'s lines
+/// (`/dev/loop0: [64768]:1234 (/path/file)`).
+pub(crate) fn loop_devices(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| line.split_once(':').map(|(dev, _)| dev.trim().to_owned()))
+        .filter(|dev| dev.starts_with("/dev/"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -78,5 +89,13 @@ mod tests {
         assert_eq!(points, ["/", "/var/lib/zun/a b"]);
         assert_eq!(unescape("a\\134b\\011"), "a\\b\t");
         assert_eq!(unescape("trailing\\04"), "trailing\\04");
+    }
+
+    #[test]
+    fn loop_devices_are_read_from_losetup() {
+        let listing = "/dev/loop3: [64768]:1234 (/var/lib/zun/volumes/local/a.img)\n\
+                       /dev/loop7: [64768]:1234 (/var/lib/zun/volumes/local/a.img)\n";
+        assert_eq!(loop_devices(listing), ["/dev/loop3", "/dev/loop7"]);
+        assert!(loop_devices("").is_empty());
     }
 }
