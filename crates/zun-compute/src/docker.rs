@@ -35,8 +35,8 @@ use zun_types::image::ImageRef;
 
 use crate::exec::TailBuffer;
 use crate::runtime::{
-    Attachment, EngineState, HostFacts, HostMount, ImageInfo, LogOptions, Observed, PullError,
-    RegistryAuth, Runtime, RuntimeError, RuntimeEvent,
+    Attachment, EngineState, Hardening, HostFacts, HostMount, ImageInfo, LogOptions, Observed,
+    PullError, RegistryAuth, Runtime, RuntimeError, RuntimeEvent,
 };
 
 /// Prefix of every engine-side container name this service manages.
@@ -68,6 +68,7 @@ pub struct DockerRuntime {
     /// summary only shows them while a container runs, so `list` keeps what
     /// it learned from one inspect per container here.
     ports: Mutex<HashMap<String, Vec<u16>>>,
+    hardening: Hardening,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -97,7 +98,14 @@ impl DockerRuntime {
             docker,
             host: host.to_owned(),
             ports: Mutex::new(HashMap::new()),
+            hardening: Hardening::default(),
         })
+    }
+
+    /// Creates containers with `hardening` instead of the defaults.
+    pub fn with_hardening(mut self, hardening: Hardening) -> Self {
+        self.hardening = hardening;
+        self
     }
 
     /// Loads the images of a `docker save` tarball into the engine (for
@@ -306,7 +314,14 @@ impl Runtime for DockerRuntime {
         mounts: &[HostMount],
     ) -> Result<String, RuntimeError> {
         let name = container.engine_name();
-        let body = create_body(container, image, &self.host, network, mounts)?;
+        let body = create_body(
+            container,
+            image,
+            &self.host,
+            network,
+            mounts,
+            &self.hardening,
+        )?;
         let ports = exposed_port_numbers(body.exposed_ports.as_ref());
         // Creating first and resolving a name conflict by inspecting keeps the
         // common path to one request; the conflict means an earlier attempt
@@ -942,6 +957,7 @@ pub(crate) fn create_body(
     host: &str,
     network: Option<&Attachment>,
     mounts: &[HostMount],
+    hardening: &Hardening,
 ) -> Result<ContainerCreateBody, RuntimeError> {
     let mut labels: HashMap<String, String> = c
         .labels
@@ -960,6 +976,10 @@ pub(crate) fn create_body(
     let mut host_config = HostConfig {
         privileged: Some(c.privileged),
         auto_remove: Some(c.auto_remove),
+        pids_limit: hardening.pids_limit,
+        security_opt: hardening
+            .no_new_privileges
+            .then(|| vec!["no-new-privileges:true".to_owned()]),
         ..Default::default()
     };
     let runtime = c.runtime.as_deref().filter(|r| !r.is_empty());

@@ -487,7 +487,14 @@ impl Runtime for FakeRuntime {
     ) -> Result<String, RuntimeError> {
         self.enter().await?;
         // The Docker driver's own mapping, for its validation and its ports.
-        let body = create_body(container, image, "", network, mounts)?;
+        let body = create_body(
+            container,
+            image,
+            "",
+            network,
+            mounts,
+            &crate::runtime::Hardening::default(),
+        )?;
         let memory_bytes = body.host_config.as_ref().and_then(|h| h.memory);
         if memory_bytes.is_some_and(|m| m < MIN_MEMORY_BYTES) {
             return Err(RuntimeError::Rejected(

@@ -31,6 +31,33 @@ pub enum RuntimeError {
     Unavailable(String),
 }
 
+/// What every container of a host gets, whatever its record says: the
+/// operator's defence against tenants' code (DESIGN decision 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hardening {
+    /// The most processes and threads a container may have at once, so a
+    /// fork bomb stops inside it; `None`: the engine's default (none).
+    pub pids_limit: Option<i64>,
+    /// `no-new-privileges`: no process in the container gains privileges
+    /// through setuid binaries or file capabilities.
+    pub no_new_privileges: bool,
+}
+
+impl Hardening {
+    /// A bound well above what real workloads use (threads count too: a
+    /// JVM runs hundreds), far below what would starve the host.
+    pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Self {
+            pids_limit: Some(Self::DEFAULT_PIDS_LIMIT),
+            no_new_privileges: true,
+        }
+    }
+}
+
 /// What the engine holds for one managed container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {

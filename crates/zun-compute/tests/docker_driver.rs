@@ -138,6 +138,14 @@ async fn create_maps_every_field_onto_the_engine() {
     assert_eq!(policy.maximum_retry_count, Some(3));
     assert_eq!(hc.auto_remove, Some(false));
     assert_eq!(hc.privileged, Some(true));
+    // The host's hardening, whatever the record says.
+    assert_eq!(hc.pids_limit, Some(4096));
+    // (the engine adds `label=disable` to a privileged container's)
+    let security = hc.security_opt.unwrap_or_default();
+    assert!(
+        security.contains(&"no-new-privileges:true".to_owned()),
+        "{security:?}"
+    );
     assert_eq!(hc.runtime.as_deref(), Some("runc"));
 
     let observed = rt.inspect(&name).await.expect("inspect").expect("exists");

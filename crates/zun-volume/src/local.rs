@@ -194,6 +194,12 @@ impl VolumeDriver for LocalDriver {
             {
                 tracing::debug!(%uuid, "mounting an existing local volume");
             } else {
+                if !volume.new {
+                    // Made for an earlier container whose create failed
+                    // before its mounts (a failed pull), or removed behind
+                    // the service's back: either way it holds nothing now.
+                    tracing::warn!(%uuid, "an existing volume has no data on this host; making it empty");
+                }
                 self.make(uuid, volume.size_gib).await?;
             }
             let dev = self.loop_device(uuid).await?;

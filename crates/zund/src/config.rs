@@ -166,6 +166,22 @@ pub struct ComputeSection {
     /// when `listen` is not what the API can reach (a wildcard address,
     /// NAT); by default `http://<the bound listen address>`.
     pub advertise_url: Option<String>,
+    /// The most processes and threads one container may have (a fork bomb
+    /// stops inside it); 0: no limit.
+    pub pids_limit: i64,
+    /// Containers run with `no-new-privileges` (setuid binaries and file
+    /// capabilities grant nothing).
+    pub no_new_privileges: bool,
+}
+
+impl ComputeSection {
+    /// What every container of this host gets.
+    pub fn hardening(&self) -> zun_compute::runtime::Hardening {
+        zun_compute::runtime::Hardening {
+            pids_limit: (self.pids_limit > 0).then_some(self.pids_limit),
+            no_new_privileges: self.no_new_privileges,
+        }
+    }
 }
 
 impl Default for ComputeSection {
@@ -181,6 +197,8 @@ impl Default for ComputeSection {
             disk_gib: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_url: None,
+            pids_limit: zun_compute::runtime::Hardening::DEFAULT_PIDS_LIMIT,
+            no_new_privileges: true,
         }
     }
 }

@@ -237,7 +237,8 @@ async fn connect_docker(config: &Config, host: &str) -> anyhow::Result<Arc<Docke
     let socket = &config.compute.docker_socket;
     let runtime = DockerRuntime::connect(socket, host)
         .await
-        .with_context(|| format!("connecting to the Docker engine at {socket}"))?;
+        .with_context(|| format!("connecting to the Docker engine at {socket}"))?
+        .with_hardening(config.compute.hardening());
     Ok(Arc::new(runtime))
 }
 
