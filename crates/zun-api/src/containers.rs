@@ -328,40 +328,69 @@ async fn create(
         }
         _ => None,
     };
-    let mounts =
-        crate::volumes::resolve(state.store.as_ref(), &ctx, std::mem::take(&mut req.mounts))
-            .await?;
+    // Cinder is asked with the caller's own token, in the caller's project.
+    let cinder = state
+        .cinder
+        .as_ref()
+        .map(|cinder| crate::volumes::CinderCaller {
+            cinder,
+            scope: zun_volume::cinder::Scope {
+                token: headers
+                    .get("x-auth-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                project_id: ctx.identity.project_id.clone(),
+            },
+        });
+    let mounts = crate::volumes::resolve(
+        state.store.as_ref(),
+        &ctx,
+        cinder.as_ref(),
+        std::mem::take(&mut req.mounts),
+    )
+    .await?;
+    let made = mounts.mounts.clone();
     let mut container = build_container(req, &ctx, run);
     container.mounts = mounts.mounts;
     container.registry_id = registry_id;
     container.nets = nets;
     container.security_groups = groups;
-    let exposed_group = crate::security_groups::exposed_group(&state, &container).await?;
-    if let Some(group) = &exposed_group {
-        container.security_groups = Some(vec![group.clone()]);
-    }
-    let action = new_action(&ctx, &container, "create", json!({ "run": run }));
-    let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
-    let placed = crate::placement::place_and_insert(
-        state.store.as_ref(),
-        &state.scheduler,
-        &state.host_cache,
-        &mut container,
-        crate::placement::Pins {
-            requested_host: requested_host.as_deref(),
-            volume_host: mounts.host.as_deref(),
-        },
-        action,
-        &limits,
-    )
-    .await;
-    if let Err(err) = placed {
-        // Nothing names the exposed ports' group now.
+    let placed = async {
+        let exposed_group = crate::security_groups::exposed_group(&state, &container).await?;
         if let Some(group) = &exposed_group {
-            state.store.delete_security_group(group).await?;
+            container.security_groups = Some(vec![group.clone()]);
         }
-        return Err(err);
+        let action = new_action(&ctx, &container, "create", json!({ "run": run }));
+        let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
+        let placed = crate::placement::place_and_insert(
+            state.store.as_ref(),
+            &state.scheduler,
+            &state.host_cache,
+            &mut container,
+            crate::placement::Pins {
+                requested_host: requested_host.as_deref(),
+                volume_host: mounts.host.as_deref(),
+            },
+            action,
+            &limits,
+        )
+        .await;
+        if let Err(err) = placed {
+            // Nothing names the exposed ports' group now.
+            if let Some(group) = &exposed_group {
+                state.store.delete_security_group(group).await?;
+            }
+            return Err(err);
+        }
+        Ok(())
     }
+    .await;
+    // A Cinder volume made for a container that will never run goes now.
+    if placed.is_err() || container.host.is_none() {
+        crate::volumes::discard_made(cinder.as_ref(), &made).await;
+    }
+    placed?;
     tracing::info!(uuid = %container.uuid, name = %container.name, host = ?container.host, run, "container create accepted");
     Ok(created(
         StatusCode::ACCEPTED,

@@ -150,6 +150,9 @@ pub struct ApiState {
     /// and `subnet_prefix`, as the agents have them); None when
     /// containers get no network.
     pub network_pool: Option<(zun_types::network::Ipv4Net, u8)>,
+    /// The block-storage API, when volumes are Cinder's (`[volume] driver
+    /// = "cinder"`); else volumes are the hosts' own (local).
+    pub cinder: Option<zun_volume::cinder::Cinder>,
 }
 
 /// The whole HTTP application, including path normalisation (trailing

@@ -24,8 +24,10 @@ use zun_types::volume::VolumeRecord;
 use zun_store::Store;
 use zun_types::ApiError;
 use zun_types::volume::{
-    DEFAULT_NAMED_VOLUME_GIB, Mount, MountRequest, VolumeRef, volume_in_use, volume_not_found,
+    CINDER_DRIVER, DEFAULT_NAMED_VOLUME_GIB, LOCAL_DRIVER, Mount, MountRequest, VolumeRef,
+    volume_in_use, volume_not_found,
 };
+use zun_volume::cinder::{Cinder, CinderError, Scope};
 
 use crate::ApiState;
 use crate::context::Ctx;
@@ -42,12 +44,178 @@ pub(crate) struct ResolvedMounts {
     pub host: Option<String>,
 }
 
+/// The caller's way to Cinder, when volumes are Cinder's: the API looks
+/// volumes up and makes them with the caller's own token, in the caller's
+/// project, as upstream does.
+pub(crate) struct CinderCaller<'a> {
+    pub cinder: &'a Cinder,
+    pub scope: Scope,
+}
+
+fn cinder_failed(err: CinderError) -> Error {
+    match err {
+        CinderError::Refused { status, message } if status < 500 => Error(ApiError::invalid(
+            format!("Volume Creation failed: {message}"),
+        )),
+        other => Error(ApiError::service_unavailable(other.to_string())),
+    }
+}
+
+/// A `source` mount's Cinder volume, by uuid or name, in the caller's
+/// project and usable (upstream's `search_volume` and `ensure_volume_usable`).
+async fn cinder_volume(
+    store: &dyn Store,
+    caller: &CinderCaller<'_>,
+    ctx: &Ctx,
+    source: &str,
+) -> Result<VolumeRef> {
+    let found = if crate::containers::looks_like_uuid(source) {
+        caller
+            .cinder
+            .volume(&caller.scope, source)
+            .await
+            .map_err(cinder_failed)?
+    } else {
+        let mut named = caller
+            .cinder
+            .volumes_named(&caller.scope, source)
+            .await
+            .map_err(cinder_failed)?;
+        if named.len() > 1 {
+            return Err(Error(ApiError::conflict(
+                "Multiple cinder volumes exist with same name. Please use the uuid instead.",
+            )));
+        }
+        named.pop()
+    };
+    let Some(volume) = found else {
+        return Err(Error(volume_not_found(source)));
+    };
+    if volume
+        .tenant_id
+        .as_ref()
+        .is_some_and(|t| t != &ctx.identity.project_id)
+    {
+        return Err(Error(ApiError::invalid(format!(
+            "Volume {} not usable for the container.",
+            volume.id
+        ))));
+    }
+    if !volume.attachments.is_empty() && !volume.multiattach {
+        return Err(Error(volume_in_use(&volume.id)));
+    }
+    Ok(match store.get_volume(&volume.id).await? {
+        Some(known) if known.container_uuid.is_some() => {
+            return Err(Error(volume_in_use(&volume.id)));
+        }
+        Some(known) => known.reference(),
+        None => VolumeRef {
+            uuid: volume.id,
+            name: volume.name.filter(|n| !n.is_empty()),
+            size_gib: volume.size,
+            auto_remove: false,
+            new: true,
+            driver: CINDER_DRIVER.into(),
+        },
+    })
+}
+
+/// Deletes the Cinder volumes a failed or unplaced create made (best
+/// effort: upstream left them behind).
+pub(crate) async fn discard_made(caller: Option<&CinderCaller<'_>>, mounts: &[Mount]) {
+    let Some(caller) = caller else {
+        return;
+    };
+    for mount in mounts {
+        if let Mount::Volume { volume, .. } = mount
+            && volume.auto_remove
+            && volume.driver == CINDER_DRIVER
+            && let Err(err) = caller
+                .cinder
+                .delete_volume(&caller.scope, &volume.uuid)
+                .await
+        {
+            tracing::warn!(uuid = %volume.uuid, error = %err, "deleting a Cinder volume no container uses failed");
+        }
+    }
+}
+
+/// An existing local volume of the caller's project by uuid or name, or a
+/// new named one; records the host holding an existing one's data.
+async fn local_volume(
+    store: &dyn Store,
+    ctx: &Ctx,
+    source: &str,
+    hosts: &mut BTreeSet<String>,
+) -> Result<VolumeRef> {
+    let project_id = &ctx.identity.project_id;
+    let existing = if crate::containers::looks_like_uuid(source) {
+        match store.get_volume(source).await? {
+            Some(v) if &v.project_id == project_id => Some(v),
+            // Upstream's Cinder check of an admin's look at another
+            // project's volume.
+            Some(v) if ctx.is_admin() => {
+                return Err(Error(ApiError::invalid(format!(
+                    "Volume {} not usable for the container.",
+                    v.uuid
+                ))));
+            }
+            _ => return Err(Error(volume_not_found(source))),
+        }
+    } else {
+        store.find_volume(project_id, source).await?
+    };
+    Ok(match existing {
+        Some(v) => {
+            if v.container_uuid.is_some() {
+                return Err(Error(volume_in_use(&v.uuid)));
+            }
+            if let Some(host) = &v.host {
+                hosts.insert(host.clone());
+            }
+            v.reference()
+        }
+        None => VolumeRef {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            name: Some(source.to_owned()),
+            size_gib: DEFAULT_NAMED_VOLUME_GIB,
+            auto_remove: false,
+            new: true,
+            driver: LOCAL_DRIVER.into(),
+        },
+    })
+}
+
+/// A new volume of `size_gib`, removed with its container: made in Cinder
+/// now (in the caller's project), or by the host's agent.
+async fn new_volume(cinder: Option<&CinderCaller<'_>>, size_gib: i64) -> Result<VolumeRef> {
+    let (uuid, driver) = match cinder {
+        Some(caller) => {
+            let made = caller
+                .cinder
+                .create_volume(&caller.scope, size_gib)
+                .await
+                .map_err(cinder_failed)?;
+            (made.id, CINDER_DRIVER)
+        }
+        None => (uuid::Uuid::new_v4().to_string(), LOCAL_DRIVER),
+    };
+    Ok(VolumeRef {
+        uuid,
+        name: None,
+        size_gib,
+        auto_remove: true,
+        new: true,
+        driver: driver.into(),
+    })
+}
+
 pub(crate) async fn resolve(
     store: &dyn Store,
     ctx: &Ctx,
+    cinder: Option<&CinderCaller<'_>>,
     requests: Vec<MountRequest>,
 ) -> Result<ResolvedMounts> {
-    let project_id = &ctx.identity.project_id;
     let mut mounts = Vec::with_capacity(requests.len());
     let mut hosts = BTreeSet::new();
     let mut named = BTreeSet::new();
@@ -65,51 +233,15 @@ pub(crate) async fn resolve(
                 destination,
             } => Mount::Volume {
                 destination,
-                volume: VolumeRef {
-                    uuid: uuid::Uuid::new_v4().to_string(),
-                    name: None,
-                    size_gib,
-                    auto_remove: true,
-                    new: true,
-                },
+                volume: new_volume(cinder, size_gib).await?,
             },
             MountRequest::Volume {
                 source,
                 destination,
             } => {
-                let existing = if crate::containers::looks_like_uuid(&source) {
-                    match store.get_volume(&source).await? {
-                        Some(v) if &v.project_id == project_id => Some(v),
-                        // Upstream's Cinder check of an admin's look at
-                        // another project's volume.
-                        Some(v) if ctx.is_admin() => {
-                            return Err(Error(ApiError::invalid(format!(
-                                "Volume {} not usable for the container.",
-                                v.uuid
-                            ))));
-                        }
-                        _ => return Err(Error(volume_not_found(&source))),
-                    }
-                } else {
-                    store.find_volume(project_id, &source).await?
-                };
-                let volume = match existing {
-                    Some(v) => {
-                        if v.container_uuid.is_some() {
-                            return Err(Error(volume_in_use(&v.uuid)));
-                        }
-                        if let Some(host) = &v.host {
-                            hosts.insert(host.clone());
-                        }
-                        v.reference()
-                    }
-                    None => VolumeRef {
-                        uuid: uuid::Uuid::new_v4().to_string(),
-                        name: Some(source.clone()),
-                        size_gib: DEFAULT_NAMED_VOLUME_GIB,
-                        auto_remove: false,
-                        new: true,
-                    },
+                let volume = match cinder {
+                    Some(caller) => cinder_volume(store, caller, ctx, &source).await?,
+                    None => local_volume(store, ctx, &source, &mut hosts).await?,
                 };
                 if !named.insert(volume.uuid.clone())
                     || volume

@@ -1219,10 +1219,10 @@ pub(crate) fn insert_volume_sql() -> String {
 }
 
 /// Claims a free volume of the container's project for container `$1`, on
-/// the container's host `$4` (a volume with data on another host is not
-/// free for it).
-pub(crate) const CLAIM_VOLUME: &str = "UPDATE volumes SET container_uuid = $1, \
-     host = COALESCE(host, $4) WHERE uuid = $2 AND project_id = $3 \
+/// the container's host `$4` (a local volume with data on another host is
+/// not free for it; a Cinder volume has no host).
+pub(crate) const CLAIM_VOLUME: &str = "UPDATE volumes SET container_uuid = $1 \
+     WHERE uuid = $2 AND project_id = $3 \
      AND container_uuid IS NULL AND (host IS NULL OR host = $4)";
 
 pub(crate) const DELETE_CONTAINER_VOLUMES: &str =

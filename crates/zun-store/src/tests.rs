@@ -2249,6 +2249,7 @@ async fn volumes_serve_one_container_and_go_with_the_one_they_were_made_for(stor
         size_gib: 1,
         auto_remove: false,
         new: true,
+        driver: "local".into(),
     };
     let sized = VolumeRef {
         uuid: uuid::Uuid::new_v4().to_string(),
@@ -2256,6 +2257,7 @@ async fn volumes_serve_one_container_and_go_with_the_one_they_were_made_for(stor
         size_gib: 2,
         auto_remove: true,
         new: true,
+        driver: "local".into(),
     };
     let mut first = with_volume(1, "h1", named.clone());
     first.mounts.push(Mount::Volume {

@@ -82,7 +82,19 @@ pub struct VolumeRef {
     /// create's transaction instead of claiming an existing one.
     #[serde(default)]
     pub new: bool,
+    /// The driver holding its data (`local`, `cinder`).
+    #[serde(default = "local_driver")]
+    pub driver: String,
 }
+
+fn local_driver() -> String {
+    LOCAL_DRIVER.to_owned()
+}
+
+/// The embedded volume driver's name.
+pub const LOCAL_DRIVER: &str = "local";
+/// The Cinder volume driver's name.
+pub const CINDER_DRIVER: &str = "cinder";
 
 /// A volume as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,8 +123,13 @@ impl VolumeRecord {
             name: volume.name.clone(),
             project_id: container.project_id.clone(),
             user_id: container.user_id.clone(),
-            driver: "local".into(),
-            host: container.host.clone(),
+            driver: volume.driver.clone(),
+            // A Cinder volume's data is reachable from any host.
+            host: if volume.driver == LOCAL_DRIVER {
+                container.host.clone()
+            } else {
+                None
+            },
             size_gib: volume.size_gib,
             auto_remove: volume.auto_remove,
             container_uuid: Some(container.uuid.clone()),
@@ -128,6 +145,7 @@ impl VolumeRecord {
             size_gib: self.size_gib,
             auto_remove: self.auto_remove,
             new: false,
+            driver: self.driver.clone(),
         }
     }
 }
@@ -512,6 +530,7 @@ mod tests {
                     size_gib: 1,
                     auto_remove: false,
                     new: true,
+                    driver: LOCAL_DRIVER.into(),
                 },
             },
             Mount::Bind {

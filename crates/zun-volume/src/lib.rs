@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use zun_types::volume::VolumeRef;
 
+pub mod cinder;
 pub mod files;
 pub mod local;
 mod mounts;
@@ -59,7 +60,14 @@ pub trait VolumeDriver: Send + Sync + 'static {
     /// Removes the volume's data from this host.
     async fn destroy(&self, uuid: &str) -> Result<(), VolumeError>;
 
+    /// Lets go of a volume the store no longer has: by default its data
+    /// goes (a local volume's data is only ever Zun's); a driver whose
+    /// volumes live in another service only detaches it.
+    async fn forget(&self, uuid: &str) -> Result<(), VolumeError> {
+        self.destroy(uuid).await
+    }
+
     /// The uuids of the volumes with data on this host (for garbage
-    /// collection: the caller destroys those the store no longer has).
+    /// collection: the caller forgets those the store no longer has).
     async fn volumes_here(&self) -> Result<Vec<String>, VolumeError>;
 }

@@ -292,6 +292,7 @@ mod tests {
             size_gib,
             auto_remove: true,
             new: true,
+            driver: "local".into(),
         }
     }
 

@@ -219,9 +219,41 @@ pub enum NetworkDriverKind {
 #[serde(deny_unknown_fields, default)]
 pub struct VolumeSection {
     pub driver: VolumeDriverKind,
-    /// Where local volumes (`local/`) and injected files (`files/`) live;
-    /// by default `<data_dir>/volumes`.
+    /// Where local volumes (`local/`), attached Cinder volumes (`cinder/`)
+    /// and injected files (`files/`) live; by default `<data_dir>/volumes`.
     pub dir: Option<PathBuf>,
+    /// With `driver = "cinder"` (Keystone identity): the block-storage API
+    /// and, on compute hosts, how to attach its volumes.
+    pub cinder: Option<CinderSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CinderSection {
+    /// The block-storage endpoint without the project (`http://host:8776/v3`).
+    pub url: String,
+    /// Keystone v3, for the agent's own tokens (`http://host:5000/v3`).
+    pub auth_url: String,
+    /// A user that may attach and delete any project's volumes (admin in
+    /// Cinder), as Nova's compute service has.
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// A ceph.conf naming the monitors and the client's keyring.
+    pub ceph_conf: PathBuf,
+    /// The cephx user whose keyring that conf names.
+    #[serde(default = "default_ceph_id")]
+    pub ceph_id: String,
+}
+
+fn default_domain() -> String {
+    "Default".into()
+}
+
+fn default_ceph_id() -> String {
+    "cinder".into()
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -230,11 +262,24 @@ pub enum VolumeDriverKind {
     /// A size-bounded filesystem image per volume on this host.
     #[default]
     Local,
+    /// Cinder's volumes (RBD), in the caller's project.
+    Cinder,
     /// No volumes: creates with `mounts` fail on this host.
     None,
 }
 
 impl VolumeSection {
+    /// The `[volume.cinder]` settings when volumes are Cinder's.
+    pub fn cinder(&self) -> anyhow::Result<Option<&CinderSection>> {
+        match (self.driver, &self.cinder) {
+            (VolumeDriverKind::Cinder, Some(cinder)) => Ok(Some(cinder)),
+            (VolumeDriverKind::Cinder, None) => {
+                anyhow::bail!("[volume] driver = \"cinder\" needs a [volume.cinder] section")
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The directory of this host's volumes and files.
     pub fn dir(&self, data_dir: &Path) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| data_dir.join("volumes"))

@@ -394,16 +394,35 @@ async fn network_driver(
 }
 
 /// The host's volume driver and injected files, as `[volume]` says.
-fn volumes(config: &Config) -> Option<Volumes> {
+fn volumes(config: &Config, host: &str) -> anyhow::Result<Option<Volumes>> {
     if config.volume.driver == VolumeDriverKind::None {
         tracing::info!("[volume] driver = none: containers with mounts cannot run here");
-        return None;
+        return Ok(None);
     }
     let dir = config.volume.dir(&config.store.data_dir);
-    Some(Volumes {
-        driver: Arc::new(LocalDriver::new(dir.join("local"))),
+    let driver: Arc<dyn zun_volume::VolumeDriver> = match config.volume.cinder()? {
+        Some(c) => zun_volume::cinder::CinderDriver::new(
+            &c.url,
+            zun_volume::cinder::ServiceUser {
+                auth_url: c.auth_url.clone(),
+                username: c.username.clone(),
+                password: c.password.clone(),
+                project_name: c.project_name.clone(),
+                domain: c.domain.clone(),
+            },
+            zun_volume::cinder::CephClient {
+                conf: c.ceph_conf.clone(),
+                id: c.ceph_id.clone(),
+            },
+            dir.join("cinder"),
+            host,
+        ),
+        None => Arc::new(LocalDriver::new(dir.join("local"))),
+    };
+    Ok(Some(Volumes {
+        driver,
         files: InjectedFiles::new(dir.join("files")),
-    })
+    }))
 }
 
 fn agent_config(config: &Config, host: String, key: &SecretKey) -> AgentConfig {
@@ -448,6 +467,16 @@ fn api_state(
             .network
             .builtin("api")?
             .map(|n| (n.pool, n.subnet_prefix)),
+        cinder: match config.volume.cinder()? {
+            Some(c) if config.identity.mode == IdentityMode::Keystone => {
+                Some(zun_volume::cinder::Cinder::new(&c.url))
+            }
+            Some(_) => anyhow::bail!(
+                "[volume] driver = \"cinder\" needs [identity] mode = \"keystone\": \
+                 Cinder is asked with the caller's token"
+            ),
+            None => None,
+        },
     })
 }
 
@@ -507,7 +536,7 @@ async fn main() -> anyhow::Result<()> {
                 store.clone(),
                 runtime,
                 network,
-                volumes(&config),
+                volumes(&config, &host)?,
                 agent_config,
             );
             agent.report().await;
@@ -544,9 +573,15 @@ async fn main() -> anyhow::Result<()> {
                 Some(serve_agent_endpoint(&config, store.clone(), &host, local, &key).await?);
             let runtime: Arc<dyn Runtime> = docker;
             let network = network_driver(&config, &store, &host, &runtime).await?;
-            Agent::new(store, runtime, network, volumes(&config), agent_config)
-                .run()
-                .await;
+            Agent::new(
+                store,
+                runtime,
+                network,
+                volumes(&config, &host)?,
+                agent_config,
+            )
+            .run()
+            .await;
             Ok(())
         }
         Role::ImportImage { compute, file } => {

@@ -85,8 +85,8 @@ impl Agent {
         let mut removed = 0;
         for uuid in volumes.driver.volumes_here().await? {
             if self.store.get_volume(&uuid).await?.is_none() {
-                tracing::info!(%uuid, "removing the data of a volume the store no longer has");
-                volumes.driver.destroy(&uuid).await?;
+                tracing::info!(%uuid, "letting go of a volume the store no longer has");
+                volumes.driver.forget(&uuid).await?;
                 removed += 1;
             }
         }
