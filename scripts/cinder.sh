@@ -135,10 +135,17 @@ ensure_debs() {
     log "Debian packages installed in $(since "$t0")s"
 }
 
+# Pinned in the venv whatever the constraints: with --system-site-packages,
+# Debian's own pyOpenSSL (23.0) would be imported beside a newer
+# cryptography from PyPI, and fails ("module 'lib' has no attribute
+# 'GEN_EMAIL'") when eventlet loads it. These are 2026.1's versions.
+PY_PINS=("pyOpenSSL==24.2.1" "cryptography==43.0.3")
+
 venv_stamp() {
     local constraints_sha="none"
     [[ -f "$CONSTRAINTS" ]] && constraints_sha="$(sha256sum "$CONSTRAINTS" | cut -d' ' -f1)"
-    printf '%s | cinder==%s | system-site-packages | %s' "$("$PYTHON" --version 2>&1)" "$CINDER_VERSION" "$constraints_sha"
+    printf '%s | cinder==%s | %s | system-site-packages | %s' "$("$PYTHON" --version 2>&1)" \
+        "$CINDER_VERSION" "${PY_PINS[*]}" "$constraints_sha"
 }
 
 venv_ok() {
@@ -170,7 +177,7 @@ ensure_installed() {
     fi
     log "installing cinder==$CINDER_VERSION into $VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check "${pip_c[@]}" \
-        "cinder==$CINDER_VERSION" </dev/null >"$LOG_DIR/pip.log" 2>&1 \
+        "cinder==$CINDER_VERSION" "${PY_PINS[@]}" </dev/null >"$LOG_DIR/pip.log" 2>&1 \
         || { tail -n 30 "$LOG_DIR/pip.log" >&2; die "pip install failed (log: $LOG_DIR/pip.log)"; }
     printf '%s' "$stamp" >"$VENV/.cinder-stamp"
     venv_ok "$stamp" || die "install into $VENV did not give cinder $CINDER_VERSION with rados and rbd"
@@ -797,7 +804,37 @@ cinder_wait() {
     wait_for cinder-volume "$START_TIMEOUT" volume_ready \
         || { tail -n 30 "$CINDER_DIR/log/cinder-volume.log" >&2 2>/dev/null || true
              die "cinder-volume did not come up (logs: $CINDER_DIR/log)"; }
+    wait_for "a probe volume" "$START_TIMEOUT" probe_volume \
+        || { tail -n 30 "$CINDER_DIR/log/cinder-scheduler.log" >&2 2>/dev/null || true
+             die "a volume created after start never became available (logs: $CINDER_DIR/log)"; }
     log "cinder ready in $(since "$CINDER_T0")s"
+}
+
+cinder_send() { # METHOD PATH [BODY] (admin token, project-scoped URL)
+    curl -fsS --max-time 10 -X "$1" -H "X-Auth-Token: $ADMIN_TOKEN" \
+        -H 'Content-Type: application/json' -H 'OpenStack-API-Version: volume 3.0' \
+        ${3:+--data "$3"} "http://$HOST:$API_PORT/v3/$ADMIN_PROJECT_ID$2"
+}
+
+# A volume made and deleted end to end: heartbeats and pools can be fresh
+# while the scheduler's or the volume service's RPC consumer is not yet
+# listening, and a create cast then is lost for good (stuck `creating`). A
+# probe that sticks is force-deleted and the next one tried.
+probe_volume() {
+    local id status i
+    id="$(cinder_send POST /volumes '{"volume": {"size": 1, "name": "zun-readiness-probe"}}' \
+        | jq -r '.volume.id')" || return 1
+    for ((i = 0; i < 40; i++)); do
+        status="$(cinder_get "/volumes/$id" | jq -r '.volume.status')" || status=""
+        [[ "$status" == available || "$status" == error ]] && break
+        sleep 0.25
+    done
+    if [[ "$status" == available ]]; then
+        cinder_send DELETE "/volumes/$id" >/dev/null || true
+        return 0
+    fi
+    cinder_send POST "/volumes/$id/action" '{"os-force_delete": {}}' >/dev/null || true
+    return 1
 }
 
 # ------------------------------------------------------------------ commands

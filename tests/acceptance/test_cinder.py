@@ -65,11 +65,13 @@ def keystone(engine_cleanup, zund_port, log_dir):
 @pytest.fixture(scope="module")
 def cinder(keystone, log_dir):
     service = CinderService(keystone, log_dir / "cinder-script.log")
-    service.run("start")
-    service.url = service.run("url").splitlines()[-1]
     try:
+        service.run("start")
+        service.url = service.run("url").splitlines()[-1]
         yield service
     finally:
+        # Also after a failed start: what it started must not hold the
+        # monitors' and the broker's ports for the next run.
         service.run("stop", timeout=120)
 
 
@@ -213,3 +215,56 @@ def test_another_projects_cinder_volume_is_not_found(cinder, tokens, alt):
         assert r.status_code == 404, r.text
     finally:
         cinder_call(cinder, token, "DELETE", f"/volumes/{volume_id}")
+
+
+def test_zund_killed_during_cinder_creates_formats_nothing_twice_and_leaks_nothing(
+        cinder, tokens, demo, zc):
+    token = tokens["demo"]
+    # A volume filled with data first; its checksum must survive.
+    r = cinder_call(cinder, token, "POST", "/volumes", json={"volume": {"size": 1}})
+    filled = r.json()["volume"]["id"]
+    wait_volume(cinder, token, filled, "available")
+    try:
+        writer = demo.create({"name": unique("fill"), "command": [
+            "/bin/sh", "-c",
+            f"dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null; md5sum /data/blob; {SLEEP}"],
+            "mounts": [{"source": filled, "destination": "/data"}]}, run=True)
+        demo.wait_status(writer["uuid"], "Running", timeout=120)
+        checksum = wait_logs(demo, writer["uuid"], "/data/blob").split()[0]
+        delete(demo, writer["uuid"])
+        # Five volume-backed creates and one naming the filled volume; the
+        # whole process (API and agent) SIGKILLed while they run.
+        made = [demo.create({"name": unique("burst"), "command": ["/bin/sh", "-c", SLEEP],
+                             "mounts": [{"size": 1, "destination": "/data"}]}, run=True)
+                for _ in range(5)]
+        made.append(demo.create({"name": unique("reuse"), "command": [
+            "/bin/sh", "-c", f"md5sum /data/blob; {SLEEP}"],
+            "mounts": [{"source": filled, "destination": "/data"}]}, run=True))
+        time.sleep(1.0)
+        process = zc.processes[-1]
+        process.kill()
+        process.start()
+        zc.wait_ready()
+        for c in made:
+            demo.wait_status(c["uuid"], "Running", timeout=180)
+        assert checksum in wait_logs(demo, made[-1]["uuid"], "/data/blob")
+        sized = [demo.get(c["uuid"]).json()["mounts"][0]["volume_id"] for c in made[:-1]]
+        for c in made:
+            delete(demo, c["uuid"])
+        # Every volume made for a container is gone from Cinder; the filled
+        # one is free again; nothing of them is left on the host.
+        for volume_id in sized:
+            wait_volume(cinder, token, volume_id, None)
+        wait_volume(cinder, token, filled, "available")
+        base = str(zc.data_dir)
+        with open("/proc/self/mountinfo") as table:
+            left = [line.split(" ")[4] for line in table if f" {base}/" in line]
+        assert not left, left
+        # rbd-fuse exits by itself once its mount is gone.
+        deadline = time.monotonic() + 15
+        while (fuse := subprocess.run(["pgrep", "-a", "rbd-fuse"], capture_output=True,
+                                      text=True).stdout.strip()):
+            assert time.monotonic() < deadline, f"rbd-fuse left running: {fuse}"
+            time.sleep(0.3)
+    finally:
+        cinder_call(cinder, token, "DELETE", f"/volumes/{filled}")
