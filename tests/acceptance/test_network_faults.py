@@ -82,7 +82,10 @@ def test_agent_restart_keeps_addresses_and_leftovers_are_collected(zun_split):
     a, b = (zun.wait_status(v["uuid"], "Running") for v in (a, b))
     zun.restart_compute()
     zun.wait_host_registered()
-    deadline = time.monotonic() + 15
+    # Within the agent's first resyncs: in full CI runs on a loaded 2-core
+    # machine this took longer than 15 s in 2 of 5 runs (never alone); the
+    # cause is not found yet (issue 12's note), so the bound is 3 resyncs.
+    deadline = time.monotonic() + 30
     while reaches_http(a["uuid"], ip_of(b)) != "keep-b":
         assert time.monotonic() < deadline, "containers do not talk after the agent restart"
         time.sleep(0.5)
@@ -130,7 +133,8 @@ def test_a_network_gone_with_a_reboot_comes_back_on_start(zun_split):
     view = zun.wait_status(c["uuid"], "Running")
     assert view["addresses"] == c["addresses"]
     assert f" {ip_of(c)}/" in own_address(c["uuid"])
-    deadline = time.monotonic() + 10
+    # See the agent-restart test: the bound is 3 resyncs.
+    deadline = time.monotonic() + 30
     while reaches_http(peer["uuid"], ip_of(c)) != "boot":
         assert time.monotonic() < deadline, "the restarted container is not reachable"
         time.sleep(0.5)
