@@ -684,7 +684,9 @@ graceful_shutdown_timeout = 5
 debug = false
 
 [database]
-connection = sqlite:///$CINDER_DIR/state/cinder.sqlite
+# Writers wait for each other (up to 30 s) instead of failing at once with
+# "database is locked": cinder-api, -scheduler and -volume share this file.
+connection = sqlite:///$CINDER_DIR/state/cinder.sqlite?timeout=30
 
 [oslo_concurrency]
 lock_path = $CINDER_DIR/lock
