@@ -21,7 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 use zun_types::volume::VolumeRef;
 
-use crate::mounts::{is_mount_point, loop_devices, run};
+use crate::mounts::{data_dir, entry_names, is_mount_point, loop_devices, run};
 use crate::{VolumeDriver, VolumeError};
 
 /// The attachments API with the `mode` field.
@@ -617,16 +617,7 @@ impl VolumeDriver for CinderDriver {
                 )));
             }
         }
-        let data = point.join("data");
-        if !tokio::fs::try_exists(&data).await.unwrap_or(false) {
-            tokio::fs::create_dir(&data)
-                .await
-                .map_err(VolumeError::io(format!("creating {}", data.display())))?;
-            use std::os::unix::fs::PermissionsExt;
-            tokio::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o1777))
-                .await
-                .map_err(VolumeError::io(format!("opening up {}", data.display())))?;
-        }
+        let data = data_dir(&point).await?;
         if attachment.status != "attached" {
             self.cinder.complete(&scope, &attachment.id).await?;
         }
@@ -653,21 +644,7 @@ impl VolumeDriver for CinderDriver {
     }
 
     async fn volumes_here(&self) -> Result<Vec<String>, VolumeError> {
-        let mut entries = match tokio::fs::read_dir(&self.root).await {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(VolumeError::io("listing the volumes")(err)),
-        };
-        let mut here = Vec::new();
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(VolumeError::io("listing the volumes"))?
-        {
-            here.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        here.sort();
-        Ok(here)
+        entry_names(&self.root).await
     }
 }
 

@@ -71,21 +71,7 @@ impl InjectedFiles {
     /// The containers with files on this host (for garbage collection:
     /// the caller removes those the store no longer has).
     pub async fn containers_here(&self) -> Result<Vec<String>, VolumeError> {
-        let mut entries = match tokio::fs::read_dir(&self.root).await {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(VolumeError::io("listing injected files")(err)),
-        };
-        let mut here = Vec::new();
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(VolumeError::io("listing injected files"))?
-        {
-            here.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        here.sort();
-        Ok(here)
+        crate::mounts::entry_names(&self.root).await
     }
 }
 

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use zun_types::volume::VolumeRef;
 
-use crate::mounts::{is_mount_point, loop_devices, run};
+use crate::mounts::{data_dir, entry_names, is_mount_point, loop_devices, run};
 use crate::{VolumeDriver, VolumeError};
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -183,7 +183,6 @@ impl VolumeDriver for LocalDriver {
         let _busy = self.busy.lock().await;
         let uuid = volume.uuid.as_str();
         let point = self.mount_point(uuid);
-        let data = point.join("data");
         if !is_mount_point(&point).await? {
             tokio::fs::create_dir_all(&point)
                 .await
@@ -215,21 +214,7 @@ impl VolumeDriver for LocalDriver {
                 )));
             }
         }
-        if !tokio::fs::try_exists(&data)
-            .await
-            .map_err(VolumeError::io("looking for the volume's data directory"))?
-        {
-            tokio::fs::create_dir(&data)
-                .await
-                .map_err(VolumeError::io(format!("creating {}", data.display())))?;
-            // Writable by whatever user the image runs as, as Kubernetes'
-            // emptyDir is.
-            use std::os::unix::fs::PermissionsExt;
-            tokio::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o1777))
-                .await
-                .map_err(VolumeError::io(format!("opening up {}", data.display())))?;
-        }
-        Ok(data)
+        data_dir(&point).await
     }
 
     async fn detach(&self, uuid: &str) -> Result<(), VolumeError> {
@@ -255,25 +240,19 @@ impl VolumeDriver for LocalDriver {
     }
 
     async fn volumes_here(&self) -> Result<Vec<String>, VolumeError> {
-        let mut entries = match tokio::fs::read_dir(&self.root).await {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(VolumeError::io("listing the volumes")(err)),
-        };
-        let mut here = std::collections::BTreeSet::new();
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(VolumeError::io("listing the volumes"))?
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let uuid = name
-                .strip_suffix(".img.new")
-                .or_else(|| name.strip_suffix(".img"))
-                .unwrap_or(&name);
-            here.insert(uuid.to_owned());
-        }
-        Ok(here.into_iter().collect())
+        let mut here: Vec<String> = entry_names(&self.root)
+            .await?
+            .iter()
+            .map(|name| {
+                name.strip_suffix(".img.new")
+                    .or_else(|| name.strip_suffix(".img"))
+                    .unwrap_or(name)
+                    .to_owned()
+            })
+            .collect();
+        here.sort();
+        here.dedup();
+        Ok(here)
     }
 }
 

@@ -67,6 +67,46 @@ pub(crate) async fn run(program: &str, args: &[&str]) -> Result<String, VolumeEr
     })
 }
 
+/// The directory containers see inside a mounted volume at `point`
+/// (`data`, so ext4's lost+found stays out of view), made the first time
+/// writable by whatever user the image runs as, as Kubernetes' emptyDir is.
+pub(crate) async fn data_dir(point: &Path) -> Result<std::path::PathBuf, VolumeError> {
+    let data = point.join("data");
+    if !tokio::fs::try_exists(&data)
+        .await
+        .map_err(VolumeError::io("looking for the volume's data directory"))?
+    {
+        tokio::fs::create_dir(&data)
+            .await
+            .map_err(VolumeError::io(format!("creating {}", data.display())))?;
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o1777))
+            .await
+            .map_err(VolumeError::io(format!("opening up {}", data.display())))?;
+    }
+    Ok(data)
+}
+
+/// The names in directory `root`, sorted; none when it does not exist.
+pub(crate) async fn entry_names(root: &Path) -> Result<Vec<String>, VolumeError> {
+    let context = || format!("listing {}", root.display());
+    let mut entries = match tokio::fs::read_dir(root).await {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(VolumeError::io(context())(err)),
+    };
+    let mut names = Vec::new();
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(VolumeError::io(context()))?
+    {
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// The loop devices backed by `file`, from `losetup -j FILE`'s lines
 /// (`/dev/loop0: [64768]:1234 (/path/file)`).
 pub(crate) fn loop_devices(listing: &str) -> Vec<String> {
