@@ -1057,3 +1057,39 @@ def test_another_projects_volume_cannot_be_mounted(demo, alt, admin):
     finally:
         demo.http("DELETE", f"/v1/containers/{made['uuid']}", params={"stop": "true"})
         demo.wait_gone(made["uuid"])
+
+
+def test_another_projects_capsule_is_not_found(demo, alt, admin):
+    """Capsules are looked up within the caller's project (§6, §4): alt_demo
+    finds demo's capsule neither by uuid nor by name, nor in its list, and
+    cannot reach its containers; an admin sees it across projects."""
+    name = unique("pod")
+    r = demo.http("POST", "/v1/capsules", json={"template": {
+        "kind": "capsule", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "main", "image": IMAGE,
+                                 "command": ["sh", "-c", "exec sleep 300"]}]}}})
+    assert r.status_code == 202, describe(r)
+    capsule = r.json()
+    [main] = capsule["containers"]
+    try:
+        for ident in (capsule["uuid"], name):
+            assert_error(alt.http("GET", f"/v1/capsules/{ident}"), 404, "container-not-found")
+            assert_error(alt.http("DELETE", f"/v1/capsules/{ident}"), 404,
+                         "container-not-found")
+        listed = alt.http("GET", "/v1/capsules", params={"all_projects": "true"}).json()
+        assert capsule["uuid"] not in {c["uuid"] for c in listed["capsules"]}
+        assert_error(alt.http("GET", f"/v1/containers/{main['uuid']}"), 404,
+                     "container-not-found")
+        assert_error(alt.http("GET", f"/v1/containers/{main['uuid']}/logs"), 404,
+                     "container-not-found")
+        seen = admin.http("GET", "/v1/capsules", params={"all_projects": "true"}).json()
+        assert capsule["uuid"] in {c["uuid"] for c in seen["capsules"]}
+        assert "host" in admin.http("GET", f"/v1/capsules/{capsule['uuid']}").json()
+        assert "host" not in demo.http("GET", f"/v1/capsules/{capsule['uuid']}").json()
+    finally:
+        r = demo.http("DELETE", f"/v1/capsules/{capsule['uuid']}")
+        assert r.status_code == 204, describe(r)
+        deadline = time.monotonic() + 60
+        while demo.http("GET", f"/v1/capsules/{capsule['uuid']}").status_code != 404:
+            assert time.monotonic() < deadline, "capsule not deleted"
+            time.sleep(0.3)

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use chrono::{NaiveDateTime, Utc};
 use serde_json::{Value, json};
 use zun_store::{ListQuery, NewAction, Store};
-use zun_types::container::DesiredState;
+use zun_types::container::{DesiredState, RecordKind};
 use zun_types::host::LogOptions;
 use zun_types::microversion::Version;
 use zun_types::network::{DEFAULT_NETWORK_NAME, RequestedNetwork};
@@ -48,13 +48,13 @@ pub fn routes() -> Router<Arc<ApiState>> {
 }
 
 /// Upstream's target for checks on one container: its owner.
-fn target(c: &Container) -> Value {
+pub(crate) fn target(c: &Container) -> Value {
     json!({"project_id": c.project_id, "user_id": c.user_id})
 }
 
 /// The admin-only view fields the caller may see on `c`
 /// (`container:get_one:<field>`).
-fn shown_fields(ctx: &Ctx, c: &Container) -> Vec<&'static str> {
+pub(crate) fn shown_fields(ctx: &Ctx, c: &Container) -> Vec<&'static str> {
     let target = target(c);
     view::ADMIN_FIELDS
         .iter()
@@ -95,8 +95,19 @@ pub(crate) fn looks_like_uuid(ident: &str) -> bool {
 }
 
 /// Upstream's `get_resource`: a uuid or a name, scoped to the caller's
-/// project unless the caller is an admin.
+/// project unless the caller is an admin. The container API reaches
+/// containers and the members of capsules, not capsules themselves.
 async fn find(store: &dyn Store, ctx: &Ctx, ident: &str) -> Result<Container> {
+    find_record(store, ctx, ident, |kind| kind != RecordKind::Capsule).await
+}
+
+/// [`find`] among the rows whose kind `wanted` accepts.
+pub(crate) async fn find_record(
+    store: &dyn Store,
+    ctx: &Ctx,
+    ident: &str,
+    wanted: impl Fn(RecordKind) -> bool,
+) -> Result<Container> {
     let project = if ctx.is_admin() {
         None
     } else {
@@ -105,17 +116,35 @@ async fn find(store: &dyn Store, ctx: &Ctx, ident: &str) -> Result<Container> {
     if looks_like_uuid(ident) {
         let found = store.get_container(ident).await?;
         return match found {
-            Some(c) if project.is_none_or(|p| c.project_id == p) => Ok(c),
+            Some(c) if project.is_none_or(|p| c.project_id == p) && wanted(c.kind) => Ok(c),
             _ => Err(Error(ApiError::container_not_found(ident))),
         };
     }
     let mut matches = store.find_containers_by_name(ident, project).await?;
+    matches.retain(|c| wanted(c.kind));
     match matches.len() {
         0 => Err(Error(ApiError::container_not_found(ident))),
         1 => Ok(matches.remove(0)),
         _ => Err(Error(ApiError::conflict(
             "Multiple containers exist with same name. Please use the container uuid instead.",
         ))),
+    }
+}
+
+/// A capsule's member lives and changes only with its capsule: the actions
+/// that would change its life (or its network) are refused; reading it,
+/// its logs, exec and the other streams work.
+fn refuse_member(container: &Container, action: &str) -> Result<()> {
+    match &container.capsule {
+        Some(member) => Err(Error(ApiError::new(
+            409,
+            "invalid-state-exception",
+            format!(
+                "Cannot {action} container {}: it belongs to capsule {}; act on the capsule instead.",
+                container.uuid, member.capsule_uuid
+            ),
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -146,7 +175,7 @@ const GREEK: &[&str] = &[
 ];
 
 /// Upstream's default name, `<greek>-<1..24>-container`.
-fn generated_name() -> String {
+pub(crate) fn generated_name() -> String {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     let letter = GREEK[usize::from(bytes[0]) % GREEK.len()];
     let number = usize::from(bytes[1]) % 24 + 1;
@@ -276,6 +305,9 @@ fn build_container(req: CreateRequest, ctx: &Ctx, run: bool) -> Container {
         addresses: None,
         created_at: Utc::now(),
         updated_at: None,
+        kind: RecordKind::Container,
+        capsule: None,
+        annotations: Default::default(),
     }
 }
 
@@ -329,20 +361,7 @@ async fn create(
         _ => None,
     };
     // Cinder is asked with the caller's own token, in the caller's project.
-    let cinder = state
-        .cinder
-        .as_ref()
-        .map(|cinder| crate::volumes::CinderCaller {
-            cinder,
-            scope: zun_volume::cinder::Scope {
-                token: headers
-                    .get("x-auth-token")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned(),
-                project_id: ctx.identity.project_id.clone(),
-            },
-        });
+    let cinder = crate::volumes::CinderCaller::of(&state, &ctx, &headers);
     let mounts = crate::volumes::resolve(
         state.store.as_ref(),
         &ctx,
@@ -364,10 +383,9 @@ async fn create(
         let action = new_action(&ctx, &container, "create", json!({ "run": run }));
         let limits = crate::quotas::project_limits(&state, &container.project_id).await?;
         let placed = crate::placement::place_and_insert(
-            state.store.as_ref(),
-            &state.scheduler,
-            &state.host_cache,
+            &state,
             &mut container,
+            &mut [],
             crate::placement::Pins {
                 requested_host: requested_host.as_deref(),
                 volume_host: mounts.host.as_deref(),
@@ -441,6 +459,7 @@ async fn list(State(state): Shared, ctx: Ctx, RawQuery(query): RawQuery) -> Resu
         marker: page.marker.clone(),
         sort_key: page.sort_key.clone(),
         sort_dir: page.sort_dir,
+        kind: RecordKind::Container,
     };
     let rows = state.store.list_containers(&query).await?;
     let next = params::next_link(
@@ -484,6 +503,7 @@ async fn update(
     let req = validation::update_request(&value)?;
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
     ctx.authorize("container:update", &target(&container))?;
+    refuse_member(&container, "update")?;
     let updated = apply_update(&state, &ctx, &container, req, Action::Update).await?;
     Ok(Json(view_one(&ctx, &updated)).into_response())
 }
@@ -567,6 +587,7 @@ async fn delete(
     let container = find(state.store.as_ref(), &ctx, &ident).await?;
     let owner = target(&container);
     ctx.authorize("container:delete", &owner)?;
+    refuse_member(&container, "delete")?;
     let check = if stop {
         if container.status == ContainerStatus::Running {
             ctx.authorize("container:stop", &owner)?;
@@ -676,6 +697,9 @@ async fn action(
     }
     if let Some(response) = streams::handle(&state, &ctx, &action, &container, &params).await {
         return response;
+    }
+    if !matches!(action.as_str(), "network_list" | "logs") {
+        refuse_member(&container, &action)?;
     }
     let store = state.store.as_ref();
     // Asynchronous actions: the state check, the task state (and desired

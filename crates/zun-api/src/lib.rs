@@ -2,6 +2,7 @@
 //! state plus an action record to the store, then answers; compute agents do
 //! the work. It never talks to a container engine itself.
 
+mod capsules;
 mod containers;
 mod context;
 mod error;
@@ -159,6 +160,7 @@ pub struct ApiState {
 /// slashes, the unversioned alias of `/v1`).
 pub fn app(state: Arc<ApiState>) -> Router {
     let v1 = containers::routes()
+        .merge(capsules::routes())
         .merge(quotas::routes())
         .merge(registries::routes())
         .merge(images::routes())

@@ -171,17 +171,21 @@ async fn request_of(store: &dyn Store, c: &Container, pins: Pins<'_>) -> Result<
     Ok(request)
 }
 
-/// Places `container` (on the host `pins` name, if any) and records it with `action`, its quota checked in the same transaction. On return the container's `host` (and status, when
-/// no host could take it) are what was stored.
+/// Places `container` (on the host `pins` name, if any) and records it
+/// with `action`, its quota checked in the same transaction; a capsule's
+/// `members` go with it, to the same host. On return the records' `host`
+/// (and status, when no host could take them) are what was stored.
 pub(crate) async fn place_and_insert(
-    store: &dyn Store,
-    settings: &SchedulerSettings,
-    cache: &HostCache,
+    state: &crate::ApiState,
     container: &mut Container,
+    members: &mut [Container],
     pins: Pins<'_>,
     mut action: NewAction,
     limits: &QuotaLimits,
 ) -> Result<ActionRecord, Error> {
+    let store = state.store.as_ref();
+    let settings = &state.scheduler;
+    let cache = &state.host_cache;
     let request = request_of(store, container, pins).await?;
     let policy = &settings.policy;
     let check = |host: &HostState| fits(host, &request, policy).map_err(|r| r.to_string());
@@ -193,9 +197,18 @@ pub(crate) async fn place_and_insert(
         Ok(ranked) => {
             for host in ranked.into_iter().take(MAX_CLAIM_ATTEMPTS) {
                 container.host = Some(host.clone());
+                for member in members.iter_mut() {
+                    member.host = Some(host.clone());
+                }
                 action.host = Some(host.clone());
                 match store
-                    .insert_placed_container(container, &action, Some(limits), Some(&placement))
+                    .insert_placed_group(
+                        container,
+                        members,
+                        &action,
+                        Some(limits),
+                        Some(&placement),
+                    )
                     .await
                 {
                     Ok(record) => {
@@ -216,23 +229,26 @@ pub(crate) async fn place_and_insert(
             tracing::info!(uuid = %container.uuid, reason = %no_host, "no valid host");
         }
     }
-    insert_unplaced(store, container, action, limits).await
+    insert_unplaced(store, container, members, action, limits).await
 }
 
-/// Records a container no host could take: `Error`, upstream's reason, and
-/// its create action finished as failed.
+/// Records a container (or capsule) no host could take: `Error`,
+/// upstream's reason, and its create action finished as failed.
 async fn insert_unplaced(
     store: &dyn Store,
     container: &mut Container,
+    members: &mut [Container],
     mut action: NewAction,
     limits: &QuotaLimits,
 ) -> Result<ActionRecord, Error> {
-    container.host = None;
-    container.status = ContainerStatus::Error;
-    container.status_reason = Some(zun_scheduler::STATUS_REASON.to_owned());
+    for record in std::iter::once(&mut *container).chain(members.iter_mut()) {
+        record.host = None;
+        record.status = ContainerStatus::Error;
+        record.status_reason = Some(zun_scheduler::STATUS_REASON.to_owned());
+    }
     action.host = None;
     let record = store
-        .insert_container(container, &action, Some(limits))
+        .insert_placed_group(container, members, &action, Some(limits), None)
         .await?;
     store.finish_action(record.id, Some("Error")).await?;
     Ok(record)

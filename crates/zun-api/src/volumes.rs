@@ -52,6 +52,27 @@ pub(crate) struct CinderCaller<'a> {
     pub scope: Scope,
 }
 
+impl<'a> CinderCaller<'a> {
+    /// The caller of this request, when volumes are Cinder's.
+    pub(crate) fn of(
+        state: &'a ApiState,
+        ctx: &Ctx,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<Self> {
+        state.cinder.as_ref().map(|cinder| CinderCaller {
+            cinder,
+            scope: Scope {
+                token: headers
+                    .get("x-auth-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                project_id: ctx.identity.project_id.clone(),
+            },
+        })
+    }
+}
+
 fn cinder_failed(err: CinderError) -> Error {
     match err {
         CinderError::Refused { status, message } if status < 500 => Error(ApiError::invalid(
@@ -128,7 +149,7 @@ pub(crate) async fn discard_made(caller: Option<&CinderCaller<'_>>, mounts: &[Mo
     };
     for mount in mounts {
         if let Mount::Volume { volume, .. } = mount
-            && volume.auto_remove
+            && volume.new
             && volume.driver == CINDER_DRIVER
             && let Err(err) = caller
                 .cinder
@@ -234,6 +255,7 @@ pub(crate) async fn resolve(
             } => Mount::Volume {
                 destination,
                 volume: new_volume(cinder, size_gib).await?,
+                read_only: false,
             },
             MountRequest::Volume {
                 source,
@@ -256,6 +278,7 @@ pub(crate) async fn resolve(
                 Mount::Volume {
                     destination,
                     volume,
+                    read_only: false,
                 }
             }
         };

@@ -35,8 +35,8 @@ use zun_types::image::ImageRef;
 
 use crate::exec::TailBuffer;
 use crate::runtime::{
-    Attachment, EngineState, Hardening, HostFacts, HostMount, ImageInfo, LogOptions, Observed,
-    PullError, RegistryAuth, Runtime, RuntimeError, RuntimeEvent,
+    EngineState, Hardening, HostFacts, HostMount, ImageInfo, LogOptions, Observed, PullError,
+    RegistryAuth, Runtime, RuntimeError, RuntimeEvent, Sandbox,
 };
 
 /// Prefix of every engine-side container name this service manages.
@@ -310,7 +310,7 @@ impl Runtime for DockerRuntime {
         &self,
         container: &Container,
         image: &str,
-        network: Option<&Attachment>,
+        sandbox: Sandbox<'_>,
         mounts: &[HostMount],
     ) -> Result<String, RuntimeError> {
         let name = container.engine_name();
@@ -318,7 +318,7 @@ impl Runtime for DockerRuntime {
             container,
             image,
             &self.host,
-            network,
+            sandbox,
             mounts,
             &self.hardening,
         )?;
@@ -344,15 +344,13 @@ impl Runtime for DockerRuntime {
             Err(e) => return Err(map_err(e)),
         };
         self.remember_ports(&id, &ports);
-        if let Some(network) = network {
-            link_netns(&id, &network.netns)?;
-        }
+        link_sandbox(&id, sandbox)?;
         Ok(id)
     }
 
-    async fn join_network(&self, name: &str, network: &Attachment) -> Result<(), RuntimeError> {
+    async fn join_sandbox(&self, name: &str, sandbox: Sandbox<'_>) -> Result<(), RuntimeError> {
         match self.inspect_raw(name).await?.and_then(|info| info.id) {
-            Some(id) => link_netns(&id, &network.netns),
+            Some(id) => link_sandbox(&id, sandbox),
             None => Err(RuntimeError::NotFound(format!("No such container: {name}"))),
         }
     }
@@ -430,7 +428,7 @@ impl Runtime for DockerRuntime {
             other => other.map_err(map_err)?,
         }
         if let Some(id) = engine_id {
-            unlink_netns(&id);
+            unlink_namespaces(&id);
         }
         Ok(())
     }
@@ -955,10 +953,11 @@ pub(crate) fn create_body(
     c: &Container,
     image: &str,
     host: &str,
-    network: Option<&Attachment>,
+    sandbox: Sandbox<'_>,
     mounts: &[HostMount],
     hardening: &Hardening,
 ) -> Result<ContainerCreateBody, RuntimeError> {
+    let network = sandbox.network;
     let mut labels: HashMap<String, String> = c
         .labels
         .iter()
@@ -983,11 +982,20 @@ pub(crate) fn create_body(
         ..Default::default()
     };
     let runtime = c.runtime.as_deref().filter(|r| !r.is_empty());
-    if let Some(network) = network {
+    if network.is_some() || sandbox.ipc.is_some() {
         host_config.runtime = Some(format!(
             "{NETNS_RUNTIME_PREFIX}{}",
             runtime.unwrap_or(DEFAULT_OCI_RUNTIME)
         ));
+    } else if let Some(runtime) = runtime {
+        host_config.runtime = Some(runtime.to_owned());
+    }
+    if sandbox.ipc.is_some() {
+        // An IPC namespace of its own, whose path the wrapper replaces with
+        // the capsule's.
+        host_config.ipc_mode = Some("private".to_owned());
+    }
+    if let Some(network) = network {
         host_config.network_mode = Some("none".to_owned());
         host_config.binds = Some(
             network
@@ -996,8 +1004,6 @@ pub(crate) fn create_body(
                 .map(|(source, target)| format!("{}:{target}:ro", source.display()))
                 .collect(),
         );
-    } else if let Some(runtime) = runtime {
-        host_config.runtime = Some(runtime.to_owned());
     }
     if !mounts.is_empty() {
         // Structured mounts, not `Binds` text: a destination may hold a
@@ -1058,10 +1064,20 @@ pub(crate) fn create_body(
 
 // ---- network namespaces ---------------------------------------------------
 
-/// Tells the `zun-runc` wrapper which namespace engine container `id` runs
-/// in (before its first start; kept across restarts).
-fn link_netns(id: &str, netns: &std::path::Path) -> Result<(), RuntimeError> {
-    let dir = std::path::Path::new(zun_runc::ENGINE_NETNS_DIR);
+/// Tells the `zun-runc` wrapper which namespaces engine container `id`
+/// runs in (before its first start; kept across restarts).
+fn link_sandbox(id: &str, sandbox: Sandbox<'_>) -> Result<(), RuntimeError> {
+    if let Some(network) = sandbox.network {
+        link_namespace(zun_runc::ENGINE_NETNS_DIR, id, &network.netns)?;
+    }
+    if let Some(ipc) = sandbox.ipc {
+        link_namespace(zun_runc::ENGINE_IPCNS_DIR, id, ipc)?;
+    }
+    Ok(())
+}
+
+fn link_namespace(dir: &str, id: &str, netns: &std::path::Path) -> Result<(), RuntimeError> {
+    let dir = std::path::Path::new(dir);
     let failed = |e: std::io::Error| {
         RuntimeError::Unavailable(format!("cannot link {id} to {}: {e}", netns.display()))
     };
@@ -1078,25 +1094,29 @@ fn link_netns(id: &str, netns: &std::path::Path) -> Result<(), RuntimeError> {
     std::os::unix::fs::symlink(netns, &link).map_err(failed)
 }
 
-fn unlink_netns(id: &str) {
-    let link = zun_runc::link_path(std::path::Path::new(zun_runc::ENGINE_NETNS_DIR), id);
-    if let Err(e) = std::fs::remove_file(&link)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(link = %link.display(), error = %e, "removing a namespace link failed");
+fn unlink_namespaces(id: &str) {
+    for (dir, _) in zun_runc::ENGINE_LINKS {
+        let link = zun_runc::link_path(std::path::Path::new(dir), id);
+        if let Err(e) = std::fs::remove_file(&link)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(link = %link.display(), error = %e, "removing a namespace link failed");
+        }
     }
 }
 
 /// Removes links whose namespace is gone (containers the engine removed by
 /// itself, `auto_remove`): a link to nothing serves no one.
 fn prune_netns_links() {
-    let Ok(entries) = std::fs::read_dir(zun_runc::ENGINE_NETNS_DIR) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if std::fs::read_link(&path).is_ok() && !path.exists() {
-            let _ = std::fs::remove_file(&path);
+    for (dir, _) in zun_runc::ENGINE_LINKS {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if std::fs::read_link(&path).is_ok() && !path.exists() {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
 }

@@ -54,8 +54,8 @@ use crate::docker::{
     uuid_of_name,
 };
 use crate::runtime::{
-    Archive, Attachment, ContainerIo, EngineState, HostFacts, HostMount, ImageInfo, LogOptions,
-    Observed, Processes, PullError, RegistryAuth, Runtime, RuntimeError, RuntimeEvent, Session,
+    Archive, ContainerIo, EngineState, HostFacts, HostMount, ImageInfo, LogOptions, Observed,
+    Processes, PullError, RegistryAuth, Runtime, RuntimeError, RuntimeEvent, Sandbox, Session,
     Usage,
 };
 
@@ -482,7 +482,7 @@ impl Runtime for FakeRuntime {
         &self,
         container: &Container,
         image: &str,
-        network: Option<&Attachment>,
+        sandbox: Sandbox<'_>,
         mounts: &[HostMount],
     ) -> Result<String, RuntimeError> {
         self.enter().await?;
@@ -491,7 +491,7 @@ impl Runtime for FakeRuntime {
             container,
             image,
             "",
-            network,
+            sandbox,
             mounts,
             &crate::runtime::Hardening::default(),
         )?;
@@ -1084,7 +1084,10 @@ mod tests {
 
     async fn created(engine: &FakeRuntime) -> (Container, String) {
         let c = record("web");
-        engine.create(&c, IMAGE, None, &[]).await.expect("create");
+        engine
+            .create(&c, IMAGE, Sandbox::default(), &[])
+            .await
+            .expect("create");
         let name = c.engine_name();
         (c, name)
     }
@@ -1209,7 +1212,7 @@ mod tests {
         let engine = engine_with_image();
         let (c, name) = created(&engine).await;
         let again = engine
-            .create(&c, IMAGE, None, &[])
+            .create(&c, IMAGE, Sandbox::default(), &[])
             .await
             .expect("create again");
         let observed = engine
@@ -1245,7 +1248,9 @@ mod tests {
         }
         let other = record("other");
         assert!(matches!(
-            engine.create(&other, "nosuch:1", None, &[]).await,
+            engine
+                .create(&other, "nosuch:1", Sandbox::default(), &[])
+                .await,
             Err(RuntimeError::NotFound(_))
         ));
     }
@@ -1259,7 +1264,7 @@ mod tests {
         };
         let name = c.engine_name();
         engine
-            .create(&c, "busybox", None, &[])
+            .create(&c, "busybox", Sandbox::default(), &[])
             .await
             .expect("create");
         assert_eq!(engine.limits(&name), Some((Some(1.0), Some(512))));
@@ -1281,7 +1286,7 @@ mod tests {
             ..record("tiny")
         };
         rejected(
-            engine.create(&tiny, IMAGE, None, &[]).await,
+            engine.create(&tiny, IMAGE, Sandbox::default(), &[]).await,
             "Minimum memory",
         );
     }
@@ -1363,7 +1368,7 @@ mod tests {
             ..record("auto")
         };
         engine
-            .create(&auto, IMAGE, None, &[])
+            .create(&auto, IMAGE, Sandbox::default(), &[])
             .await
             .expect("create");
         engine.start(&auto.engine_name()).await.expect("start");
@@ -1437,7 +1442,12 @@ mod tests {
         let unavailable = |r: Result<(), RuntimeError>| {
             assert!(matches!(r, Err(RuntimeError::Unavailable(_))), "{r:?}");
         };
-        unavailable(engine.create(&c, IMAGE, None, &[]).await.map(drop));
+        unavailable(
+            engine
+                .create(&c, IMAGE, Sandbox::default(), &[])
+                .await
+                .map(drop),
+        );
         unavailable(engine.start(&name).await);
         unavailable(engine.stop(&name, None).await);
         unavailable(engine.remove(&name).await);
@@ -1724,7 +1734,10 @@ mod tests {
                     uuid: uuid::Uuid::new_v4().to_string(),
                     ..template.clone()
                 };
-                engine.create(&c, IMAGE, None, &[]).await.expect("create");
+                engine
+                    .create(&c, IMAGE, Sandbox::default(), &[])
+                    .await
+                    .expect("create");
                 engine.start(&c.engine_name()).await.expect("start");
             }
         }

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod fake;
 pub mod reconciler;
 pub mod runtime;
+pub mod sandbox;
 
 pub use docker::DockerRuntime;
 pub use fake::{FakeRuntime, PullFailure};

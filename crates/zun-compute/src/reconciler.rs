@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::Notify;
 use zun_store::{ActionRecord, Store, StoreError};
-use zun_types::container::DesiredState;
+use zun_types::container::{DesiredState, RecordKind};
 use zun_types::{ApiError, Container, ContainerStatus};
 
 use zun_secrets::SecretKey;
@@ -28,8 +28,13 @@ use zun_secrets::SecretKey;
 use zun_network::{NetworkDriver, NetworkError};
 use zun_types::network::RequestedNetwork;
 
-use crate::runtime::{EngineState, Observed, Runtime, RuntimeError};
+use crate::runtime::{EngineState, Observed, Runtime, RuntimeError, Sandbox};
+use crate::sandbox::{CapsuleNamespaces, HostNamespaces};
 
+/// Where each host's agent keeps its capsules' shared namespaces.
+const CAPSULE_NAMESPACES_DIR: &str = "/run/zun/capsules";
+
+mod capsules;
 mod images;
 mod report;
 mod volumes;
@@ -113,6 +118,8 @@ enum WorkError {
     Network(#[from] NetworkError),
     #[error("volume: {0}")]
     Volume(#[from] zun_volume::VolumeError),
+    #[error("capsule namespaces: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -128,6 +135,8 @@ pub struct Agent {
     /// Mounts containers' volumes and files; without, containers with
     /// mounts cannot be created on this host.
     volumes: Option<Volumes>,
+    /// What capsules' members share besides the network.
+    namespaces: Arc<dyn CapsuleNamespaces>,
     config: AgentConfig,
     /// Containers whose actions are being worked on right now.
     busy: Mutex<HashSet<String>>,
@@ -218,11 +227,15 @@ impl Agent {
         volumes: Option<Volumes>,
         config: AgentConfig,
     ) -> Arc<Self> {
+        let namespaces = Arc::new(HostNamespaces::new(
+            std::path::Path::new(CAPSULE_NAMESPACES_DIR).join(&config.host),
+        ));
         Arc::new(Self {
             store,
             runtime,
             network,
             volumes,
+            namespaces,
             config,
             busy: Mutex::new(HashSet::new()),
             idle: Notify::new(),
@@ -396,6 +409,20 @@ impl Agent {
     /// a failed create removes whatever the engine was left holding.
     async fn fail(&self, uuid: &str, action: &str, err: &WorkError) -> Result<(), StoreError> {
         let failed_create = action == "create";
+        let reason = match err {
+            WorkError::Runtime(e) => e.to_string(),
+            WorkError::Network(e) => format!("Network setup failed: {e}"),
+            WorkError::Volume(e) => format!("Volume setup failed: {e}"),
+            WorkError::Sandbox(e) => format!("Capsule setup failed: {e}"),
+            WorkError::TimedOut(text) => text.clone(),
+            WorkError::Store(_) => "Unexpected exception occurred.".into(),
+        };
+        if failed_create
+            && let Some(capsule) = self.store.get_container(uuid).await?
+            && capsule.kind == RecordKind::Capsule
+        {
+            self.discard_capsule(&capsule, &reason).await;
+        }
         if failed_create {
             let name = format!("zun-{uuid}");
             if let Err(remove_err) = self.runtime.remove(&name).await {
@@ -412,13 +439,6 @@ impl Agent {
                 tracing::warn!(%uuid, error = %release_err, "releasing the mounts of a failed create");
             }
         }
-        let reason = match err {
-            WorkError::Runtime(e) => e.to_string(),
-            WorkError::Network(e) => format!("Network setup failed: {e}"),
-            WorkError::Volume(e) => format!("Volume setup failed: {e}"),
-            WorkError::TimedOut(text) => text.clone(),
-            WorkError::Store(_) => "Unexpected exception occurred.".into(),
-        };
         let mutate = move |c: &mut Container| {
             c.status = ContainerStatus::Error;
             c.status_reason = Some(reason.clone());
@@ -532,6 +552,9 @@ impl Agent {
                 let run = container.desired_state == DesiredState::Running;
                 return self.create_from(&container, &image, run).await;
             }
+            "delete" if container.kind == RecordKind::Capsule => {
+                return self.delete_capsule(&container).await;
+            }
             "delete" => {
                 let stop = action
                     .params
@@ -569,13 +592,20 @@ impl Agent {
         let Some(network) = &self.network else {
             return Ok(());
         };
-        if container.container_id.is_none() || network.is_attached(&container.uuid) {
+        if container.kind != RecordKind::Container
+            || container.container_id.is_none()
+            || network.is_attached(&container.uuid)
+        {
             return Ok(());
         }
         tracing::info!(uuid = %container.uuid, "restoring the container's network");
         let attachment = network.attach(container).await?;
         let name = container.engine_name();
-        self.retrying(|| self.runtime.join_network(&name, &attachment))
+        let sandbox = Sandbox {
+            network: Some(&attachment),
+            ipc: None,
+        };
+        self.retrying(|| self.runtime.join_sandbox(&name, sandbox))
             .await?;
         Ok(())
     }
@@ -592,7 +622,12 @@ impl Agent {
                 ContainerStatus::Deleting | ContainerStatus::Creating
             )
         }) {
-            if let Err(err) = self.restore_network(c).await {
+            let restored = if c.kind == RecordKind::Capsule {
+                self.restore_capsule(c).await
+            } else {
+                self.restore_network(c).await
+            };
+            if let Err(err) = restored {
                 tracing::warn!(uuid = %c.uuid, error = %err, "restoring a network failed");
             }
         }
@@ -629,6 +664,12 @@ impl Agent {
             // Deleted meanwhile; nothing left to do.
             return Ok(());
         };
+        if container.kind == RecordKind::Capsule {
+            // Its members' pulls count against the capsule's deadline.
+            return tokio::time::timeout(remaining, self.create_capsule(&container))
+                .await
+                .unwrap_or_else(|_| Err(timed_out()));
+        }
         let run = action
             .params
             .get("run")
@@ -656,7 +697,13 @@ impl Agent {
         let mounts = self.prepare_mounts(container).await?;
         let attached = began.elapsed();
         let engine_id = self
-            .retrying(|| rt.create(container, image, attachment.as_ref(), &mounts))
+            .retrying(|| {
+                let sandbox = Sandbox {
+                    network: attachment.as_ref(),
+                    ipc: None,
+                };
+                rt.create(container, image, sandbox, &mounts)
+            })
             .await?;
         let created = began.elapsed();
         let addresses = attachment.map(|a| a.addresses);
@@ -785,10 +832,21 @@ impl Agent {
         if container.host.as_deref() != Some(self.config.host.as_str()) {
             return Ok(());
         }
+        // A member's capsule being created or deleted owns it meanwhile.
+        if let Some(link) = &container.capsule
+            && self.busy().contains(&link.capsule_uuid)
+        {
+            return Ok(());
+        }
         if observed.is_none() && restarts_on_its_own(&container) {
             return self.recreate(&container).await;
         }
         self.record_observation(uuid, observed, false).await?;
+        if let Some(link) = &container.capsule
+            && !self.busy().contains(&link.capsule_uuid)
+        {
+            self.refresh_capsule(&link.capsule_uuid, false).await?;
+        }
         Ok(())
     }
 
@@ -799,6 +857,9 @@ impl Agent {
             return Ok(());
         }
         let result = async {
+            if container.kind == RecordKind::Member {
+                return self.recreate_member(container).await;
+            }
             let image = self.prepare_image(container).await?;
             self.create_from(container, &image, true).await
         }
@@ -870,6 +931,18 @@ impl Agent {
             if pending.contains(&record.uuid) || self.busy().contains(&record.uuid) {
                 continue;
             }
+            // A capsule has no engine container: its members tell its
+            // status (below). A member belongs to its capsule's create or
+            // delete while one is under way.
+            if record.kind == RecordKind::Capsule {
+                continue;
+            }
+            if let Some(link) = &record.capsule
+                && (pending.contains(&link.capsule_uuid)
+                    || self.busy().contains(&link.capsule_uuid))
+            {
+                continue;
+            }
             let observed = by_uuid.get(record.uuid.as_str()).copied();
             if observed.is_none() && record.status == ContainerStatus::Creating {
                 // Its create action finished without a container: a crash
@@ -895,6 +968,13 @@ impl Agent {
             self.record_observation(&record.uuid, observed, true)
                 .await?;
         }
+        for capsule in records.iter().filter(|c| c.kind == RecordKind::Capsule) {
+            if pending.contains(&capsule.uuid) || self.busy().contains(&capsule.uuid) {
+                continue;
+            }
+            self.refresh_capsule(&capsule.uuid, false).await?;
+        }
+        self.collect_capsule_garbage(&known).await;
         if let Some(network) = &self.network {
             match network.collect_garbage(&records).await {
                 Ok(0) => {}
@@ -924,9 +1004,7 @@ pub(crate) mod tests {
     use zun_store::{NewAction, SqliteStore};
 
     use super::*;
-    use crate::runtime::{
-        Attachment, HostFacts, ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent,
-    };
+    use crate::runtime::{HostFacts, ImageInfo, LogOptions, PullError, RegistryAuth, RuntimeEvent};
 
     #[derive(Default)]
     pub(crate) struct FakeEngine {
@@ -1016,7 +1094,7 @@ pub(crate) mod tests {
             &self,
             c: &Container,
             image: &str,
-            _: Option<&Attachment>,
+            _: crate::runtime::Sandbox<'_>,
             _: &[crate::runtime::HostMount],
         ) -> Result<String, RuntimeError> {
             self.created_from

@@ -1,6 +1,7 @@
 //! The container runtime a compute agent drives. One trait per backend kind
 //! (DESIGN decision 6); Docker is the reference implementation.
 
+use std::path::Path;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -56,6 +57,16 @@ impl Default for Hardening {
             no_new_privileges: true,
         }
     }
+}
+
+/// The namespaces a container joins instead of making its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sandbox<'a> {
+    /// The network namespace the network driver made (for the container,
+    /// or for its capsule), with the files it gives.
+    pub network: Option<&'a Attachment>,
+    /// Its capsule's IPC namespace, which the capsule's members share.
+    pub ipc: Option<&'a Path>,
 }
 
 /// What the engine holds for one managed container.
@@ -194,24 +205,25 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Creates the engine container `zun-<uuid>` from the record and the
     /// resolved `image` reference, or returns the id of the one that already
-    /// exists. Returns the engine id. With `network`, the container runs in
-    /// the network namespace the network driver made for it and gets its
-    /// files; without, in an empty namespace of its own. `mounts` are the
-    /// host paths of its volumes and injected files.
+    /// exists. Returns the engine id. With `sandbox.network`, the container
+    /// runs in the network namespace the network driver made for it (or
+    /// for its capsule) and gets its files; without, in an empty namespace
+    /// of its own. `mounts` are the host paths of its volumes and injected
+    /// files.
     async fn create(
         &self,
         container: &Container,
         image: &str,
-        network: Option<&Attachment>,
+        sandbox: Sandbox<'_>,
         mounts: &[HostMount],
     ) -> Result<String, RuntimeError>;
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError>;
 
     /// Makes the next start of the existing container `name` run in
-    /// `network`'s namespace, made anew (after the host rebooted, say).
-    /// Runtimes that hold on to the path given at create need nothing.
-    async fn join_network(&self, _name: &str, _network: &Attachment) -> Result<(), RuntimeError> {
+    /// `sandbox`'s namespaces, made anew (after the host rebooted, say).
+    /// Runtimes that hold on to the paths given at create need nothing.
+    async fn join_sandbox(&self, _name: &str, _sandbox: Sandbox<'_>) -> Result<(), RuntimeError> {
         Ok(())
     }
     async fn stop(&self, name: &str, timeout_secs: Option<u64>) -> Result<(), RuntimeError>;

@@ -11,7 +11,9 @@ use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions,
 use chrono::Utc;
 use futures_util::StreamExt;
 use zun_compute::DockerRuntime;
-use zun_compute::runtime::{EngineState, LogOptions, Observed, PullError, Runtime, RuntimeError};
+use zun_compute::runtime::{
+    EngineState, LogOptions, Observed, PullError, Runtime, RuntimeError, Sandbox,
+};
 use zun_types::container::RestartPolicy;
 
 mod common;
@@ -86,7 +88,7 @@ async fn create_maps_every_field_onto_the_engine() {
     // The agent resolves the record's image (default tag, registry domain)
     // into the reference the driver creates from.
     let id = rt
-        .create(&c, "busybox:latest", None, &[])
+        .create(&c, "busybox:latest", Sandbox::default(), &[])
         .await
         .expect("create");
     let info = engine_inspect(&name).await;
@@ -174,7 +176,9 @@ async fn auto_remove_and_array_healthcheck() {
     });
     c.healthcheck = Some(serde_json::json!({"cmd": ["true"], "interval": "2", "retries": "1"}));
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None, &[]).await.expect("create");
+    rt.create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
 
     let info = engine_inspect(&name).await;
     let hc = info.host_config.expect("host config");
@@ -209,9 +213,12 @@ async fn create_twice_returns_the_same_container() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
     let name = cleanup.container(c.engine_name());
-    let first = rt.create(&c, &c.image, None, &[]).await.expect("create");
+    let first = rt
+        .create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
     let second = rt
-        .create(&c, &c.image, None, &[])
+        .create(&c, &c.image, Sandbox::default(), &[])
         .await
         .expect("create again");
     assert_eq!(first, second);
@@ -224,7 +231,9 @@ async fn lifecycle_is_idempotent() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["sleep", "1000"]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None, &[]).await.expect("create");
+    rt.create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
 
     rt.start(&name).await.expect("start");
     rt.start(&name).await.expect("start a running container");
@@ -330,7 +339,9 @@ async fn bad_command_is_rejected_with_the_engine_message() {
     let mut cleanup = Cleanup::default();
     let c = record(&new_uuid(), &["nosuch"]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None, &[]).await.expect("create");
+    rt.create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
     let err = rt.start(&name).await.expect_err("start must fail");
     match &err {
         RuntimeError::Rejected(m) => {
@@ -357,7 +368,7 @@ async fn bad_create_values_are_rejected() {
     let mut c = record(&new_uuid(), &["true"]);
     c.memory = Some("lots".into());
     let err = rt
-        .create(&c, &c.image, None, &[])
+        .create(&c, &c.image, Sandbox::default(), &[])
         .await
         .expect_err("bad memory");
     assert!(matches!(err, RuntimeError::Rejected(_)), "{err:?}");
@@ -365,7 +376,7 @@ async fn bad_create_values_are_rejected() {
     let mut c = record(&new_uuid(), &["true"]);
     c.image = "zun-test-no-such-image:v0".into();
     let err = rt
-        .create(&c, &c.image, None, &[])
+        .create(&c, &c.image, Sandbox::default(), &[])
         .await
         .expect_err("missing image");
     assert!(matches!(err, RuntimeError::NotFound(_)), "{err:?}");
@@ -379,7 +390,9 @@ async fn update_changes_live_limits() {
     c.cpu = Some(1.0);
     c.memory = Some("32".into());
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None, &[]).await.expect("create");
+    rt.create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
     rt.start(&name).await.expect("start");
 
     rt.update(&name, Some(0.25), Some(128))
@@ -418,7 +431,9 @@ async fn a_huge_log_is_cut_to_its_end() {
     let script = format!("yes $(printf '%01023d' 0) | head -n {lines}; echo the-end");
     let c = record(&new_uuid(), &["sh", "-c", &script]);
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None, &[]).await.expect("create");
+    rt.create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
     rt.start(&name).await.expect("start");
     wait_for(&rt, &name, "exited", |o| o.state == EngineState::Exited).await;
     let log = rt.logs(&name, &LogOptions::default()).await.expect("logs");
@@ -445,7 +460,9 @@ async fn logs_honour_streams_and_tail() {
         ],
     );
     let name = cleanup.container(c.engine_name());
-    rt.create(&c, &c.image, None, &[]).await.expect("create");
+    rt.create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
     rt.start(&name).await.expect("start");
     let o = wait_for(&rt, &name, "exited", |o| o.state == EngineState::Exited).await;
     assert_eq!(o.exit_code, Some(0));
@@ -531,7 +548,9 @@ async fn events_report_start_and_die() {
     let name = cleanup.container(c.engine_name());
 
     let mut events = rt.events();
-    rt.create(&c, &c.image, None, &[]).await.expect("create");
+    rt.create(&c, &c.image, Sandbox::default(), &[])
+        .await
+        .expect("create");
     rt.start(&name).await.expect("start");
 
     let mut seen = Vec::new();
@@ -621,7 +640,7 @@ async fn list_returns_only_this_hosts_managed_containers() {
     ours.exposed_ports = Some(serde_json::json!({"8080": {}}));
     let ours_name = cleanup.container(ours.engine_name());
     let ours_id = rt
-        .create(&ours, &ours.image, None, &[])
+        .create(&ours, &ours.image, Sandbox::default(), &[])
         .await
         .expect("create");
     rt.start(&ours_name).await.expect("start");
@@ -630,7 +649,7 @@ async fn list_returns_only_this_hosts_managed_containers() {
     let idle_uuid = new_uuid();
     let idle = record(&idle_uuid, &["sleep", "1000"]);
     cleanup.container(idle.engine_name());
-    rt.create(&idle, &idle.image, None, &[])
+    rt.create(&idle, &idle.image, Sandbox::default(), &[])
         .await
         .expect("create");
 
@@ -638,7 +657,7 @@ async fn list_returns_only_this_hosts_managed_containers() {
     let done_uuid = new_uuid();
     let done = record(&done_uuid, &["sh", "-c", "exit 4"]);
     let done_name = cleanup.container(done.engine_name());
-    rt.create(&done, &done.image, None, &[])
+    rt.create(&done, &done.image, Sandbox::default(), &[])
         .await
         .expect("create");
     rt.start(&done_name).await.expect("start");

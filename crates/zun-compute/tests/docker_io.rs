@@ -13,7 +13,7 @@ use futures_util::stream::BoxStream;
 use tokio::io::AsyncWriteExt;
 use zun_compute::DockerRuntime;
 use zun_compute::runtime::{
-    ContainerIo, EngineState, LogOptions, PathStat, Runtime, RuntimeError, Session,
+    ContainerIo, EngineState, LogOptions, PathStat, Runtime, RuntimeError, Sandbox, Session,
 };
 use zun_types::Container;
 
@@ -27,7 +27,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// Creates and starts the container of `record`; returns its engine name.
 async fn run(rt: &DockerRuntime, cleanup: &mut Cleanup, record: &Container) -> String {
     let name = cleanup.container(record.engine_name());
-    rt.create(record, &record.image, None, &[])
+    rt.create(record, &record.image, Sandbox::default(), &[])
         .await
         .expect("create");
     rt.start(&name).await.expect("start");

@@ -12,6 +12,8 @@
 //! `config.json`; every other call passes through unchanged. Because the
 //! namespace outlives the process, a restart of the container or of the
 //! engine keeps its addresses, and nothing runs before its network is ready.
+//! The members of a capsule share one more namespace the same way: an IPC
+//! namespace the agent keeps for the capsule, linked in `ENGINE_IPCNS_DIR`.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,13 @@ use serde_json::{Value, json};
 
 /// Where the Docker driver links engine container ids to namespaces.
 pub const ENGINE_NETNS_DIR: &str = "/run/zun/engine-netns";
+
+/// Where it links the members of a capsule to the capsule's IPC namespace.
+pub const ENGINE_IPCNS_DIR: &str = "/run/zun/engine-ipcns";
+
+/// Each link directory with the OCI namespace type its links name.
+pub const ENGINE_LINKS: [(&str, &str); 2] =
+    [(ENGINE_NETNS_DIR, "network"), (ENGINE_IPCNS_DIR, "ipc")];
 
 /// The link for the engine container `engine_id` under `dir`.
 pub fn link_path(dir: &Path, engine_id: &str) -> PathBuf {
@@ -39,10 +48,8 @@ pub enum WrapError {
     },
     #[error("{path} is not an OCI runtime configuration: {reason}")]
     BadConfig { path: PathBuf, reason: String },
-    #[error(
-        "the network namespace {0} of this container is gone; its network must be set up again"
-    )]
-    NamespaceGone(PathBuf),
+    #[error("the {kind} namespace {path} of this container is gone; it must be set up again")]
+    NamespaceGone { kind: String, path: PathBuf },
 }
 
 /// A `create` or `run` call: the bundle directory (None: the working
@@ -96,9 +103,10 @@ pub fn parse_create(args: &[String]) -> Option<CreateCall> {
     Some(CreateCall { bundle, id: id? })
 }
 
-/// Sets the path of the configuration's network namespace to `netns`,
-/// adding the namespace when the configuration has none.
-pub fn join_network_namespace(config: &mut Value, netns: &str) -> Result<(), String> {
+/// Sets the path of the configuration's namespace of type `kind`
+/// (`network`, `ipc`) to `path`, adding the namespace when the
+/// configuration has none.
+pub fn join_namespace(config: &mut Value, kind: &str, path: &str) -> Result<(), String> {
     let linux = config
         .as_object_mut()
         .ok_or("the configuration is not an object")?
@@ -114,29 +122,44 @@ pub fn join_network_namespace(config: &mut Value, netns: &str) -> Result<(), Str
         .ok_or("`linux.namespaces` is not a list")?;
     match namespaces
         .iter_mut()
-        .find(|ns| ns.get("type").and_then(Value::as_str) == Some("network"))
+        .find(|ns| ns.get("type").and_then(Value::as_str) == Some(kind))
     {
         Some(ns) => {
             ns.as_object_mut()
                 .ok_or("a namespace is not an object")?
-                .insert("path".into(), json!(netns));
+                .insert("path".into(), json!(path));
         }
-        None => namespaces.push(json!({"type": "network", "path": netns})),
+        None => namespaces.push(json!({"type": kind, "path": path})),
     }
     Ok(())
 }
 
-/// Rewrites the bundle of `call` when `links` holds a namespace for it;
-/// returns the namespace it was put in.
-pub fn prepare(call: &CreateCall, links: &Path, cwd: &Path) -> Result<Option<PathBuf>, WrapError> {
-    let link = link_path(links, &call.id);
-    let netns = match std::fs::read_link(&link) {
-        Ok(target) => target,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(WrapError::Read { path: link, source }),
-    };
-    if !netns.exists() {
-        return Err(WrapError::NamespaceGone(netns));
+/// Rewrites the bundle of `call` when any of `links` (a directory of links
+/// and the namespace type they name) holds a namespace for it; returns the
+/// namespaces it was put in.
+pub fn prepare(
+    call: &CreateCall,
+    links: &[(PathBuf, &str)],
+    cwd: &Path,
+) -> Result<Vec<PathBuf>, WrapError> {
+    let mut joined = Vec::new();
+    for (dir, kind) in links {
+        let link = link_path(dir, &call.id);
+        let target = match std::fs::read_link(&link) {
+            Ok(target) => target,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(WrapError::Read { path: link, source }),
+        };
+        if !target.exists() {
+            return Err(WrapError::NamespaceGone {
+                kind: (*kind).to_owned(),
+                path: target,
+            });
+        }
+        joined.push((*kind, target));
+    }
+    if joined.is_empty() {
+        return Ok(Vec::new());
     }
     let bundle = call
         .bundle
@@ -151,12 +174,14 @@ pub fn prepare(call: &CreateCall, links: &Path, cwd: &Path) -> Result<Option<Pat
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    join_network_namespace(&mut config, &netns.to_string_lossy()).map_err(|reason| {
-        WrapError::BadConfig {
-            path: path.clone(),
-            reason,
-        }
-    })?;
+    for (kind, target) in &joined {
+        join_namespace(&mut config, kind, &target.to_string_lossy()).map_err(|reason| {
+            WrapError::BadConfig {
+                path: path.clone(),
+                reason,
+            }
+        })?;
+    }
     let written = serde_json::to_vec(&config).map_err(|e| WrapError::BadConfig {
         path: path.clone(),
         reason: e.to_string(),
@@ -171,7 +196,7 @@ pub fn prepare(call: &CreateCall, links: &Path, cwd: &Path) -> Result<Option<Pat
         path: path.clone(),
         source,
     })?;
-    Ok(Some(netns))
+    Ok(joined.into_iter().map(|(_, target)| target).collect())
 }
 
 /// The runtime this wrapper hands over to: its own name without `zun-`
@@ -232,18 +257,18 @@ mod tests {
     #[test]
     fn sets_the_network_namespace_path() {
         let mut config = json!({"linux": {"namespaces": [{"type": "pid"}, {"type": "network"}]}});
-        join_network_namespace(&mut config, "/var/run/netns/zun-x").expect("joins");
+        join_namespace(&mut config, "network", "/var/run/netns/zun-x").expect("joins");
         assert_eq!(
             config["linux"]["namespaces"],
             json!([{"type": "pid"}, {"type": "network", "path": "/var/run/netns/zun-x"}])
         );
         let mut bare = json!({});
-        join_network_namespace(&mut bare, "/n").expect("joins");
+        join_namespace(&mut bare, "network", "/n").expect("joins");
         assert_eq!(
             bare["linux"]["namespaces"],
             json!([{"type": "network", "path": "/n"}])
         );
-        assert!(join_network_namespace(&mut json!([]), "/n").is_err());
+        assert!(join_namespace(&mut json!([]), "network", "/n").is_err());
     }
 
     #[test]
@@ -259,14 +284,21 @@ mod tests {
             bundle: Some(bundle.to_string_lossy().into_owned()),
             id: "e1".into(),
         };
-        assert_eq!(prepare(&call, &links, dir.path()).expect("passes"), None);
+        let ipc_links = dir.path().join("ipc-links");
+        std::fs::create_dir_all(&ipc_links).expect("mkdir");
+        let links = [(links, "network"), (ipc_links.clone(), "ipc")];
+        assert!(
+            prepare(&call, &links, dir.path())
+                .expect("passes")
+                .is_empty()
+        );
 
         let netns = dir.path().join("netns-file");
         std::fs::write(&netns, "").expect("write");
-        std::os::unix::fs::symlink(&netns, links.join("e1")).expect("link");
+        std::os::unix::fs::symlink(&netns, links[0].0.join("e1")).expect("link");
         assert_eq!(
             prepare(&call, &links, dir.path()).expect("rewrites"),
-            Some(netns.clone())
+            vec![netns.clone()]
         );
         let written: Value =
             serde_json::from_slice(&std::fs::read(bundle.join("config.json")).expect("read"))
@@ -276,10 +308,28 @@ mod tests {
             json!(netns.to_string_lossy())
         );
 
+        let ipcns = dir.path().join("ipcns-file");
+        std::fs::write(&ipcns, "").expect("write");
+        std::os::unix::fs::symlink(&ipcns, ipc_links.join("e1")).expect("link");
+        assert_eq!(
+            prepare(&call, &links, dir.path()).expect("rewrites"),
+            vec![netns.clone(), ipcns.clone()]
+        );
+        let written: Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).expect("read"))
+                .expect("json");
+        assert_eq!(
+            written["linux"]["namespaces"],
+            json!([
+                {"type": "network", "path": netns.to_string_lossy()},
+                {"type": "ipc", "path": ipcns.to_string_lossy()},
+            ])
+        );
+
         std::fs::remove_file(&netns).expect("rm");
         assert!(matches!(
             prepare(&call, &links, dir.path()),
-            Err(WrapError::NamespaceGone(_))
+            Err(WrapError::NamespaceGone { .. })
         ));
     }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use zun_types::container::RecordKind;
 use zun_types::{ApiError, Container};
 
 pub use catalog::{
@@ -109,6 +110,8 @@ pub struct ListQuery {
     /// A column from [`SORT_KEYS`]; `id` is always the secondary key.
     pub sort_key: String,
     pub sort_dir: SortDir,
+    /// Containers or capsules (members are listed only through their capsule).
+    pub kind: RecordKind,
 }
 
 impl ListQuery {
@@ -121,6 +124,7 @@ impl ListQuery {
             marker: None,
             sort_key: "id".to_owned(),
             sort_dir: SortDir::Asc,
+            kind: RecordKind::Container,
         }
     }
 }
@@ -349,7 +353,25 @@ pub trait Store:
         action: &NewAction,
         limits: Option<&QuotaLimits>,
         placement: Option<&Placement<'_>>,
+    ) -> Result<ActionRecord, StoreError> {
+        self.insert_placed_group(container, &[], action, limits, placement)
+            .await
+    }
+
+    /// [`Store::insert_placed_container`] of a capsule with its `members`,
+    /// all in one transaction: the capsule's row is the one placed, checked
+    /// and claiming volumes; the members are inserted beside it.
+    async fn insert_placed_group(
+        &self,
+        container: &Container,
+        members: &[Container],
+        action: &NewAction,
+        limits: Option<&QuotaLimits>,
+        placement: Option<&Placement<'_>>,
     ) -> Result<ActionRecord, StoreError>;
+
+    /// A capsule's members, in insert order (init containers first).
+    async fn capsule_members(&self, capsule_uuid: &str) -> Result<Vec<Container>, StoreError>;
 
     async fn get_container(&self, uuid: &str) -> Result<Option<Container>, StoreError>;
 
@@ -390,9 +412,9 @@ pub trait Store:
         limits: Option<&QuotaLimits>,
     ) -> Result<(Container, Option<ActionRecord>), StoreError>;
 
-    /// Removes the row and, in the same transaction, its network ports (so
-    /// no address outlives its container); its action log is kept. Returns
-    /// whether the row existed.
+    /// Removes the row (a capsule's with its members) and, in the same
+    /// transaction, its network ports (so no address outlives its
+    /// container); its action log is kept. Returns whether the row existed.
     async fn delete_container(&self, uuid: &str) -> Result<bool, StoreError>;
 
     async fn list_actions(&self, container_uuid: &str) -> Result<Vec<ActionRecord>, StoreError>;

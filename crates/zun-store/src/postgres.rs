@@ -219,6 +219,7 @@ impl PgStore {
     async fn try_insert(
         &self,
         container: &Container,
+        members: &[Container],
         action: &NewAction,
         limits: Option<&QuotaLimits>,
         placement: Option<&Placement<'_>>,
@@ -244,13 +245,14 @@ impl PgStore {
                 .map_err(StoreError::Rejected)?;
         }
         lock_registry_shared(&mut tx, container).await?;
-        sql::bind_columns(
-            sqlx::query(sql::INSERT_CONTAINER).bind(container.uuid.clone()),
-            container,
-            body,
-        )
-        .execute(&mut *tx)
-        .await?;
+        sql::insert_container(container, body)
+            .execute(&mut *tx)
+            .await?;
+        for member in members {
+            sql::insert_container(member, serde_json::to_string(member)?)
+                .execute(&mut *tx)
+                .await?;
+        }
         if container.host.is_some() {
             volumes::claim_volumes(&mut tx, container).await?;
         }
@@ -295,16 +297,17 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn insert_placed_container(
+    async fn insert_placed_group(
         &self,
         container: &Container,
+        members: &[Container],
         action: &NewAction,
         limits: Option<&QuotaLimits>,
         placement: Option<&Placement<'_>>,
     ) -> Result<ActionRecord, StoreError> {
         let what = format!("insert of container {}", container.uuid);
         let record = retrying(&what, || async {
-            self.try_insert(container, action, limits, placement)
+            self.try_insert(container, members, action, limits, placement)
                 .await
                 .map(Some)
         })
@@ -347,6 +350,11 @@ impl Store for PgStore {
 
     async fn containers_on_host(&self, host: &str) -> Result<Vec<Container>, StoreError> {
         self.fetch_containers(sql::ON_HOST, host, None).await
+    }
+
+    async fn capsule_members(&self, capsule_uuid: &str) -> Result<Vec<Container>, StoreError> {
+        self.fetch_containers(sql::CAPSULE_MEMBERS, capsule_uuid, None)
+            .await
     }
 
     async fn update_container_checked(

@@ -25,8 +25,8 @@ use crate::{
 
 pub(crate) const INSERT_CONTAINER: &str = "INSERT INTO containers (uuid, revision, body, name, \
      project_id, user_id, image, status, task_state, host, memory, cpu, disk, auto_remove, \
-     created_at, updated_at, registry_id) \
-     VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     created_at, updated_at, registry_id, kind, capsule_uuid) \
+     VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 pub(crate) const UPDATE_CONTAINER: &str = "UPDATE containers SET revision = revision + 1, \
      body = $1, name = $2, project_id = $3, user_id = $4, image = $5, status = $6, \
@@ -42,7 +42,14 @@ pub(crate) const FIND_BY_NAME: &str = "SELECT body FROM containers WHERE name = 
 
 pub(crate) const ON_HOST: &str = "SELECT body FROM containers WHERE host = $1 ORDER BY id";
 
-pub(crate) const DELETE_CONTAINER: &str = "DELETE FROM containers WHERE uuid = $1";
+/// A capsule's members go with it.
+pub(crate) const DELETE_CONTAINER: &str =
+    "DELETE FROM containers WHERE uuid = $1 OR capsule_uuid = $1";
+
+/// `$2`, a project, as in [`FIND_BY_NAME`] (always NULL here: the
+/// capsule's own lookup was scoped).
+pub(crate) const CAPSULE_MEMBERS: &str = "SELECT body FROM containers WHERE capsule_uuid = $1 \
+     AND ($2 IS NULL OR project_id = $2) ORDER BY id";
 
 const ACTION_COLUMNS: &str = "id, container_uuid, request_id, action, user_id, project_id, host, \
      params, start_time, finish_time, message";
@@ -119,7 +126,8 @@ pub(crate) fn usage_sql(memory_mib: &str) -> String {
     format!(
         "SELECT COUNT(*), CAST(COALESCE(SUM(cpu), 0) AS DOUBLE PRECISION), \
          CAST(COALESCE(SUM({memory_mib}), 0) AS BIGINT), CAST(COALESCE(SUM(disk), 0) AS BIGINT) \
-         FROM containers WHERE project_id = $1 AND ($2 IS NULL OR uuid <> $2)"
+         FROM containers WHERE project_id = $1 AND ($2 IS NULL OR uuid <> $2) \
+         AND kind = 'container'"
     )
 }
 
@@ -223,6 +231,23 @@ where
         .bind(c.registry_id.clone())
 }
 
+/// [`INSERT_CONTAINER`] of `c`, every parameter bound.
+pub(crate) fn insert_container<'q, DB: Database>(
+    c: &Container,
+    body: String,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    Option<f64>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    bind_columns(sqlx::query(INSERT_CONTAINER).bind(c.uuid.clone()), c, body)
+        .bind(c.kind.as_str().to_owned())
+        .bind(c.capsule.as_ref().map(|m| m.capsule_uuid.clone()))
+}
+
 /// The page of `query` as a query returning container bodies, after the
 /// row `marker_id` when given.
 pub(crate) fn container_page<'a, DB: Database>(
@@ -236,7 +261,8 @@ where
 {
     let column =
         sort_expression(&query.sort_key).ok_or_else(|| invalid_sort_key(&query.sort_key))?;
-    let mut sql = QueryBuilder::new("SELECT c.body FROM containers c WHERE 1 = 1");
+    let mut sql = QueryBuilder::new("SELECT c.body FROM containers c WHERE c.kind = ");
+    sql.push_bind(query.kind.as_str());
     if let Some(project_id) = &query.project_id {
         sql.push(" AND c.project_id = ")
             .push_bind(project_id.as_str());
@@ -702,7 +728,8 @@ pub(crate) const NODE_BODIES: &str = "SELECT body FROM compute_nodes ORDER BY ho
 
 /// What the containers on each host hold, one row per host; with
 /// `one_host`, only host `$1`'s. Containers in `Error` hold nothing (the
-/// engine has no container for them). `memory_mib` as in [`usage_sql`];
+/// engine has no container for them); a capsule holds what its members ask
+/// for (its own row carries the sum). `memory_mib` as in [`usage_sql`];
 /// the casts make both backends return the same types.
 pub(crate) fn host_usage_sql(memory_mib: &str, one_host: bool) -> String {
     let which = if one_host {
@@ -713,7 +740,8 @@ pub(crate) fn host_usage_sql(memory_mib: &str, one_host: bool) -> String {
     format!(
         "SELECT host, CAST(COALESCE(SUM(cpu), 0) AS DOUBLE PRECISION), \
          CAST(COALESCE(SUM({memory_mib}), 0) AS BIGINT), CAST(COALESCE(SUM(disk), 0) AS BIGINT), \
-         COUNT(*) FROM containers WHERE {which} AND status <> 'Error' GROUP BY host"
+         COUNT(*) FROM containers WHERE {which} AND status <> 'Error' AND kind <> 'member' \
+         GROUP BY host"
     )
 }
 

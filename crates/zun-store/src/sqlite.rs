@@ -220,6 +220,7 @@ impl SqliteStore {
     async fn try_insert(
         &self,
         container: &Container,
+        members: &[Container],
         action: &NewAction,
         limits: Option<&QuotaLimits>,
         placement: Option<&Placement<'_>>,
@@ -238,13 +239,14 @@ impl SqliteStore {
                 .check(&usage.with(container))
                 .map_err(StoreError::Rejected)?;
         }
-        sql::bind_columns(
-            sqlx::query(sql::INSERT_CONTAINER).bind(container.uuid.clone()),
-            container,
-            body,
-        )
-        .execute(&mut *tx)
-        .await?;
+        sql::insert_container(container, body)
+            .execute(&mut *tx)
+            .await?;
+        for member in members {
+            sql::insert_container(member, serde_json::to_string(member)?)
+                .execute(&mut *tx)
+                .await?;
+        }
         if container.host.is_some() {
             volumes::claim_volumes(&mut tx, container).await?;
         }
@@ -289,9 +291,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_placed_container(
+    async fn insert_placed_group(
         &self,
         container: &Container,
+        members: &[Container],
         action: &NewAction,
         limits: Option<&QuotaLimits>,
         placement: Option<&Placement<'_>>,
@@ -299,7 +302,10 @@ impl Store for SqliteStore {
         let mut attempt = 0;
         let record = loop {
             attempt += 1;
-            match self.try_insert(container, action, limits, placement).await {
+            match self
+                .try_insert(container, members, action, limits, placement)
+                .await
+            {
                 Err(StoreError::Database(err)) if is_busy(&err) && attempt < MAX_WRITE_ATTEMPTS => {
                     let uuid = &container.uuid;
                     tracing::debug!(%uuid, error = %err, "database busy, retrying insert");
@@ -348,6 +354,11 @@ impl Store for SqliteStore {
 
     async fn containers_on_host(&self, host: &str) -> Result<Vec<Container>, StoreError> {
         self.fetch_containers(sql::ON_HOST, host, None).await
+    }
+
+    async fn capsule_members(&self, capsule_uuid: &str) -> Result<Vec<Container>, StoreError> {
+        self.fetch_containers(sql::CAPSULE_MEMBERS, capsule_uuid, None)
+            .await
     }
 
     async fn update_container_checked(

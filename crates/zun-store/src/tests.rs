@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration as TimeDelta, SubsecRound, TimeZone, Utc};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use zun_types::container::DesiredState;
+use zun_types::container::{CapsuleMember, DesiredState, RecordKind};
 use zun_types::image::{Image, ImageTask, Registry};
 use zun_types::network::{Ipv4Net, mac_for};
 use zun_types::volume::{Mount, VolumeRef};
@@ -187,6 +187,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    capsules_go_in_and_out_with_their_members_and_count_once,
     volumes_serve_one_container_and_go_with_the_one_they_were_made_for,
     security_groups_are_unique_per_project_and_go_with_their_container,
     network_members_name_the_containers_on_it,
@@ -292,6 +293,7 @@ fn query(project: Option<&str>, sort_key: &str, sort_dir: SortDir) -> ListQuery 
         marker: None,
         sort_key: sort_key.to_owned(),
         sort_dir,
+        kind: RecordKind::Container,
     }
 }
 
@@ -2236,6 +2238,7 @@ fn with_volume(i: usize, host: &str, volume: VolumeRef) -> Container {
         host: Some(host.into()),
         mounts: vec![Mount::Volume {
             destination: "/data".into(),
+            read_only: false,
             volume,
         }],
         ..container(i, "p1")
@@ -2262,6 +2265,7 @@ async fn volumes_serve_one_container_and_go_with_the_one_they_were_made_for(stor
     let mut first = with_volume(1, "h1", named.clone());
     first.mounts.push(Mount::Volume {
         destination: "/scratch".into(),
+        read_only: false,
         volume: sized.clone(),
     });
     let create = new_action("create", Some("h1"));
@@ -2415,4 +2419,101 @@ async fn security_groups_are_unique_per_project_and_go_with_their_container(stor
     assert_eq!(store.get_security_group(&exposed.uuid).await.unwrap(), None);
     assert!(store.delete_security_group(&web.uuid).await.unwrap());
     assert!(!store.delete_security_group(&web.uuid).await.unwrap());
+}
+
+async fn capsules_go_in_and_out_with_their_members_and_count_once(store: TestStore) {
+    store.upsert_compute_node(&node("h1", 4.0)).await.unwrap();
+    store
+        .report_service("h1", COMPUTE_BINARY, None)
+        .await
+        .unwrap();
+    let capsule = Container {
+        kind: RecordKind::Capsule,
+        host: Some("h1".into()),
+        cpu: Some(1.5),
+        memory: Some("300".into()),
+        disk: 0,
+        status: ContainerStatus::Creating,
+        ..container(1, "p1")
+    };
+    let members: Vec<Container> = (0..3)
+        .map(|i| Container {
+            kind: RecordKind::Member,
+            host: Some("h1".into()),
+            cpu: Some(0.5),
+            memory: Some("100".into()),
+            disk: 0,
+            status: ContainerStatus::Creating,
+            capsule: Some(CapsuleMember {
+                capsule_uuid: capsule.uuid.clone(),
+                init: i == 0,
+                index: 0,
+                template_name: Some(format!("m{i}")),
+            }),
+            ..container(10 + i, "p1")
+        })
+        .collect();
+    let plain = Container {
+        host: Some("h1".into()),
+        cpu: Some(1.0),
+        memory: Some("64".into()),
+        disk: 0,
+        status: ContainerStatus::Running,
+        ..container(20, "p1")
+    };
+    store
+        .insert_placed_group(
+            &capsule,
+            &members,
+            &new_action("create", Some("h1")),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .insert_container(&plain, &new_action("create", Some("h1")), None)
+        .await
+        .unwrap();
+
+    let found = store.capsule_members(&capsule.uuid).await.unwrap();
+    assert_eq!(
+        found.iter().map(|m| m.uuid.as_str()).collect::<Vec<_>>(),
+        members.iter().map(|m| m.uuid.as_str()).collect::<Vec<_>>(),
+        "in insert order"
+    );
+    assert_eq!(found[0].capsule, members[0].capsule);
+
+    // Lists are per kind: members are seen only through their capsule.
+    let mut containers = query(Some("p1"), "id", SortDir::Asc);
+    let listed = store.list_containers(&containers).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].uuid, plain.uuid);
+    containers.kind = RecordKind::Capsule;
+    let capsules = store.list_containers(&containers).await.unwrap();
+    assert_eq!(capsules.len(), 1);
+    assert_eq!(capsules[0].uuid, capsule.uuid);
+
+    // Quotas count the plain container only (upstream: capsules are not
+    // quota-checked); the host holds the capsule's sum once.
+    let usage = store.usage("p1").await.unwrap();
+    assert_eq!(usage.containers, 1);
+    assert_eq!(usage.cpu, 1.0);
+    let view = store.get_host("h1").await.unwrap().unwrap();
+    assert_eq!(view.usage.cpu_used, 2.5);
+    assert_eq!(view.usage.mem_used, 364);
+    assert_eq!(view.usage.total_containers, 2);
+
+    assert!(store.delete_container(&capsule.uuid).await.unwrap());
+    assert!(
+        store
+            .capsule_members(&capsule.uuid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for member in &members {
+        assert!(store.get_container(&member.uuid).await.unwrap().is_none());
+    }
+    assert!(store.get_container(&plain.uuid).await.unwrap().is_some());
 }

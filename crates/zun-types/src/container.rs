@@ -126,6 +126,42 @@ pub enum DesiredState {
     Deleted,
 }
 
+/// What a row of the containers table is: a container of the container API,
+/// a capsule (Zun's pod: the unit that is placed, holds the network and the
+/// volumes, and has no engine container of its own), or a member of one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    #[default]
+    Container,
+    Capsule,
+    Member,
+}
+
+impl RecordKind {
+    /// The store's `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::Capsule => "capsule",
+            Self::Member => "member",
+        }
+    }
+}
+
+/// Where a member sits in its capsule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapsuleMember {
+    pub capsule_uuid: String,
+    /// An init container: runs to completion, in order, before the others.
+    pub init: bool,
+    /// Its position in the template's list (`initContainers` or `containers`).
+    pub index: u32,
+    /// The name the template gave it, if any (the record's own name is the
+    /// generated `capsule-<capsule>-<name>`).
+    pub template_name: Option<String>,
+}
+
 /// One container row. Field names follow upstream's object so the view is a
 /// projection, not a translation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +219,15 @@ pub struct Container {
 
     pub created_at: DateTime<Utc>,
     pub updated_at: Option<DateTime<Utc>>,
+
+    #[serde(default)]
+    pub kind: RecordKind,
+    /// Set on a capsule's members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capsule: Option<CapsuleMember>,
+    /// A capsule's annotations (1.38); containers have none on the wire.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Container {
@@ -240,6 +285,9 @@ impl Container {
             addresses: None,
             created_at: Utc::now(),
             updated_at: None,
+            kind: RecordKind::Container,
+            capsule: None,
+            annotations: BTreeMap::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! the container record and its view, create/update validation with upstream's
 //! error texts, and the container state machine. Nothing here performs IO.
 
+pub mod capsule;
 pub mod container;
 pub mod error;
 pub mod host;

@@ -138,9 +138,158 @@ impl Action {
     }
 }
 
+/// What a capsule is, from what its members are: the status and reason its
+/// record shows once its create has finished. Init containers count only
+/// when they failed (having run to completion, they are `Stopped`). The
+/// worst wins: a member in `Error` (named in the reason), then `Unknown`
+/// (its host is down), then one still `Creating`; otherwise `Running` while
+/// any container runs (or restarts), `Paused` when all are, `Created`
+/// before any started, and `Stopped` when all have exited (the reason
+/// names any that failed).
+pub fn capsule_status(members: &[&crate::Container]) -> (ContainerStatus, Option<String>) {
+    let name = |c: &crate::Container| {
+        c.capsule
+            .as_ref()
+            .and_then(|m| m.template_name.clone())
+            .unwrap_or_else(|| c.name.clone())
+    };
+    let failed = |c: &crate::Container| {
+        let detail = c
+            .status_reason
+            .clone()
+            .or_else(|| c.status_detail.clone())
+            .unwrap_or_else(|| "unknown error".into());
+        format!("container {}: {detail}", name(c))
+    };
+    if let Some(broken) = members.iter().find(|c| c.status == Error) {
+        return (Error, Some(failed(broken)));
+    }
+    if members.iter().any(|c| c.status == Unknown) {
+        return (Unknown, None);
+    }
+    let regular: Vec<&crate::Container> = members
+        .iter()
+        .copied()
+        .filter(|c| !c.capsule.as_ref().is_some_and(|m| m.init))
+        .collect();
+    if regular.is_empty() || regular.iter().any(|c| c.status == Creating) {
+        return (Creating, None);
+    }
+    if regular
+        .iter()
+        .any(|c| matches!(c.status, Running | Restarting))
+    {
+        let restarting: Vec<String> = regular
+            .iter()
+            .filter(|c| c.status == Restarting)
+            .map(|c| name(c))
+            .collect();
+        let reason =
+            (!restarting.is_empty()).then(|| format!("restarting: {}", restarting.join(", ")));
+        return (Running, reason);
+    }
+    if regular.iter().all(|c| c.status == Paused) {
+        return (Paused, None);
+    }
+    if regular.iter().all(|c| c.status == Created) {
+        return (Created, None);
+    }
+    let exited_badly: Vec<String> = regular
+        .iter()
+        .filter(|c| {
+            c.status_detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("Exited(") && !d.starts_with("Exited(0)"))
+        })
+        .map(|c| failed(c))
+        .collect();
+    (
+        Stopped,
+        (!exited_badly.is_empty()).then(|| exited_badly.join("; ")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::{CapsuleMember, RecordKind};
+
+    fn member(name: &str, init: bool, status: ContainerStatus) -> crate::Container {
+        crate::Container {
+            kind: RecordKind::Member,
+            status,
+            capsule: Some(CapsuleMember {
+                capsule_uuid: "c".into(),
+                init,
+                index: 0,
+                template_name: Some(name.into()),
+            }),
+            ..crate::Container::new("u", format!("capsule-c-{name}"), "p", "u", "busybox")
+        }
+    }
+
+    fn status_of(members: &[crate::Container]) -> (ContainerStatus, Option<String>) {
+        capsule_status(&members.iter().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_capsule_is_what_its_members_are_the_worst_first() {
+        let init_done = member("init", true, Stopped);
+        let run = |s| {
+            vec![
+                init_done.clone(),
+                member("web", false, Running),
+                member("side", false, s),
+            ]
+        };
+        assert_eq!(status_of(&run(Running)), (Running, None));
+        assert_eq!(status_of(&run(Creating)), (Creating, None));
+        assert_eq!(status_of(&run(Unknown)), (Unknown, None));
+        assert_eq!(
+            status_of(&run(Restarting)),
+            (Running, Some("restarting: side".into()))
+        );
+        // One stopped beside a running one: the capsule still runs.
+        assert_eq!(status_of(&run(Stopped)).0, Running);
+        let mut broken = run(Running);
+        broken[2].status = Error;
+        broken[2].status_reason = Some("no such image".into());
+        assert_eq!(
+            status_of(&broken),
+            (Error, Some("container side: no such image".into()))
+        );
+        let mut failed_init = run(Creating);
+        failed_init[0].status = Error;
+        failed_init[0].status_reason = Some("exited with code 3".into());
+        assert_eq!(status_of(&failed_init).0, Error);
+        assert!(
+            status_of(&failed_init)
+                .1
+                .is_some_and(|r| r.contains("init"))
+        );
+    }
+
+    #[test]
+    fn a_capsule_whose_containers_all_ended_is_stopped_naming_failures() {
+        let mut ok = member("a", false, Stopped);
+        ok.status_detail = Some("Exited(0) 1 minute ago".into());
+        let mut bad = member("b", false, Stopped);
+        bad.status_detail = Some("Exited(2) 1 minute ago".into());
+        assert_eq!(status_of(std::slice::from_ref(&ok)), (Stopped, None));
+        let (status, reason) = status_of(&[ok, bad]);
+        assert_eq!(status, Stopped);
+        assert_eq!(
+            reason.as_deref(),
+            Some("container b: Exited(2) 1 minute ago")
+        );
+        assert_eq!(status_of(&[member("a", false, Paused)]), (Paused, None));
+        assert_eq!(status_of(&[member("a", false, Created)]), (Created, None));
+        assert_eq!(status_of(&[]), (Creating, None));
+        // Every status of one member gives some capsule status, never a panic.
+        for s in ContainerStatus::ALL {
+            let _ = status_of(&[member("a", false, s)]);
+        }
+    }
 
     /// The whole table of reference §5.2, written out independently of the
     /// match above, checked for every (action, status) pair.

@@ -208,7 +208,7 @@ fn disk(value: &Value) -> Result<Option<i64>, ApiError> {
     integer_like("disk", value, MIN_DISK, MAX_DISK)
 }
 
-fn boolean(field: &str, value: &Value) -> Result<bool, ApiError> {
+pub(crate) fn boolean(field: &str, value: &Value) -> Result<bool, ApiError> {
     match value {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s == "True" || s == "true" => Ok(true),
@@ -255,7 +255,7 @@ fn string_list(field: &str, value: &Value) -> Result<Option<Vec<String>>, ApiErr
     }
 }
 
-fn string_map(
+pub(crate) fn string_map(
     field: &str,
     value: &Value,
     strict_values: bool,
@@ -283,7 +283,7 @@ fn optional_object(field: &str, value: &Value) -> Result<Option<Value>, ApiError
     }
 }
 
-fn optional_string(field: &str, value: &Value) -> Result<Option<String>, ApiError> {
+pub(crate) fn optional_string(field: &str, value: &Value) -> Result<Option<String>, ApiError> {
     match value {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),

@@ -91,6 +91,68 @@ pub fn container(c: &Container, host_url: Option<&str>, shown_admin_fields: &[&s
     Value::Object(m)
 }
 
+/// Renders a capsule (reference §6.3) with its members, each in the
+/// container view without links (`member_admin_fields` as for
+/// [`container`]). `legacy`: the view of microversions up to 1.31.
+/// `show_host`: the caller may see `host` (`capsule:get:host`).
+pub fn capsule(
+    c: &Container,
+    members: &[Container],
+    host_url: &str,
+    legacy: bool,
+    show_host: bool,
+    member_admin_fields: &[&str],
+) -> Value {
+    let of = |init: bool| -> Vec<Value> {
+        members
+            .iter()
+            .filter(|m| m.capsule.as_ref().is_some_and(|link| link.init == init))
+            .map(|m| container(m, None, member_admin_fields))
+            .collect()
+    };
+    let mut m = Map::new();
+    m.insert("uuid".into(), json!(c.uuid));
+    m.insert("links".into(), links(host_url, "capsules", &c.uuid));
+    m.insert("user_id".into(), json!(c.user_id));
+    m.insert("project_id".into(), json!(c.project_id));
+    m.insert("created_at".into(), json!(resource_time(&c.created_at)));
+    m.insert(
+        "updated_at".into(),
+        json!(c.updated_at.as_ref().map(resource_time)),
+    );
+    m.insert(
+        "addresses".into(),
+        c.addresses.clone().unwrap_or_else(|| json!({})),
+    );
+    m.insert("status".into(), json!(c.status.as_str()));
+    m.insert("status_reason".into(), json!(c.status_reason));
+    m.insert("annotations".into(), json!(c.annotations));
+    m.insert("memory".into(), json!(c.memory));
+    m.insert("cpu".into(), json!(c.cpu));
+    m.insert("containers".into(), Value::Array(of(false)));
+    m.insert("init_containers".into(), Value::Array(of(true)));
+    if show_host {
+        m.insert("host".into(), json!(c.host));
+    }
+    if legacy {
+        m.insert("meta_name".into(), json!(c.name));
+        m.insert("meta_labels".into(), json!(c.labels));
+        m.insert(
+            "restart_policy".into(),
+            json!(c.restart_policy.as_ref().map(|p| p.name.clone())),
+        );
+        m.insert("volumes_info".into(), json!({}));
+        m.insert("containers_uuids".into(), json!([]));
+        m.insert("init_containers_uuids".into(), json!([]));
+        m.insert("capsule_version".into(), json!(""));
+    } else {
+        m.insert("name".into(), json!(c.name));
+        m.insert("labels".into(), json!(c.labels));
+        m.insert("restart_policy".into(), json!(c.restart_policy));
+    }
+    Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -61,6 +61,9 @@ pub enum Mount {
     Volume {
         destination: String,
         volume: VolumeRef,
+        /// A capsule's `volumeMounts[].readOnly`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        read_only: bool,
     },
     /// An injected file; `contents` is base64.
     Bind {
@@ -335,6 +338,7 @@ pub fn mounts_view(mounts: &[Mount]) -> Value {
                 Mount::Volume {
                     destination,
                     volume,
+                    ..
                 } => json!({
                     "type": "volume",
                     "source": volume.name.clone().unwrap_or_else(|| volume.uuid.clone()),
@@ -524,6 +528,7 @@ mod tests {
         let mounts = vec![
             Mount::Volume {
                 destination: "/data".into(),
+                read_only: false,
                 volume: VolumeRef {
                     uuid: "u1".into(),
                     name: Some("data".into()),

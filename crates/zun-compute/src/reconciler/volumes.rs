@@ -41,13 +41,14 @@ impl Agent {
             if let Mount::Volume {
                 destination,
                 volume,
+                read_only,
             } = mount
             {
                 let source = volumes.driver.attach(volume).await?;
                 binds.push(HostMount {
                     source,
                     target: destination.clone(),
-                    read_only: false,
+                    read_only: *read_only,
                 });
             }
         }

@@ -2,7 +2,7 @@
 //! library for what it does. It then replaces itself with the real runtime.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = argv.collect();
     if let Some(call) = zun_runc::parse_create(&args) {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        if let Err(err) = zun_runc::prepare(&call, Path::new(zun_runc::ENGINE_NETNS_DIR), &cwd) {
+        let links = zun_runc::ENGINE_LINKS.map(|(dir, kind)| (PathBuf::from(dir), kind));
+        if let Err(err) = zun_runc::prepare(&call, &links, &cwd) {
             eprintln!("zun-runc: {err}");
             return ExitCode::FAILURE;
         }
