@@ -10,10 +10,11 @@ template errors upstream answered with a 500 are 400 here (§12).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
+import subprocess
 import time
+import urllib.request
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -222,9 +223,12 @@ def test_a_capsule_from_the_cli_runs_its_containers_together(zun, tmp_path):
     assert execute(zun, client["uuid"], "cat /dev/shm/note")["output"].strip() == "shared"
     # The volume is read-only for the client, as its volumeMount says.
     assert execute(zun, client["uuid"], "touch /shared/x")["exit_code"] != 0
-    # The capsule's address answers from the host's side of the network too
-    # (from the engine's view: the server's port is exposed).
+    # The server's `ports` are the capsule's exposed ports: the host
+    # reaches them on the capsule's one address.
     assert address["version"] == 4
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(f"http://{address['addr']}:8080/", timeout=5) as page:
+        assert page.read().decode() == "hello-from-server\n"
 
     # The CLI's list and show; containers of capsules are not in the
     # container list, and their life is the capsule's.
@@ -439,3 +443,72 @@ def test_a_killed_agent_leaves_no_capsule_half_made(zun):
         delete(zun, m["uuid"])
     assert not any(namespaces_dir(zun).iterdir())
     assert engine_members(zun) & members == set()
+
+
+def wait_until(check, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} within {timeout}s"
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("policy,comes_back", [("Always", True), ("Never", False)])
+def test_a_member_removed_behind_the_services_back(zun, policy, comes_back):
+    """`docker rm -f` of a capsule's container: one whose restart policy
+    would bring it back is made again in the capsule's sandbox (the
+    engine's event, at the latest the next resync: 10 s); another leaves
+    the capsule in Error, naming it."""
+    made = create(zun, simple_template(unique(f"removed-{policy.lower()}"), policy))
+    view = wait_capsule(zun, made["uuid"], "Running")
+    main = member(view, "main")
+    old_id = zun.inspect(main["uuid"])["Id"]
+    r = docker_cmd("rm", "-f", f"zun-{main['uuid']}")
+    assert r.returncode == 0, r.stderr
+    if comes_back:
+        wait_until(lambda: (zun.inspect(main["uuid"]) or {}).get("Id") not in (None, old_id),
+                   "the member made again")
+        zun.wait_status(main["uuid"], "Running", timeout=30)
+        again = wait_capsule(zun, made["uuid"], "Running", timeout=30)
+        assert member(again, "main")["addresses"] == view["addresses"]
+    else:
+        failed = wait_capsule(zun, made["uuid"], "Error", timeout=30)
+        assert "main" in failed["status_reason"], failed
+    delete(zun, made["uuid"])
+
+
+def test_a_lost_sandbox_is_made_again_and_its_members_rejoin_it(zun):
+    """The capsule's IPC namespace and /dev/shm are unmounted behind the
+    agent's back (as a reboot would lose them): within a resync the agent
+    makes them again and restarts the running members into them, so they
+    share one IPC namespace again."""
+    t = simple_template(unique("sandbox"), "Always")
+    t["spec"]["containers"].append(
+        {"name": "side", "image": IMAGE, "command": ["sh", "-c", "exec sleep 3600"]})
+    made = create(zun, t)
+    view = wait_capsule(zun, made["uuid"], "Running")
+    root = namespaces_dir(zun) / made["uuid"]
+    def started_at(uuid: str) -> str:
+        return zun.inspect(uuid)["State"]["StartedAt"]
+
+    before = {c["uuid"]: started_at(c["uuid"]) for c in view["containers"]}
+    for point in ("ipc", "shm"):
+        r = subprocess.run(["umount", str(root / point)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+    def rejoined():
+        mounted = [line.split(" ")[4] for line in
+                   Path("/proc/self/mountinfo").read_text().splitlines()]
+        return (str(root / "ipc") in mounted and str(root / "shm") in mounted
+                and all(started_at(uuid) != started for uuid, started in before.items()))
+
+    wait_until(rejoined, "the sandbox made again and its members restarted", timeout=45)
+    for c in view["containers"]:
+        zun.wait_status(c["uuid"], "Running", timeout=30)
+    ipc = {execute(zun, c["uuid"], "readlink /proc/self/ns/ipc")["output"].strip()
+           for c in view["containers"]}
+    assert len(ipc) == 1, ipc
+    wait_capsule(zun, made["uuid"], "Running")
+    delete(zun, made["uuid"])

@@ -972,6 +972,13 @@ impl Agent {
             if pending.contains(&capsule.uuid) || self.busy().contains(&capsule.uuid) {
                 continue;
             }
+            if !matches!(
+                capsule.status,
+                ContainerStatus::Error | ContainerStatus::Unknown
+            ) && let Err(err) = self.restore_capsule(capsule).await
+            {
+                tracing::warn!(uuid = %capsule.uuid, error = %err, "restoring a capsule's namespaces failed");
+            }
             self.refresh_capsule(&capsule.uuid, false).await?;
         }
         self.collect_capsule_garbage(&known).await;

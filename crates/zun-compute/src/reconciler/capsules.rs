@@ -301,8 +301,10 @@ impl Agent {
     }
 
     /// Brings back a capsule's sandbox when it is gone (the host
-    /// rebooted) and points its members' engine containers at it, so their
-    /// restarts find it.
+    /// rebooted, or someone removed it) and points its members' engine
+    /// containers at it, so their restarts find it. Members still running
+    /// in the lost namespaces are restarted into the new ones, so the
+    /// capsule is one sandbox again.
     pub(super) async fn restore_capsule(&self, capsule: &Container) -> Result<(), WorkError> {
         let network_gone = self
             .network
@@ -313,12 +315,31 @@ impl Agent {
         }
         tracing::info!(uuid = %capsule.uuid, "restoring the capsule's namespaces");
         let sandbox = self.capsule_sandbox(capsule).await?;
-        for member in self.store.capsule_members(&capsule.uuid).await? {
-            if member.container_id.is_some() {
-                let name = member.engine_name();
-                self.retrying(|| self.runtime.join_sandbox(&name, sandbox.sandbox()))
-                    .await?;
-            }
+        let members = self.store.capsule_members(&capsule.uuid).await?;
+        let rejoined = join_all(
+            members
+                .iter()
+                .filter(|m| m.container_id.is_some())
+                .map(|member| self.rejoin(member, &sandbox)),
+        )
+        .await;
+        rejoined.into_iter().collect()
+    }
+
+    /// Points one member at the (new) sandbox; a member still running in
+    /// the old namespaces is restarted into it.
+    async fn rejoin(&self, member: &Container, sandbox: &CapsuleSandbox) -> Result<(), WorkError> {
+        let name = member.engine_name();
+        self.retrying(|| self.runtime.join_sandbox(&name, sandbox.sandbox()))
+            .await?;
+        let running = self
+            .retrying(|| self.runtime.inspect(&name))
+            .await?
+            .is_some_and(|o| matches!(o.state, EngineState::Running | EngineState::Paused));
+        if running {
+            tracing::info!(uuid = %member.uuid, "restarting a member into its capsule's new namespaces");
+            self.retrying(|| self.runtime.restart(&name, Some(10)))
+                .await?;
         }
         Ok(())
     }
