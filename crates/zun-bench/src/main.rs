@@ -125,6 +125,7 @@ struct Cli {
     store_url: Option<String>,
 }
 
+mod capsules;
 mod scale;
 
 #[tokio::main]
@@ -698,10 +699,20 @@ impl StatusBoard {
 
     /// Never returns on its own; errors are retried on the next tick.
     async fn poll(&self, api: &Api, every: Duration) {
+        self.poll_with(every, || api.list_creating()).await;
+    }
+
+    /// [`StatusBoard::poll`] with the list `fetch` gives (uuid, status of
+    /// those in Creating).
+    async fn poll_with<F, Fut>(&self, every: Duration, fetch: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<(String, String)>>>,
+    {
         let mut round = 0u64;
         loop {
             let sent = Instant::now();
-            if let Ok(listed) = api.list_creating().await {
+            if let Ok(listed) = fetch().await {
                 let mut statuses = self
                     .statuses
                     .lock()
@@ -1273,6 +1284,8 @@ struct Report {
     volume_creates: Option<(Phase, Phase)>,
     /// Write throughput onto a local volume and onto the host's disk.
     volume_write: Option<Throughput>,
+    /// Capsules against raw pods: (concurrency, zun, raw) per row.
+    capsules: Vec<(usize, Phase, Phase)>,
     list: (Vec<Duration>, Vec<Duration>, usize),
     memory: Vec<(String, u64)>,
     failures: Vec<String>,
@@ -1311,6 +1324,7 @@ async fn host_scale(ctx: &Ctx, n: usize) -> Result<Report> {
     ctx.zun_clear(&ids).await?;
     Ok(Report {
         host_scale: Some((n, first, last)),
+        capsules: Vec::new(),
         volume_creates: None,
         volume_write: None,
         rows: Vec::new(),
@@ -1427,8 +1441,11 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
         }
     };
 
+    let capsules = ctx.capsule_rows(&mut failures).await?;
+
     Ok(Report {
         host_scale: None,
+        capsules,
         throughput,
         volume_creates: Some((with, without)),
         volume_write,
@@ -1672,6 +1689,7 @@ impl Report {
             );
         }
 
+        capsules::print(&self.capsules);
         self.print_memory_and_failures();
     }
 
