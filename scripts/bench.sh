@@ -21,13 +21,27 @@
 # placements per second and the p50/p99 of create and list at that size; on
 # SQLite, or with --postgres on the project's PostgreSQL (scripts/postgres.sh,
 # a fresh database per run).
+#
+# The Cinder volume row (a real Keystone and Cinder on a one-node Ceph, from
+# scripts/cinder.sh, started here and stopped again if this script started
+# them; the first run installs them, about 3 minutes):
+#
+#   bash scripts/bench.sh --cinder
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 started_dockerd=0
+started_cinder=0
+config_dir=""
 cleanup() {
+    if [[ -n "$config_dir" ]]; then
+        rm -rf "$config_dir"
+    fi
+    if ((started_cinder)); then
+        bash scripts/cinder.sh stop >/dev/null || true
+    fi
     if ((started_dockerd)); then
         bash scripts/dockerd.sh stop || true
     fi
@@ -63,6 +77,42 @@ else
     SOCKET=/var/run/docker.sock
 fi
 [[ -S "$SOCKET" ]] || { echo "bench: no Docker socket at $SOCKET" >&2; exit 1; }
+
+if [[ " $* " == *" --cinder "* ]]; then
+    # zund with Keystone identity and Cinder volumes, the bench as Keystone's
+    # admin (test-only credentials, seeded by scripts/keystone.sh).
+    if ! bash scripts/cinder.sh status >/dev/null 2>&1; then
+        started_cinder=1
+    fi
+    bash scripts/cinder.sh start >/dev/null
+    keystone_url="$(bash scripts/keystone.sh url | tail -n 1)"
+    cinder_url="$(bash scripts/cinder.sh url | tail -n 1)"
+    config_dir="$(mktemp -d)"
+    config="$config_dir/zund-cinder.toml"
+    cat >"$config" <<EOF
+[identity]
+mode = "keystone"
+[identity.keystone]
+auth_url = "$keystone_url"
+username = "zun"
+password = "zun-secret"
+project_name = "service"
+user_domain_name = "Default"
+project_domain_name = "Default"
+[volume]
+driver = "cinder"
+[volume.cinder]
+url = "$cinder_url"
+auth_url = "$keystone_url"
+username = "cinder"
+password = "cinder-secret"
+project_name = "service"
+ceph_conf = "${CINDER_DATA_DIR:-$ROOT/.data/cinder}/ceph/ceph.conf"
+EOF
+    export ZUN_BENCH_ZUND_CONFIG="$config" ZUN_BENCH_KEYSTONE_URL="$keystone_url" \
+        ZUN_BENCH_KEYSTONE_USER=admin ZUN_BENCH_KEYSTONE_PASSWORD=admin-secret \
+        ZUN_BENCH_KEYSTONE_PROJECT=admin
+fi
 
 ZUN_BENCH_DOCKER_SOCKET="$SOCKET" ./target/release/zun-bench \
     --zund ./target/release/zund "$@"

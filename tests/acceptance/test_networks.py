@@ -35,7 +35,7 @@ from conftest import (
     docker_cmd,
 )
 from keystone import KeystoneServer
-from test_keystone import Caller, keystone_toml, make_configured
+from test_keystone import Caller, keystone_toml, make_configured, unique
 
 V = "1.40"
 # httpd serving the container's own name, so a reply says who answered.
@@ -585,6 +585,34 @@ def test_delete_leaves_no_network_objects(demo, zk):
     demo.wait_gone(view["uuid"])
     assert host_objects([view["uuid"]], zk.host_name, ports) == {
         "netns": [], "links": [], "state": [], "nft": []}
+
+
+def test_a_reused_address_does_not_inherit_the_old_containers_groups(demo, servers):
+    """A container in the default group is deleted and the next one gets its
+    address: the next one is in another group only, so the default group's
+    members (demo_a admits only them) must not let it in, right away."""
+    r = demo.http("POST", "/v1/security_groups", json={
+        "name": unique("egress-only"), "rules": [{"direction": "egress"}]})
+    assert r.status_code == 201, r.text
+    group = r.json()
+    first = demo.create({"name": unique("net-first"), "command": HTTPD}, run=True)
+    first = demo.wait_status(first["uuid"], "Running")
+    ip = ip_of(first)
+    assert reaches_http(first["uuid"], ip_of(servers["demo_a"])) == "demo-a"
+    r = demo.http("DELETE", f"/v1/containers/{first['uuid']}", params={"stop": "true"})
+    assert r.status_code == 204, r.text
+    demo.wait_gone(first["uuid"])
+    second = demo.create({"name": unique("net-second"), "command": HTTPD,
+                          "security_groups": [group["id"]]}, run=True)
+    try:
+        second = demo.wait_status(second["uuid"], "Running")
+        assert ip_of(second) == ip, "the freed address is the first free one"
+        assert reaches_http(second["uuid"], ip_of(servers["demo_a"])) is None
+    finally:
+        r = demo.http("DELETE", f"/v1/containers/{second['uuid']}", params={"stop": "true"})
+        assert r.status_code == 204, r.text
+        demo.wait_gone(second["uuid"])
+    assert demo.http("DELETE", f"/v1/security_groups/{group['id']}").status_code == 204
 
 
 def security_map() -> str:

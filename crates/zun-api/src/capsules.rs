@@ -23,10 +23,10 @@ use zun_types::capsule::{CapsuleTemplate, MemberTemplate, TemplateVolume, Volume
 use zun_types::container::{CapsuleMember, DesiredState, RecordKind};
 use zun_types::microversion::Version;
 use zun_types::volume::{Mount, MountRequest};
-use zun_types::{Container, ContainerStatus, RestartPolicy, TaskState, view};
+use zun_types::{Container, ContainerStatus, RestartPolicy, view};
 
 use crate::containers::{
-    body_bytes, find_record, generated_name, new_action, shown_fields, target,
+    body_bytes, find_record, generated_name, new_action, record_delete, shown_fields, target,
 };
 use crate::context::Ctx;
 use crate::error::Error;
@@ -386,23 +386,7 @@ async fn remove(
             !crate::placement::host_is_up(state.store.as_ref(), &state.scheduler, host).await?
         }
     };
-    let mutate = |c: &mut Container| {
-        c.status = ContainerStatus::Deleting;
-        c.task_state = Some(TaskState::ContainerDeleting);
-        c.desired_state = DesiredState::Deleted;
-        Ok(())
-    };
-    let (_, record) = state
-        .store
-        .update_container(&capsule.uuid, &mutate, Some(&action))
-        .await?;
-    if host_down {
-        state.store.delete_container(&capsule.uuid).await?;
-        if let Some(record) = record {
-            state.store.finish_action(record.id, None).await?;
-        }
-        tracing::info!(uuid = %capsule.uuid, "capsule removed without its host");
-    }
+    record_delete(&state, &capsule.uuid, None, action, host_down).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -617,8 +617,24 @@ async fn delete(
                     .await?
         }
     };
+    record_delete(&state, &container.uuid, Some(check), action, host_down).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Marks a container (or capsule) `Deleting` with its delete `action`
+/// (under `check`'s state rule); when no host will act on it
+/// (`host_down`), removes its rows at once.
+pub(crate) async fn record_delete(
+    state: &ApiState,
+    uuid: &str,
+    check: Option<Action>,
+    action: NewAction,
+    host_down: bool,
+) -> Result<()> {
     let mutate = move |c: &mut Container| {
-        check.check(&c.uuid, c.status)?;
+        if let Some(check) = check {
+            check.check(&c.uuid, c.status)?;
+        }
         c.status = ContainerStatus::Deleting;
         c.task_state = Some(TaskState::ContainerDeleting);
         c.desired_state = DesiredState::Deleted;
@@ -626,16 +642,16 @@ async fn delete(
     };
     let (_, record) = state
         .store
-        .update_container(&container.uuid, &mutate, Some(&action))
+        .update_container(uuid, &mutate, Some(&action))
         .await?;
     if host_down {
-        state.store.delete_container(&container.uuid).await?;
+        state.store.delete_container(uuid).await?;
         if let Some(record) = record {
             state.store.finish_action(record.id, None).await?;
         }
-        tracing::info!(uuid = %container.uuid, "container removed without its host");
+        tracing::info!(%uuid, "removed without its host");
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 /// Range of microversions a container sub-route exists in.

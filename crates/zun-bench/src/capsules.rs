@@ -4,22 +4,14 @@
 //! started together in one network namespace (the first on the baseline's
 //! bridge, the others joining it with `container:<first>`).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, StartContainerOptions,
-};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{
-    Api, Ctx, Phase, RAW_LABEL, Sample, StatusBoard, engine_image, ms, percentile, print_table,
-    ratio, snippet,
-};
+use super::{Api, Ctx, Phase, Sample, StatusBoard, ms, percentile, print_table, ratio, snippet};
 
 /// Containers in each capsule (and each raw pod).
 const MEMBERS: usize = 3;
@@ -131,40 +123,17 @@ impl Ctx {
 
     async fn capsule_one(&self, template: &Value, board: &StatusBoard) -> Sample {
         let start = Instant::now();
-        let uuid = match self.api.create_capsule(template).await {
-            Ok(uuid) => uuid,
-            Err(err) => {
-                return Sample {
-                    id: None,
-                    result: Err(format!("{err:#}")),
-                };
+        match self.api.create_capsule(template).await {
+            Ok(uuid) => {
+                self.settled(uuid, start, board, |uuid| async move {
+                    self.api.capsule_status(&uuid).await
+                })
+                .await
             }
-        };
-        let accepted = Instant::now();
-        let limit = Duration::from_secs(self.cli.timeout_secs);
-        let mut changes = board.changes.clone();
-        let result = loop {
-            if board.left_creating(&uuid, accepted) {
-                let seen = start.elapsed();
-                break match self.api.capsule_status(&uuid).await {
-                    Ok((status, _)) if status == "Running" => Ok(seen),
-                    Ok((status, reason)) => Err(format!(
-                        "went to {status}: {}",
-                        reason.unwrap_or_else(|| "(no status_reason)".into())
-                    )),
-                    Err(err) => Err(format!("{err:#}")),
-                };
-            }
-            if start.elapsed() > limit {
-                break Err(format!("still Creating after {limit:?}"));
-            }
-            if changes.changed().await.is_err() {
-                break Err("the status poller stopped".into());
-            }
-        };
-        Sample {
-            id: Some(uuid),
-            result,
+            Err(err) => Sample {
+                id: None,
+                result: Err(format!("{err:#}")),
+            },
         }
     }
 
@@ -173,11 +142,12 @@ impl Ctx {
     async fn raw_pod_one(&self, name: String) -> Sample {
         let start = Instant::now();
         let result = async {
-            let first = self.raw_member(&format!("{name}-0"), None).await?;
+            let first = self.raw_started(&format!("{name}-0"), None).await?;
             let joined = format!("container:{first}");
-            let others = futures_util::future::join_all(
-                (1..MEMBERS).map(|i| self.raw_member_owned(format!("{name}-{i}"), joined.clone())),
-            )
+            let others = futures_util::future::join_all((1..MEMBERS).map(|i| {
+                let (name, joined) = (format!("{name}-{i}"), joined.clone());
+                async move { self.raw_started(&name, Some(joined)).await }
+            }))
             .await;
             for other in others {
                 other?;
@@ -188,48 +158,6 @@ impl Ctx {
         Sample {
             id: Some(name),
             result,
-        }
-    }
-
-    async fn raw_member_owned(&self, name: String, network: String) -> Result<String, String> {
-        self.raw_member(&name, Some(network)).await
-    }
-
-    async fn raw_member(&self, name: &str, network: Option<String>) -> Result<String, String> {
-        let mut host_config = self.raw_host_config(self.cli.cpu, self.cli.memory_mib);
-        if let Some(network) = network {
-            host_config.network_mode = Some(network);
-        }
-        let body = ContainerCreateBody {
-            image: Some(engine_image(&self.cli.image)),
-            cmd: Some(vec!["sleep".into(), "3600".into()]),
-            labels: Some(HashMap::from([(RAW_LABEL.to_owned(), self.run_id.clone())])),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: Some(name.to_owned()),
-            platform: String::new(),
-        };
-        let id = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| format!("create {name}: {e}"))?
-            .id;
-        self.docker
-            .start_container(&id, None::<StartContainerOptions>)
-            .await
-            .map_err(|e| format!("start {name}: {e}"))?;
-        let info = self
-            .docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| format!("inspect {name}: {e}"))?;
-        if info.state.and_then(|s| s.running) == Some(true) {
-            Ok(id)
-        } else {
-            Err(format!("{name} is not running after start"))
         }
     }
 

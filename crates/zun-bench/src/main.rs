@@ -123,6 +123,25 @@ struct Cli {
     /// The store of the scale benchmark (`postgres://...`); SQLite when unset.
     #[arg(long, env = "ZUN_BENCH_STORE_URL")]
     store_url: Option<String>,
+    /// Instead of the latency phases: the volume rows with Cinder volumes.
+    /// zund runs with `--zund-config` (Keystone identity, `[volume] driver
+    /// = "cinder"`), and the benchmark authenticates with `--keystone-*`
+    /// (`scripts/bench.sh --cinder` brings all of it up).
+    #[arg(long)]
+    cinder: bool,
+    /// A configuration file for the benchmark's zund.
+    #[arg(long, env = "ZUN_BENCH_ZUND_CONFIG")]
+    zund_config: Option<PathBuf>,
+    /// Keystone v3 (`http://127.0.0.1:5000/v3`): the benchmark's requests
+    /// carry a token of `--keystone-user` in `--keystone-project`.
+    #[arg(long, env = "ZUN_BENCH_KEYSTONE_URL")]
+    keystone_url: Option<String>,
+    #[arg(long, env = "ZUN_BENCH_KEYSTONE_USER", default_value = "admin")]
+    keystone_user: String,
+    #[arg(long, env = "ZUN_BENCH_KEYSTONE_PASSWORD", default_value = "")]
+    keystone_password: String,
+    #[arg(long, env = "ZUN_BENCH_KEYSTONE_PROJECT", default_value = "admin")]
+    keystone_project: String,
 }
 
 mod capsules;
@@ -203,10 +222,14 @@ async fn run(cli: Cli) -> Result<bool> {
             return Err(err);
         }
     };
+    let mut api = Api::new(&zund.base_url)?;
+    if let Some(url) = &cli.keystone_url {
+        api.token = Some(api.keystone_token(&cli, url).await?);
+    }
     let ctx = Ctx {
         cli: cli.clone(),
         docker: docker.clone(),
-        api: Api::new(&zund.base_url)?,
+        api,
         run_id: run_id.clone(),
         host_name: host_name.clone(),
         pid: zund.pid(),
@@ -220,6 +243,7 @@ async fn run(cli: Cli) -> Result<bool> {
             ctx.api.lift_quotas().await?;
             match ctx.cli.host_scale {
                 Some(n) => host_scale(&ctx, n).await,
+                None if ctx.cli.cinder => cinder_volumes(&ctx).await,
                 None => bench(&ctx).await,
             }
         } => r,
@@ -269,7 +293,9 @@ impl Zund {
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("duplicating the log file")?;
         let mut command = Command::new(&cli.zund);
-        if cli.host_scale.is_some() {
+        if let Some(config) = &cli.zund_config {
+            command.arg("--config").arg(config);
+        } else if cli.host_scale.is_some() {
             // Hundreds of 0.1-CPU containers on a 2-core host: the run is
             // about the network's cost at that size, not about placement.
             let config = data_dir.join("zun.toml");
@@ -402,6 +428,8 @@ fn memory_kib(pid: u32) -> Result<(u64, u64)> {
 struct Api {
     http: reqwest::Client,
     base: String,
+    /// A Keystone token, when zund validates them.
+    token: Option<String>,
 }
 
 impl Api {
@@ -414,13 +442,49 @@ impl Api {
         Ok(Self {
             http,
             base: base.to_owned(),
+            token: None,
         })
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
+        let request = self
+            .http
             .request(method, format!("{}{path}", self.base))
-            .header("OpenStack-API-Version", API_VERSION)
+            .header("OpenStack-API-Version", API_VERSION);
+        match &self.token {
+            Some(token) => request.header("X-Auth-Token", token),
+            None => request,
+        }
+    }
+
+    /// A project-scoped token of the benchmark's Keystone user.
+    async fn keystone_token(&self, cli: &Cli, url: &str) -> Result<String> {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": cli.keystone_user,
+                "password": cli.keystone_password,
+                "domain": {"name": "Default"},
+            }}},
+            "scope": {"project": {"name": cli.keystone_project, "domain": {"name": "Default"}}},
+        }});
+        let resp = self
+            .http
+            .post(format!("{url}/auth/tokens?nocatalog"))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}/auth/tokens"))?;
+        if resp.status() != StatusCode::CREATED {
+            bail!(
+                "Keystone answered {} to the benchmark's login",
+                resp.status()
+            );
+        }
+        resp.headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("Keystone gave no X-Subject-Token"))
     }
 
     async fn root_ok(&self) -> bool {
@@ -798,22 +862,40 @@ impl Ctx {
     /// Creating, and read its status once.
     async fn zun_one(&self, body: &Value, board: &StatusBoard) -> Sample {
         let start = Instant::now();
-        let uuid = match self.api.create(body).await {
-            Ok(uuid) => uuid,
-            Err(err) => {
-                return Sample {
-                    id: None,
-                    result: Err(format!("{err:#}")),
-                };
+        match self.api.create(body).await {
+            Ok(uuid) => {
+                self.settled(uuid, start, board, |uuid| async move {
+                    self.api.status(&uuid).await
+                })
+                .await
             }
-        };
+            Err(err) => Sample {
+                id: None,
+                result: Err(format!("{err:#}")),
+            },
+        }
+    }
+
+    /// Waits until the shared poller sees `uuid` leave Creating, then reads
+    /// its status once with `status`: Running is the time since `start`.
+    async fn settled<F, Fut>(
+        &self,
+        uuid: String,
+        start: Instant,
+        board: &StatusBoard,
+        status: F,
+    ) -> Sample
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Option<String>)>>,
+    {
         let accepted = Instant::now();
         let limit = Duration::from_secs(self.cli.timeout_secs);
         let mut changes = board.changes.clone();
         let result = loop {
             if board.left_creating(&uuid, accepted) {
                 let seen = start.elapsed();
-                break match self.api.status(&uuid).await {
+                break match status(uuid.clone()).await {
                     Ok((status, _)) if status == "Running" => Ok(seen),
                     Ok((status, reason)) => Err(format!(
                         "went to {status}: {}",
@@ -838,48 +920,58 @@ impl Ctx {
     /// Engine create + start + inspect (running) of the same image and command.
     async fn raw_one(&self, name: String) -> Sample {
         let start = Instant::now();
+        match self.raw_started(&name, None).await {
+            Ok(id) => Sample {
+                id: Some(id),
+                result: Ok(start.elapsed()),
+            },
+            Err(why) => Sample {
+                id: None,
+                result: Err(why),
+            },
+        }
+    }
+
+    /// A raw container of the benchmark's image, command and limits,
+    /// created, started and seen running; on the baseline's bridge, or in
+    /// `network` (`container:<id>`). Its id.
+    async fn raw_started(&self, name: &str, network: Option<String>) -> Result<String, String> {
+        let mut host_config = self.raw_host_config(self.cli.cpu, self.cli.memory_mib);
+        if let Some(network) = network {
+            host_config.network_mode = Some(network);
+        }
         let body = ContainerCreateBody {
             image: Some(engine_image(&self.cli.image)),
             cmd: Some(vec!["sleep".into(), "3600".into()]),
             labels: Some(HashMap::from([(RAW_LABEL.to_owned(), self.run_id.clone())])),
             // The limits zund gives the same container, so both sides ask
             // the engine for the same thing.
-            host_config: Some(self.raw_host_config(self.cli.cpu, self.cli.memory_mib)),
+            host_config: Some(host_config),
             ..Default::default()
         };
         let options = CreateContainerOptions {
-            name: Some(name.clone()),
+            name: Some(name.to_owned()),
             platform: String::new(),
         };
-        let id = match self.docker.create_container(Some(options), body).await {
-            Ok(r) => r.id,
-            Err(err) => {
-                return Sample {
-                    id: None,
-                    result: Err(format!("create {name}: {err}")),
-                };
-            }
-        };
-        let result = async {
-            self.docker
-                .start_container(&id, None::<StartContainerOptions>)
-                .await
-                .map_err(|e| format!("start {name}: {e}"))?;
-            let info = self
-                .docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                .map_err(|e| format!("inspect {name}: {e}"))?;
-            if info.state.and_then(|s| s.running) == Some(true) {
-                Ok(start.elapsed())
-            } else {
-                Err(format!("{name} is not running after start"))
-            }
-        }
-        .await;
-        Sample {
-            id: Some(id),
-            result,
+        let id = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| format!("create {name}: {e}"))?
+            .id;
+        self.docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| format!("start {name}: {e}"))?;
+        let info = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| format!("inspect {name}: {e}"))?;
+        if info.state.and_then(|s| s.running) == Some(true) {
+            Ok(id)
+        } else {
+            Err(format!("{name} is not running after start"))
         }
     }
 
@@ -1280,8 +1372,8 @@ struct Report {
     host_scale: Option<(usize, Phase, Phase)>,
     rows: Vec<(String, Phase, Phase)>,
     throughput: Option<Throughput>,
-    /// Create->Running with one local volume and without.
-    volume_creates: Option<(Phase, Phase)>,
+    /// Create->Running with one volume (of the kind named) and without.
+    volume_creates: Option<(&'static str, Phase, Phase)>,
     /// Write throughput onto a local volume and onto the host's disk.
     volume_write: Option<Throughput>,
     /// Capsules against raw pods: (concurrency, zun, raw) per row.
@@ -1331,6 +1423,34 @@ async fn host_scale(ctx: &Ctx, n: usize) -> Result<Report> {
         throughput: None,
         list: (Vec::new(), Vec::new(), 0),
         memory: vec![(format!("zund VmRSS with {n} containers running"), rss)],
+        failures,
+    })
+}
+
+/// `--cinder`: create->Running with one new 1 GiB Cinder volume beside the
+/// same container without, alternating.
+async fn cinder_volumes(ctx: &Ctx) -> Result<Report> {
+    let n = ctx.cli.count.min(VOLUME_CREATES);
+    println!("volumes: {n} creates with one new Cinder volume and without, alternating");
+    let (with, without) = ctx.paired_volume(n).await;
+    let mut made = with.ids.clone();
+    made.extend(without.ids.iter().cloned());
+    ctx.zun_clear(&made).await?;
+    let mut failures = Vec::new();
+    for (name, phase) in [("with a volume", &with), ("without a volume", &without)] {
+        for f in &phase.failures {
+            failures.push(format!("{name}: {f}"));
+        }
+    }
+    Ok(Report {
+        host_scale: None,
+        capsules: Vec::new(),
+        throughput: None,
+        volume_creates: Some(("one 1 GiB Cinder volume", with, without)),
+        volume_write: None,
+        rows: Vec::new(),
+        list: (Vec::new(), Vec::new(), 0),
+        memory: vec![("zund VmRSS at the end".to_owned(), memory_kib(ctx.pid)?.0)],
         failures,
     })
 }
@@ -1447,7 +1567,7 @@ async fn bench(ctx: &Ctx) -> Result<Report> {
         host_scale: None,
         capsules,
         throughput,
-        volume_creates: Some((with, without)),
+        volume_creates: Some(("one 1 GiB local volume", with, without)),
         volume_write,
         rows: vec![
             ("create->Running, sequential".to_owned(), zun_seq, raw_seq),
@@ -1556,6 +1676,85 @@ impl Report {
             self.print_memory_and_failures();
             return;
         }
+        if !self.rows.is_empty() {
+            self.print_latency(cli);
+        }
+
+        if let Some((zun, raw)) = self.throughput {
+            println!();
+            let mib = |bps: f64| format!("{:.0} MiB/s", bps / (1024.0 * 1024.0));
+            print_table(
+                &["throughput between two containers", "zun", "raw", "zun/raw"],
+                &[vec![
+                    format!("TCP, 1 GiB over HTTP (median of {TRANSFERS})"),
+                    mib(zun),
+                    mib(raw),
+                    if raw > 0.0 {
+                        format!("{:.2}x", zun / raw)
+                    } else {
+                        "-".into()
+                    },
+                ]],
+            );
+        }
+
+        if let Some((kind, with, without)) = &self.volume_creates {
+            println!();
+            let row = |name: &str, p: f64| {
+                let (a, b) = (
+                    percentile(&with.latencies, p),
+                    percentile(&without.latencies, p),
+                );
+                vec![name.to_owned(), ms(a), ms(b), ratio(a, b)]
+            };
+            print_table(
+                &[
+                    &format!(
+                        "create->Running, one at a time ({}/{} and {}/{} ok)",
+                        with.ok(),
+                        with.ok() + with.failures.len(),
+                        without.ok(),
+                        without.ok() + without.failures.len()
+                    ),
+                    kind,
+                    "no volume",
+                    "ratio",
+                ],
+                &[row("p50", 50.0), row("p95", 95.0)],
+            );
+        }
+        if let Some((volume, host)) = self.volume_write {
+            println!();
+            let mib = |bps: f64| format!("{:.0} MiB/s", bps / (1024.0 * 1024.0));
+            print_table(
+                &[
+                    "sequential write, flushed",
+                    "local volume",
+                    "host disk",
+                    "ratio",
+                ],
+                &[vec![
+                    format!(
+                        "{} MiB, dd in a container vs this process (median of {WRITES})",
+                        WRITE_BYTES >> 20
+                    ),
+                    mib(volume),
+                    mib(host),
+                    if host > 0.0 {
+                        format!("{:.2}x", volume / host)
+                    } else {
+                        "-".into()
+                    },
+                ]],
+            );
+        }
+
+        capsules::print(&self.capsules);
+        self.print_memory_and_failures();
+    }
+
+    /// The latency table: each phase against the raw engine, and the list.
+    fn print_latency(&self, cli: &Cli) {
         println!();
         println!(
             "Latency: zun = POST ?run=true until it leaves Creating (one poller of GET /v1/containers?status=Creating, every {} ms), then Running; raw = engine create+start+inspect, same image, command and limits",
@@ -1619,78 +1818,6 @@ impl Report {
             "(list row: raw = engine GET /containers/json?all=1 filtered by label, with the {} baseline containers present)",
             cli.count
         );
-
-        if let Some((zun, raw)) = self.throughput {
-            println!();
-            let mib = |bps: f64| format!("{:.0} MiB/s", bps / (1024.0 * 1024.0));
-            print_table(
-                &["throughput between two containers", "zun", "raw", "zun/raw"],
-                &[vec![
-                    format!("TCP, 1 GiB over HTTP (median of {TRANSFERS})"),
-                    mib(zun),
-                    mib(raw),
-                    if raw > 0.0 {
-                        format!("{:.2}x", zun / raw)
-                    } else {
-                        "-".into()
-                    },
-                ]],
-            );
-        }
-
-        if let Some((with, without)) = &self.volume_creates {
-            println!();
-            let row = |name: &str, p: f64| {
-                let (a, b) = (
-                    percentile(&with.latencies, p),
-                    percentile(&without.latencies, p),
-                );
-                vec![name.to_owned(), ms(a), ms(b), ratio(a, b)]
-            };
-            print_table(
-                &[
-                    &format!(
-                        "create->Running, one at a time ({}/{} and {}/{} ok)",
-                        with.ok(),
-                        with.ok() + with.failures.len(),
-                        without.ok(),
-                        without.ok() + without.failures.len()
-                    ),
-                    "one 1 GiB local volume",
-                    "no volume",
-                    "ratio",
-                ],
-                &[row("p50", 50.0), row("p95", 95.0)],
-            );
-        }
-        if let Some((volume, host)) = self.volume_write {
-            println!();
-            let mib = |bps: f64| format!("{:.0} MiB/s", bps / (1024.0 * 1024.0));
-            print_table(
-                &[
-                    "sequential write, flushed",
-                    "local volume",
-                    "host disk",
-                    "ratio",
-                ],
-                &[vec![
-                    format!(
-                        "{} MiB, dd in a container vs this process (median of {WRITES})",
-                        WRITE_BYTES >> 20
-                    ),
-                    mib(volume),
-                    mib(host),
-                    if host > 0.0 {
-                        format!("{:.2}x", volume / host)
-                    } else {
-                        "-".into()
-                    },
-                ]],
-            );
-        }
-
-        capsules::print(&self.capsules);
-        self.print_memory_and_failures();
     }
 
     fn print_memory_and_failures(&self) {

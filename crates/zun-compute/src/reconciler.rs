@@ -212,6 +212,32 @@ fn missing_from_engine(c: &mut Container) -> bool {
 
 /// Restart policies under which the engine would have brought the
 /// container back, so a container removed behind our back is re-created.
+/// Records what a create left in the engine: its id, its addresses (when
+/// it has a network) and what the engine shows of it.
+fn created_as(
+    engine_id: String,
+    addresses: Option<Value>,
+    observed: Option<Observed>,
+) -> impl Fn(&mut Container) -> Result<(), ApiError> + Send + Sync {
+    move |c: &mut Container| {
+        c.container_id = Some(engine_id.clone());
+        if addresses.is_some() {
+            c.addresses.clone_from(&addresses);
+        }
+        // Whatever the pull said is over.
+        c.status_reason = None;
+        match &observed {
+            Some(o) => {
+                apply_observed(c, o);
+            }
+            None => {
+                missing_from_engine(c);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn restarts_on_its_own(c: &Container) -> bool {
     matches!(
         c.restart_policy.as_ref().map(|p| p.name.as_str()),
@@ -713,25 +739,12 @@ impl Agent {
         let started = began.elapsed();
         let observed = self.retrying(|| rt.inspect(&name)).await?;
         let inspected = began.elapsed();
-        let mutate = move |c: &mut Container| {
-            c.container_id = Some(engine_id.clone());
-            if addresses.is_some() {
-                c.addresses.clone_from(&addresses);
-            }
-            // Whatever the pull said is over.
-            c.status_reason = None;
-            match &observed {
-                Some(o) => {
-                    apply_observed(c, o);
-                }
-                None => {
-                    missing_from_engine(c);
-                }
-            }
-            Ok(())
-        };
         self.store
-            .update_container(&container.uuid, &mutate, None)
+            .update_container(
+                &container.uuid,
+                &created_as(engine_id, addresses, observed),
+                None,
+            )
             .await?;
         tracing::debug!(
             uuid = %container.uuid,

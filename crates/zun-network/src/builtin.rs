@@ -557,6 +557,31 @@ impl BuiltinDriver {
     }
 
     /// Removes everything of container `uuid` from this host and the store.
+    /// Writes every member set this agent has filled anew from the store:
+    /// flushed, then its members.
+    async fn rewrite_filled_sets(&self) -> Result<(), NetworkError> {
+        let mut by_project: HashMap<String, Vec<String>> = HashMap::new();
+        for (set, project) in self.filled_sets().iter() {
+            by_project
+                .entry(project.clone())
+                .or_default()
+                .push(set.clone());
+        }
+        let mut script = String::new();
+        for (project, sets) in by_project {
+            let default = self.default_group(&project).await?;
+            let members = self.group_members(&project, &default).await?;
+            for set in sets {
+                let of_set = members.get(&set).map(Vec::as_slice).unwrap_or_default();
+                script.push_str(&rules::group_set_batch(&set, of_set, true));
+            }
+        }
+        if !script.is_empty() {
+            self.shell.nft(&script).await?;
+        }
+        Ok(())
+    }
+
     async fn remove_all(&self, uuid: &str) -> Result<(), NetworkError> {
         let ports = self.store.ports_of_container(uuid).await?;
         self.unplumb(uuid, &ports).await?;
@@ -567,9 +592,10 @@ impl BuiltinDriver {
             Err(e) => return Err(NetworkError::Io(format!("{}: {e}", dir.display()))),
         }
         self.store.release_ports(uuid).await?;
-        // Its addresses may be in member sets: the next one to need a set
-        // reads it anew.
-        self.filled_sets().clear();
+        // Its addresses may be in member sets: they are written anew now,
+        // so a next container given the same address does not inherit its
+        // groups.
+        self.rewrite_filled_sets().await?;
         self.names_written
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -901,25 +927,7 @@ impl NetworkDriver for BuiltinDriver {
         {
             return Ok(());
         }
-        let mut by_project: HashMap<String, Vec<String>> = HashMap::new();
-        for (set, project) in self.filled_sets().iter() {
-            by_project
-                .entry(project.clone())
-                .or_default()
-                .push(set.clone());
-        }
-        let mut script = String::new();
-        for (project, sets) in by_project {
-            let default = self.default_group(&project).await?;
-            let members = self.group_members(&project, &default).await?;
-            for set in sets {
-                let of_set = members.get(&set).map(Vec::as_slice).unwrap_or_default();
-                script.push_str(&rules::group_set_batch(&set, of_set, true));
-            }
-        }
-        if !script.is_empty() {
-            self.shell.nft(&script).await?;
-        }
+        self.rewrite_filled_sets().await?;
         // Read before the sets: a port added meanwhile changes the version
         // again, and the next call reads the sets anew.
         *self

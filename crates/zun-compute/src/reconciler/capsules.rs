@@ -14,7 +14,7 @@ use zun_types::container::{DesiredState, RecordKind};
 use zun_types::state::capsule_status;
 use zun_types::{Container, ContainerStatus};
 
-use super::{Agent, WorkError, apply_observed, ignore_rejection, missing_from_engine};
+use super::{Agent, WorkError, created_as, ignore_rejection};
 use crate::runtime::{Attachment, EngineState, HostMount, RuntimeError, Sandbox};
 use crate::sandbox::SharedNamespaces;
 
@@ -87,26 +87,13 @@ impl Agent {
     ) -> Result<(), WorkError> {
         let name = member.engine_name();
         let observed = self.retrying(|| self.runtime.inspect(&name)).await?;
-        let engine_id = engine_id.to_owned();
         let addresses = sandbox.network.as_ref().map(|n| n.addresses.clone());
-        let mutate = move |c: &mut Container| {
-            c.container_id = Some(engine_id.clone());
-            if addresses.is_some() {
-                c.addresses.clone_from(&addresses);
-            }
-            c.status_reason = None;
-            match &observed {
-                Some(o) => {
-                    apply_observed(c, o);
-                }
-                None => {
-                    missing_from_engine(c);
-                }
-            }
-            Ok(())
-        };
         self.store
-            .update_container(&member.uuid, &mutate, None)
+            .update_container(
+                &member.uuid,
+                &created_as(engine_id.to_owned(), addresses, observed),
+                None,
+            )
             .await?;
         Ok(())
     }
