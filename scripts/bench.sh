@@ -109,6 +109,19 @@ password = "cinder-secret"
 project_name = "service"
 ceph_conf = "${CINDER_DATA_DIR:-$ROOT/.data/cinder}/ceph/ceph.conf"
 EOF
+    # The run holds 20 volumes at once; Cinder's default quota is 10 per
+    # project: raise the admin project's.
+    login="$(curl -sS -i -X POST "$keystone_url/auth/tokens?nocatalog" \
+        -H 'Content-Type: application/json' \
+        -d '{"auth": {"identity": {"methods": ["password"], "password": {"user":
+             {"name": "admin", "password": "admin-secret", "domain": {"name": "Default"}}}},
+             "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}')"
+    token="$(printf '%s\n' "$login" | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: *//p' | tr -d '\r')"
+    project="$(printf '%s\n' "$login" | sed -n '/^{/p' \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"]["project"]["id"])')"
+    curl -sS -f -o /dev/null -X PUT "$cinder_url/$project/os-quota-sets/$project" \
+        -H "X-Auth-Token: $token" -H 'Content-Type: application/json' \
+        -d '{"quota_set": {"volumes": 100, "gigabytes": 1000}}'
     export ZUN_BENCH_ZUND_CONFIG="$config" ZUN_BENCH_KEYSTONE_URL="$keystone_url" \
         ZUN_BENCH_KEYSTONE_USER=admin ZUN_BENCH_KEYSTONE_PASSWORD=admin-secret \
         ZUN_BENCH_KEYSTONE_PROJECT=admin
