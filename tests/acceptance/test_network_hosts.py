@@ -23,6 +23,7 @@ import pytest
 
 from conftest import (
     IMAGE,
+    KEEP_NET_RAW,
     ROOT,
     MAX_VERSION,
     Zun,
@@ -108,7 +109,7 @@ def site(engine_cleanup, tmp_path_factory, log_dir):
             config = data_dir / f"{host}.toml"
             # One zone per host: tenants place a container on a host by zone.
             config.write_text(common + f'[compute]\nreport_interval_seconds = 1\n'
-                              f'availability_zone = "az-{i}"\n')
+                              f'availability_zone = "az-{i}"\n' + KEEP_NET_RAW)
             s.processes.append(ZundProcess(
                 "compute", ["--config", str(config), "compute", "--data-dir", str(data_dir),
                             "--docker-socket", s.engines.sockets[i], "--host-name", host,

@@ -30,6 +30,7 @@ import pytest
 from conftest import (
     CLI_TIMEOUT_S,
     IMAGE,
+    KEEP_NET_RAW,
     OPENSTACK,
     ROOT,
     docker_cmd,
@@ -182,7 +183,8 @@ def keystone(engine_cleanup, zund_port, log_dir):
 
 @pytest.fixture(scope="module")
 def zk(keystone, zund_port, tmp_path_factory, log_dir):
-    z = make_configured(tmp_path_factory, log_dir, "net", keystone_toml(keystone), port=zund_port)
+    config = keystone_toml(keystone) + "[compute]\n" + KEEP_NET_RAW
+    z = make_configured(tmp_path_factory, log_dir, "net", config, port=zund_port)
     try:
         z.start()
         yield z

@@ -19,7 +19,8 @@ use bollard::models::CreateImageInfo;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
     ContainerSummary, ContainerSummaryStateEnum, ContainerUpdateBody, EventMessage, HealthConfig,
-    HostConfig, Mount as EngineMount, MountTypeEnum, RestartPolicy, RestartPolicyNameEnum,
+    HostConfig, HostConfigLogConfig, Mount as EngineMount, MountTypeEnum, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ImportImageOptions,
@@ -990,6 +991,34 @@ pub(crate) fn create_body(
     } else if let Some(runtime) = runtime {
         host_config.runtime = Some(runtime.to_owned());
     }
+    if !c.privileged && !hardening.drop_capabilities.is_empty() {
+        host_config.cap_drop = Some(hardening.drop_capabilities.clone());
+        if network.is_some()
+            && hardening
+                .drop_capabilities
+                .iter()
+                .any(|cap| cap.trim_start_matches("CAP_") == "NET_RAW")
+        {
+            // `ping` without raw sockets: ICMP echo sockets for every
+            // group, in the container's own network namespace only.
+            host_config.sysctls = Some(HashMap::from([(
+                "net.ipv4.ping_group_range".to_owned(),
+                "0 2147483647".to_owned(),
+            )]));
+        }
+    }
+    if let Some(size) = &hardening.log_max_size {
+        host_config.log_config = Some(HostConfigLogConfig {
+            typ: Some("json-file".to_owned()),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), size.clone()),
+                (
+                    "max-file".to_owned(),
+                    hardening.log_max_files.max(1).to_string(),
+                ),
+            ])),
+        });
+    }
     if sandbox.ipc.is_some() {
         // An IPC namespace of its own, whose path the wrapper replaces with
         // the capsule's.
@@ -1263,6 +1292,7 @@ fn observed_from_inspect(info: &ContainerInspectResponse, now: DateTime<Utc>) ->
         ),
         exit_code: (reports_exit_code(state) || error.is_some()).then_some(exit_code),
         error,
+        oom_killed: st.oom_killed.unwrap_or(false),
         ports: exposed_port_numbers(info.config.as_ref().and_then(|c| c.exposed_ports.as_ref())),
         started_at,
         finished_at,
@@ -1378,6 +1408,7 @@ fn observed_from_summary(s: &ContainerSummary) -> Option<Observed> {
         status_detail,
         exit_code,
         error: None,
+        oom_killed: false,
         ports,
         started_at: None,
         finished_at: None,

@@ -286,6 +286,7 @@ impl FakeRuntime {
             ),
             exit_code: reports_exit_code(entry.state).then_some(entry.exit_code),
             error: None,
+            oom_killed: false,
             ports: entry.ports.to_vec(),
             started_at: entry.started_at,
             finished_at: entry.finished_at,

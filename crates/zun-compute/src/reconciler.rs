@@ -170,6 +170,7 @@ fn apply_observed(c: &mut Container, o: &Observed) -> bool {
     let before = (
         c.status,
         c.status_detail.clone(),
+        c.status_reason.clone(),
         c.ports.clone(),
         c.container_id.clone(),
         c.task_state,
@@ -181,15 +182,28 @@ fn apply_observed(c: &mut Container, o: &Observed) -> bool {
     c.task_state = None;
     if c.status == ContainerStatus::Running {
         c.status_reason = None;
+    } else if o.oom_killed {
+        c.status_reason = Some(oom_reason(c.memory.as_deref()));
     }
     before
         != (
             c.status,
             c.status_detail.clone(),
+            c.status_reason.clone(),
             c.ports.clone(),
             c.container_id.clone(),
             c.task_state,
         )
+}
+
+/// Why a container the kernel killed for its memory ended.
+pub fn oom_reason(memory_mib: Option<&str>) -> String {
+    match memory_mib.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(mib) => {
+            format!("OOM-killed: the container used all of its memory limit ({mib} MiB)")
+        }
+        None => "OOM-killed: the host ran out of memory".to_owned(),
+    }
 }
 
 /// What to do about a record whose engine container is missing.
@@ -1067,6 +1081,7 @@ pub(crate) mod tests {
             status_detail: format!("{state:?}"),
             exit_code: None,
             error: None,
+            oom_killed: false,
             ports: vec![],
             started_at: None,
             finished_at: None,

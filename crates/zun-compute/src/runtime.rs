@@ -42,12 +42,30 @@ pub struct Hardening {
     /// `no-new-privileges`: no process in the container gains privileges
     /// through setuid binaries or file capabilities.
     pub no_new_privileges: bool,
+    /// Capabilities taken from the engine's default set (privileged
+    /// containers, which an admin policy allows, keep all).
+    pub drop_capabilities: Vec<String>,
+    /// The engine's log of a container is rotated at this size
+    /// (`10m`, Docker's units) and keeps `log_max_files` files; `None`:
+    /// the engine's default (unbounded).
+    pub log_max_size: Option<String>,
+    pub log_max_files: u32,
 }
 
 impl Hardening {
     /// A bound well above what real workloads use (threads count too: a
     /// JVM runs hundreds), far below what would starve the host.
     pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
+
+    /// From Docker's default set, what a tenant's workload does not need
+    /// and an attacker would: raw packets (forged frames, ARP tricks),
+    /// device nodes, the host's audit log, file capabilities.
+    pub const DEFAULT_DROPPED_CAPABILITIES: [&str; 4] =
+        ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP"];
+
+    /// A container's log is at most 3 × 10 MiB on the host.
+    pub const DEFAULT_LOG_MAX_SIZE: &str = "10m";
+    pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
 }
 
 impl Default for Hardening {
@@ -55,6 +73,11 @@ impl Default for Hardening {
         Self {
             pids_limit: Some(Self::DEFAULT_PIDS_LIMIT),
             no_new_privileges: true,
+            drop_capabilities: Self::DEFAULT_DROPPED_CAPABILITIES
+                .map(str::to_owned)
+                .to_vec(),
+            log_max_size: Some(Self::DEFAULT_LOG_MAX_SIZE.to_owned()),
+            log_max_files: Self::DEFAULT_LOG_MAX_FILES,
         }
     }
 }
@@ -81,6 +104,8 @@ pub struct Observed {
     pub exit_code: Option<i64>,
     /// Error text the engine reported for the last start attempt, if any.
     pub error: Option<String>,
+    /// The kernel killed it for going over its memory limit.
+    pub oom_killed: bool,
     pub ports: Vec<u16>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,

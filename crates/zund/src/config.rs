@@ -172,6 +172,13 @@ pub struct ComputeSection {
     /// Containers run with `no-new-privileges` (setuid binaries and file
     /// capabilities grant nothing).
     pub no_new_privileges: bool,
+    /// Capabilities taken from every unprivileged container (from the
+    /// engine's default set); `[]` keeps the engine's set.
+    pub drop_capabilities: Vec<String>,
+    /// A container's engine log is rotated at this size (Docker's units:
+    /// `10m`) keeping `log_max_files` files; `""`: unbounded.
+    pub log_max_size: String,
+    pub log_max_files: u32,
 }
 
 impl ComputeSection {
@@ -180,6 +187,9 @@ impl ComputeSection {
         zun_compute::runtime::Hardening {
             pids_limit: (self.pids_limit > 0).then_some(self.pids_limit),
             no_new_privileges: self.no_new_privileges,
+            drop_capabilities: self.drop_capabilities.clone(),
+            log_max_size: Some(self.log_max_size.trim().to_owned()).filter(|s| !s.is_empty()),
+            log_max_files: self.log_max_files,
         }
     }
 }
@@ -199,6 +209,11 @@ impl Default for ComputeSection {
             advertise_url: None,
             pids_limit: zun_compute::runtime::Hardening::DEFAULT_PIDS_LIMIT,
             no_new_privileges: true,
+            drop_capabilities: zun_compute::runtime::Hardening::DEFAULT_DROPPED_CAPABILITIES
+                .map(str::to_owned)
+                .to_vec(),
+            log_max_size: zun_compute::runtime::Hardening::DEFAULT_LOG_MAX_SIZE.to_owned(),
+            log_max_files: zun_compute::runtime::Hardening::DEFAULT_LOG_MAX_FILES,
         }
     }
 }
