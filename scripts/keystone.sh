@@ -375,10 +375,19 @@ issue_token() {
 api() {
     local method="$1" path="$2" data="${3:-}" code args=()
     [[ -z "$data" ]] || args=(-H 'Content-Type: application/json' --data "$data")
-    local attempt
-    for attempt in 1 2 3; do
+    local attempt renewed=0
+    for attempt in 1 2 3 4; do
         code="$(curl -sS -o "$TMP_DIR/api.body" -w '%{http_code}' --max-time 30 -X "$method" \
             -H "X-Auth-Token: $ADMIN_TOKEN" "${args[@]}" "$AUTH_URL$path")" || true
+        # 401 once: the seed's token expired (a test may run Keystone with
+        # tokens of a few seconds); log in again. (Inside $(...) the new
+        # token only serves this call; the next one renews its own.)
+        if [[ "$code" == 401 ]] && ((!renewed)); then
+            renewed=1
+            log "$method $path: the admin token expired; logging in again"
+            ADMIN_TOKEN="$(issue_token admin "$ADMIN_PASSWORD" admin)" || break
+            continue
+        fi
         # 000: no answer at all (connection refused or dropped, e.g. while
         # gunicorn replaces a dead worker); anything else is Keystone's answer.
         [[ "$code" == 000 ]] || break
