@@ -426,10 +426,12 @@ async fn update_changes_live_limits() {
 async fn a_huge_log_is_cut_to_its_end() {
     // An engine log unbounded by rotation (the default keeps 30 MiB), so
     // the driver's own cut is what is tested.
-    let rt = runtime().await.with_hardening(zun_compute::runtime::Hardening {
-        log_max_size: None,
-        ..Default::default()
-    });
+    let rt = runtime()
+        .await
+        .with_hardening(zun_compute::runtime::Hardening {
+            log_max_size: None,
+            ..Default::default()
+        });
     let mut cleanup = Cleanup::default();
     // 2 MiB more than the cap, in lines of 1 KiB, then a last line.
     let lines = (zun_compute::docker::MAX_LOG_BYTES / 1024) + 2048;
