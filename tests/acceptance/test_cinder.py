@@ -114,6 +114,23 @@ def alt(zc, tokens) -> Caller:
     return Caller(zc, tokens["alt_demo"].id, "alt_demo")
 
 
+def create(caller: Caller, body: dict) -> dict:
+    """`caller.create(body, run=True)`, asked again when the answer is the
+    service's 503 for a Cinder 500. The test Cinder keeps its database in
+    SQLite, which refuses a write at once ("database is locked") when its
+    three processes write together (a quota reservation beside an
+    attachment's update): a weakness of this test deployment, shown
+    faithfully by the service as a 503, not what these tests are about."""
+    for _ in range(5):
+        r = caller.http("POST", "/v1/containers", json={"image": IMAGE, **body},
+                        params={"run": "true"})
+        if not (r.status_code == 503 and "Cinder answered 500" in r.text):
+            break
+        time.sleep(0.5)
+    assert r.status_code == 202, f"create: {r.status_code} {r.text}"
+    return r.json()
+
+
 def cinder_call(cinder, token, method: str, path: str, json=None) -> requests.Response:
     return requests.request(method, f"{cinder.url}/{token.project_id}{path}", json=json,
                             headers={"X-Auth-Token": token.id, "Accept": "application/json"},
@@ -175,9 +192,9 @@ def test_a_cinder_volume_is_in_use_then_available_and_keeps_its_data(cinder, key
         delete(demo, writer["uuid"])
         wait_volume(cinder, token, volume_id, "available")
         # The next container reads it back, by uuid.
-        reader = demo.create({"name": unique("reader"), "command": [
+        reader = create(demo, {"name": unique("reader"), "command": [
             "/bin/sh", "-c", f"cat /data/f; {SLEEP}"],
-            "mounts": [{"source": volume_id, "destination": "/data"}]}, run=True)
+            "mounts": [{"source": volume_id, "destination": "/data"}]})
         demo.wait_status(reader["uuid"], "Running", timeout=120)
         wait_logs(demo, reader["uuid"], "kept-in-cinder")
         delete(demo, reader["uuid"])
@@ -187,10 +204,10 @@ def test_a_cinder_volume_is_in_use_then_available_and_keeps_its_data(cinder, key
 
 
 def test_a_sized_cinder_volume_bounds_writes_and_goes_with_its_container(cinder, tokens, demo):
-    c = demo.create({"name": unique("sized"), "mounts": [{"size": 1, "destination": "/data"}],
+    c = create(demo, {"name": unique("sized"), "mounts": [{"size": 1, "destination": "/data"}],
                      "command": ["/bin/sh", "-c",
                                  "dd if=/dev/zero of=/data/big bs=1M count=2048; echo rc=$?; "
-                                 f"echo done; {SLEEP}"]}, run=True)
+                                 f"echo done; {SLEEP}"]})
     demo.wait_status(c["uuid"], "Running", timeout=120)
     logs = wait_logs(demo, c["uuid"], "done", timeout=300)
     assert "No space left on device" in logs and "rc=1" in logs, logs
@@ -225,21 +242,21 @@ def test_zund_killed_during_cinder_creates_formats_nothing_twice_and_leaks_nothi
     filled = r.json()["volume"]["id"]
     wait_volume(cinder, token, filled, "available")
     try:
-        writer = demo.create({"name": unique("fill"), "command": [
+        writer = create(demo, {"name": unique("fill"), "command": [
             "/bin/sh", "-c",
             f"dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null; md5sum /data/blob; {SLEEP}"],
-            "mounts": [{"source": filled, "destination": "/data"}]}, run=True)
+            "mounts": [{"source": filled, "destination": "/data"}]})
         demo.wait_status(writer["uuid"], "Running", timeout=120)
         checksum = wait_logs(demo, writer["uuid"], "/data/blob").split()[0]
         delete(demo, writer["uuid"])
         # Five volume-backed creates and one naming the filled volume; the
         # whole process (API and agent) SIGKILLed while they run.
-        made = [demo.create({"name": unique("burst"), "command": ["/bin/sh", "-c", SLEEP],
-                             "mounts": [{"size": 1, "destination": "/data"}]}, run=True)
+        made = [create(demo, {"name": unique("burst"), "command": ["/bin/sh", "-c", SLEEP],
+                             "mounts": [{"size": 1, "destination": "/data"}]})
                 for _ in range(5)]
-        made.append(demo.create({"name": unique("reuse"), "command": [
+        made.append(create(demo, {"name": unique("reuse"), "command": [
             "/bin/sh", "-c", f"md5sum /data/blob; {SLEEP}"],
-            "mounts": [{"source": filled, "destination": "/data"}]}, run=True))
+            "mounts": [{"source": filled, "destination": "/data"}]}))
         time.sleep(1.0)
         process = zc.processes[-1]
         process.kill()
