@@ -43,28 +43,7 @@ impl Api {
 
     /// (uuid, status) of every capsule.
     async fn capsules(&self) -> Result<Vec<(String, String)>> {
-        let resp = self
-            .request(Method::GET, "/v1/capsules")
-            .send()
-            .await
-            .context("GET /v1/capsules")?;
-        let code = resp.status();
-        let text = resp.text().await.context("reading the list response")?;
-        if code != StatusCode::OK {
-            bail!("GET /v1/capsules answered {code}: {}", snippet(&text));
-        }
-        let doc: Value = serde_json::from_str(&text).context("list response is not JSON")?;
-        let items = doc
-            .get("capsules")
-            .and_then(Value::as_array)
-            .ok_or_else(|| anyhow!("list response has no capsules array"))?;
-        Ok(items
-            .iter()
-            .map(|c| {
-                let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                (field("uuid"), field("status"))
-            })
-            .collect())
+        self.list_at("/v1/capsules", "capsules").await
     }
 
     async fn capsules_creating(&self) -> Result<Vec<(String, String)>> {

@@ -606,31 +606,33 @@ impl Api {
 
     /// `GET /v1/containers`: (uuid, status) of each listed container.
     async fn list(&self) -> Result<Vec<(String, String)>> {
-        self.list_at("/v1/containers").await
+        self.list_at("/v1/containers", "containers").await
     }
 
     /// Only the containers still in Creating: a small page however many
     /// containers exist, so polling it costs the host little CPU.
     async fn list_creating(&self) -> Result<Vec<(String, String)>> {
-        self.list_at("/v1/containers?status=Creating").await
+        self.list_at("/v1/containers?status=Creating", "containers")
+            .await
     }
 
-    async fn list_at(&self, path: &str) -> Result<Vec<(String, String)>> {
+    /// (uuid, status) of each item of the `collection` list at `path`.
+    async fn list_at(&self, path: &str, collection: &str) -> Result<Vec<(String, String)>> {
         let resp = self
             .request(Method::GET, path)
             .send()
             .await
-            .context("GET /v1/containers")?;
+            .with_context(|| format!("GET {path}"))?;
         let code = resp.status();
         let text = resp.text().await.context("reading the list response")?;
         if code != StatusCode::OK {
-            bail!("GET /v1/containers answered {code}: {}", snippet(&text));
+            bail!("GET {path} answered {code}: {}", snippet(&text));
         }
         let doc: Value = serde_json::from_str(&text).context("list response is not JSON")?;
         let items = doc
-            .get("containers")
+            .get(collection)
             .and_then(Value::as_array)
-            .ok_or_else(|| anyhow!("list response has no containers array"))?;
+            .ok_or_else(|| anyhow!("list response has no {collection} array"))?;
         Ok(items
             .iter()
             .map(|c| {
