@@ -35,6 +35,7 @@ failed=0
 started_dockerd=0
 started_postgres=0
 pytest_summary=""
+pytest_failures=""
 
 note() { printf '\n==> %s\n' "$*"; }
 
@@ -146,6 +147,9 @@ if ((built)) && [[ -n "$ZUN_TEST_DOCKER_SOCKET" ]]; then
     # The line pytest closes with (e.g. "==== 80 passed, 2 failed in 95.1s ====").
     pytest_summary="$(grep -E '^=+ .*( in [0-9.]+s).* =+$' "$pytest_log" | tail -n 1 || true)"
     [[ -n "$pytest_summary" ]] || record acceptance-summary "FAILED (pytest printed no summary)"
+    # Each failure on one short line, repeated at the very end: a reader
+    # that keeps only the head and tail of a long run still sees them all.
+    pytest_failures="$(grep -E '^(FAILED|ERROR) ' "$pytest_log" | cut -c1-400 || true)"
     note "server logs of the acceptance run: $LOG_DIR"
 else
     record acceptance "not run (needs the build and the dockerd)"
@@ -154,6 +158,7 @@ rm -f "$pytest_log"
 
 # ------------------------------------------------------------------ summary
 note "summary"
+[[ -z "$pytest_failures" ]] || printf '%s\n' "$pytest_failures"
 for i in "${!STEP_NAMES[@]}"; do
     printf '  %-20s %s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}"
 done

@@ -500,7 +500,7 @@ def engine_cleanup(tmp_path_factory):
 def _make(cls, tmp_path_factory, log_dir, prefix: str, roles: str = "admin"):
     host = f"{prefix}-{uuidlib.uuid4().hex[:8]}"
     _OUR_HOSTS.add(host)
-    return cls(
+    z = cls(
         port=free_port(),
         data_dir=tmp_path_factory.mktemp(f"data-{host}"),
         log_dir=log_dir,
@@ -509,6 +509,8 @@ def _make(cls, tmp_path_factory, log_dir, prefix: str, roles: str = "admin"):
         user_id=uuidlib.uuid4().hex,
         roles=roles,
     )
+    _SERVICES.append(z)
+    return z
 
 
 @pytest.fixture(scope="session")
@@ -520,6 +522,60 @@ def zun(engine_cleanup, tmp_path_factory, log_dir):
         yield z
     finally:
         z.stop()
+
+
+# Every service a test has made, in the order made (see `_make`).
+_SERVICES: list = []
+
+
+def _container_uuids(z) -> set[str] | None:
+    """The containers a service shows its caller, or None when it does not
+    answer (stopped, restarting)."""
+    if not any(p.alive() for p in z.processes):
+        return None
+    try:
+        r = z.http("GET", "/v1/containers", version=MAX_VERSION, timeout=10)
+    except requests.RequestException:
+        return None
+    if r.status_code != 200:
+        return None
+    return {c["uuid"] for c in r.json()["containers"]}
+
+
+def _snapshot() -> dict[int, set[str]]:
+    return {id(z): uuids for z in _SERVICES if (uuids := _container_uuids(z)) is not None}
+
+
+def _delete_made_since(before: dict[int, set[str]]) -> None:
+    for z in _SERVICES:
+        after = _container_uuids(z)
+        if after is None:
+            continue
+        for uuid in sorted(after - before.get(id(z), set())):
+            try:
+                z.http("DELETE", f"/v1/containers/{uuid}", version=MAX_VERSION,
+                       params={"force": "true", "stop": "true"}, timeout=10)
+            except requests.RequestException:
+                break
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _modules_leave_the_services_as_they_found_them():
+    """Deletes the containers a test file made and left, on every service
+    still running: the session's all-in-one serves many files under one
+    project quota (20 CPUs by upstream's default), which leftovers would use
+    up for the files after."""
+    before = _snapshot()
+    yield
+    _delete_made_since(before)
+
+
+@pytest.fixture(autouse=True)
+def _tests_leave_the_services_as_they_found_them():
+    """The same per test, so that one file's tests do not add up either."""
+    before = _snapshot()
+    yield
+    _delete_made_since(before)
 
 
 @pytest.fixture(scope="session")

@@ -139,9 +139,46 @@ pub struct Agent {
     namespaces: Arc<dyn CapsuleNamespaces>,
     config: AgentConfig,
     /// Containers whose actions are being worked on right now.
-    busy: Mutex<HashSet<String>>,
+    busy: Mutex<Busy>,
     /// Wakes the dispatcher when a container's worker finishes.
     idle: Notify,
+}
+
+/// What is being worked on, and which of it the engine reported a change
+/// for meanwhile: the worker's own view may predate that change (a kill
+/// right after a start), so it is looked at again once the work is done
+/// instead of waiting for the next resync.
+#[derive(Debug, Default)]
+struct Busy {
+    working: HashSet<String>,
+    changed_meanwhile: HashSet<String>,
+}
+
+impl Busy {
+    fn contains(&self, key: &str) -> bool {
+        self.working.contains(key)
+    }
+
+    /// Claims `key`; false when it is already being worked on.
+    fn insert(&mut self, key: String) -> bool {
+        self.working.insert(key)
+    }
+
+    /// Whether `key` is being worked on; if so the change is remembered.
+    fn note_change(&mut self, key: &str) -> bool {
+        if !self.working.contains(key) {
+            return false;
+        }
+        self.changed_meanwhile.insert(key.to_owned());
+        true
+    }
+
+    /// Ends the work on `key`; true when the engine reported a change of it
+    /// meanwhile.
+    fn release(&mut self, key: &str) -> bool {
+        self.working.remove(key);
+        self.changed_meanwhile.remove(key)
+    }
 }
 
 fn ignore_rejection(
@@ -277,7 +314,7 @@ impl Agent {
             volumes,
             namespaces,
             config,
-            busy: Mutex::new(HashSet::new()),
+            busy: Mutex::new(Busy::default()),
             idle: Notify::new(),
         })
     }
@@ -286,7 +323,7 @@ impl Agent {
         &self.runtime
     }
 
-    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn busy(&self) -> std::sync::MutexGuard<'_, Busy> {
         self.busy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -351,7 +388,9 @@ impl Agent {
                 for action in actions {
                     agent.perform(action).await;
                 }
-                agent.busy().remove(&uuid);
+                if agent.busy().release(&uuid) {
+                    agent.observe_change(&uuid).await;
+                }
                 agent.idle.notify_one();
             });
         }
@@ -822,20 +861,10 @@ impl Agent {
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(event) => {
-                        if self.busy().contains(&event.uuid) {
+                        if self.busy().note_change(&event.uuid) {
                             continue;
                         }
-                        let name = format!("zun-{}", event.uuid);
-                        match self.runtime.inspect(&name).await {
-                            Ok(observed) => {
-                                if let Err(err) =
-                                    self.observe_one(&event.uuid, observed.as_ref()).await
-                                {
-                                    tracing::warn!(error = %err, "recording an engine event failed");
-                                }
-                            }
-                            Err(err) => tracing::debug!(error = %err, "inspect after event failed"),
-                        }
+                        self.observe_change(&event.uuid).await;
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "engine event stream failed");
@@ -849,6 +878,18 @@ impl Agent {
             if let Err(err) = self.resync().await {
                 tracing::debug!(error = %err, "resync after event stream loss failed");
             }
+        }
+    }
+
+    /// Records what the engine now says of a container it reported a change of.
+    async fn observe_change(&self, uuid: &str) {
+        match self.runtime.inspect(&format!("zun-{uuid}")).await {
+            Ok(observed) => {
+                if let Err(err) = self.observe_one(uuid, observed.as_ref()).await {
+                    tracing::warn!(error = %err, "recording an engine event failed");
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "inspect after event failed"),
         }
     }
 
@@ -891,7 +932,9 @@ impl Agent {
             self.create_from(container, &image, true).await
         }
         .await;
-        self.busy().remove(&uuid);
+        // A change reported meanwhile is left to the next resync: looking
+        // at it here could recurse into another re-create.
+        self.busy().release(&uuid);
         result
     }
 
@@ -1356,6 +1399,20 @@ pub(crate) mod tests {
         drain(&agent, &store).await;
         assert_eq!(status_of(&store, &c.uuid).await.0, ContainerStatus::Running);
         assert_eq!(engine.state().len(), 1);
+    }
+
+    #[test]
+    fn a_change_reported_during_work_is_kept_for_when_the_work_ends() {
+        let mut busy = Busy::default();
+        assert!(!busy.note_change("idle"), "nothing works on it: look now");
+        assert!(busy.insert("c".into()));
+        assert!(!busy.insert("c".into()), "one worker at a time");
+        assert!(busy.note_change("c"));
+        assert!(busy.contains("c"));
+        assert!(busy.release("c"), "the change is looked at after the work");
+        assert!(!busy.contains("c"));
+        assert!(busy.insert("c".into()));
+        assert!(!busy.release("c"), "a change is reported once");
     }
 
     #[tokio::test]

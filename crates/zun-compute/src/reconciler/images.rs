@@ -221,7 +221,7 @@ impl Agent {
             let agent = Arc::clone(self);
             tokio::spawn(async move {
                 agent.image_task(image).await;
-                agent.busy().remove(&key);
+                agent.busy().release(&key);
                 agent.idle.notify_one();
             });
         }
