@@ -31,7 +31,8 @@ PY_REQUIREMENTS=(
 
 # iproute2 and util-linux (nsenter, flock): scripts/hosts.sh's namespaced engines.
 # postgresql: the server of the store's PostgreSQL tests (scripts/postgres.sh).
-DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 util-linux procps curl jq docker-registry apache2-utils postgresql nftables e2fsprogs mount)
+# openssl: the certificate of the man in the middle in test_agent_tls.py.
+DEB_PACKAGES=(docker.io busybox-static python3-venv tmux iproute2 util-linux procps curl jq docker-registry apache2-utils postgresql nftables e2fsprogs mount openssl)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

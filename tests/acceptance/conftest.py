@@ -347,7 +347,7 @@ class Zun(ContainerWaits):
                     pytest.fail(f"zund {p.role} exited with {p.proc.returncode} during start-up; "
                                 f"log {p.log_path}:\n{p.log_tail()}")
             try:
-                r = requests.get(self.base_url + "/", timeout=2)
+                r = self.session.get(self.base_url + "/", timeout=2)
                 if r.status_code == 200:
                     return
                 last = f"{r.status_code} {r.text[:200]}"
@@ -389,7 +389,9 @@ class ZunSplit(Zun):
 
     def start(self, together: bool = False) -> "ZunSplit":
         """`together`: start both processes at once, as an operator might."""
+        config = ["--config", str(self.config_file)] if self.config_file else []
         self.api = ZundProcess("api", [
+            *config,
             "api",
             "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", str(self.data_dir),
@@ -398,6 +400,7 @@ class ZunSplit(Zun):
             "--roles", self.roles,
         ], self.log_dir / f"zund-{self.host_name}-api.log")
         self.compute = ZundProcess("compute", [
+            *config,
             "compute",
             "--data-dir", str(self.data_dir),
             "--docker-socket", DOCKER_SOCKET,
@@ -480,15 +483,22 @@ def log_dir(tmp_path_factory) -> Path:
 def engine_cleanup(tmp_path_factory):
     """Checks the prerequisites; when the session ends, removes from the engine
     whatever `zun-` containers the session's services left (found by their
-    `zun.host` label, so a service sharing the engine keeps its own), and
+    `zun.host` label, so a service sharing the engine keeps its own) with
+    their network namespaces, and
     unmounts the local volumes left mounted under the session's data dirs
     (volumes stay mounted across agent restarts by design; a failed test
     may leave some)."""
     _check_prerequisites()
     yield
-    leftover = [cid for host in sorted(_OUR_HOSTS) for cid in engine_zun_containers(host)]
+    leftover = {cid: name for host in sorted(_OUR_HOSTS)
+                for cid, name in engine_zun_containers(host).items()}
     if leftover:
         docker_cmd("rm", "-f", *leftover, timeout=120)
+    # Their network namespaces too (with them their veths): a later
+    # session given the same pool would find them on its bridges, with the
+    # same MAC and address as its own containers.
+    for name in leftover.values():
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     base = str(tmp_path_factory.getbasetemp())
     with open("/proc/self/mountinfo") as table:
         points = [line.split(" ")[4] for line in table]

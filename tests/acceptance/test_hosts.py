@@ -32,6 +32,7 @@ import websocket  # websocket-client, the library python-zunclient uses
 from conftest import (
     IMAGE,
     MAX_VERSION,
+    ZUND_BIN,
     ZundProcess,
     Zun,
     _OUR_HOSTS,
@@ -407,44 +408,84 @@ def test_streams_through_a_separate_api_reach_the_containers_agent(via_second, t
         cluster.wait_gone(uuid, timeout=120)
 
 
-def agent_token(cluster: Cluster, host: str) -> str:
-    """The token the API presents to `host`'s agent: HMAC-SHA256 under the
-    shared service key of the length-prefixed purpose, then the host name."""
+def agent_token(cluster: Cluster, host: str, method: str, path: str,
+                issued: int | None = None) -> str:
+    """The token the API presents to `host`'s agent for one request:
+    `<issued>.<mac>`, HMAC-SHA256 under the shared service key of the
+    length-prefixed purpose, then host, method, path and issue time."""
     key = base64.b64decode((cluster.data_dir / "secret.key").read_text().strip())
-    purpose = b"zun agent endpoint v1"
-    message = struct.pack(">Q", len(purpose)) + purpose + host.encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    issued = int(time.time()) if issued is None else issued
+    purpose = b"zun agent endpoint v2"
+    message = (struct.pack(">Q", len(purpose)) + purpose
+               + f"{host}\n{method}\n{path}\n{issued}".encode())
+    return f"{issued}." + hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def test_agent_endpoints_refuse_other_callers(cluster):
+def agent_ca(cluster: Cluster, tmp_path) -> str:
+    """The CA the API trusts of agents by default, as `zund agent-ca` prints
+    it (derived from the service key): a PEM file's path."""
+    out = subprocess.run([str(ZUND_BIN), "agent-ca", "--data-dir", str(cluster.data_dir)],
+                         check=True, capture_output=True, text=True, timeout=30).stdout
+    assert out.startswith("-----BEGIN CERTIFICATE-----"), out
+    path = tmp_path / "agent-ca.pem"
+    path.write_text(out)
+    return str(path)
+
+
+def test_agent_endpoints_refuse_other_callers(cluster, tmp_path):
     c = create(cluster, {"host": cluster.host_of["h2"]})
     uuid = c["uuid"]
+    ca = agent_ca(cluster, tmp_path)
     try:
         cluster.wait_status(uuid, "Running", timeout=120)
-        h2 = f"http://127.0.0.1:{cluster.agent_ports['h2']}"
-        h3 = f"http://127.0.0.1:{cluster.agent_ports['h3']}"
+        # The endpoints serve HTTPS with certificates of the service's CA.
+        h2 = f"https://127.0.0.1:{cluster.agent_ports['h2']}"
+        h3 = f"https://127.0.0.1:{cluster.agent_ports['h3']}"
         stats = f"/v1/agent/containers/{uuid}/stats"
         for headers in ({}, {"Authorization": "Bearer " + "0" * 64},
                         {"Authorization": "Basic YWRtaW46YWRtaW4="}):
-            r = requests.post(h2 + stats, json={}, headers=headers, timeout=10)
+            r = requests.post(h2 + stats, json={}, headers=headers, timeout=10, verify=ca)
             assert r.status_code == 401 and r.text == "", (headers, r.status_code, r.text)
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.post(h2 + stats, json={}, timeout=10)  # the system's CAs do not know it
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(h2.replace("https", "http") + stats, json={}, timeout=10)
         # A websocket without the token is refused before any upgrade.
         with pytest.raises(websocket.WebSocketBadStatusException) as caught:
             websocket.create_connection(
-                h2.replace("http", "ws") + f"/v1/agent/containers/{uuid}/attach", timeout=10)
+                h2.replace("https", "wss") + f"/v1/agent/containers/{uuid}/attach", timeout=10,
+                sslopt={"ca_certs": ca})
         assert caught.value.status_code == 401
+        h2_name, h3_name = cluster.host_of["h2"], cluster.host_of["h3"]
+
+        def stats_with(base: str, token: str):
+            return requests.post(base + stats, json={}, timeout=10, verify=ca,
+                                 headers={"Authorization": "Bearer " + token})
+
         # Another host's token is no good here.
-        r = requests.post(h3 + stats, json={}, timeout=10, headers={
-            "Authorization": "Bearer " + agent_token(cluster, cluster.host_of["h2"])})
+        r = stats_with(h3, agent_token(cluster, h2_name, "POST", stats))
         assert r.status_code == 401 and r.text == "", r.text
         # h3's own token does not reach a container of h2.
-        r = requests.post(h3 + stats, json={}, timeout=10, headers={
-            "Authorization": "Bearer " + agent_token(cluster, cluster.host_of["h3"])})
+        r = stats_with(h3, agent_token(cluster, h3_name, "POST", stats))
         assert r.status_code == 403 and r.text == "", r.text
-        # The right token works (the test derives it like the API does).
-        r = requests.post(h2 + stats, json={}, timeout=10, headers={
-            "Authorization": "Bearer " + agent_token(cluster, cluster.host_of["h2"])})
+        # A token is for one request: not another path, nor another method.
+        logs = f"/v1/agent/containers/{uuid}/logs"
+        r = stats_with(h2, agent_token(cluster, h2_name, "POST", logs))
+        assert r.status_code == 401 and r.text == "", r.text
+        r = stats_with(h2, agent_token(cluster, h2_name, "GET", stats))
+        assert r.status_code == 401 and r.text == "", r.text
+        # Nor later than its lifetime (60 s), nor ahead of the agent's clock.
+        for skew in (-120, 120):
+            late = agent_token(cluster, h2_name, "POST", stats, int(time.time()) + skew)
+            r = stats_with(h2, late)
+            assert r.status_code == 401 and r.text == "", (skew, r.text)
+        # The right token works once (the test derives it like the API does);
+        # recorded and replayed, it is refused.
+        recorded = agent_token(cluster, h2_name, "POST", stats)
+        r = stats_with(h2, recorded)
         assert r.status_code == 200 and r.json()["memory_bytes"] > 0, r.text
+        r = stats_with(h2, recorded)
+        assert r.status_code == 401 and r.text == "", r.text
     finally:
         cluster.http("DELETE", f"/v1/containers/{uuid}", version=V, params={"force": "true"})
         cluster.wait_gone(uuid, timeout=120)

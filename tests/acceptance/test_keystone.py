@@ -279,9 +279,12 @@ def zk(keystone, zund_port, tmp_path_factory, log_dir):
     """The module's keystone-mode zund; its policy file does not exist at first."""
     base = tmp_path_factory.mktemp("zk-policy")
     policy_file = base / "policy.yaml"
-    text = keystone_toml(keystone) + f'[policy]\nfile = "{policy_file}"\n'
+    audit_log = base / "audit.log"
+    text = (keystone_toml(keystone) + f'[policy]\nfile = "{policy_file}"\n'
+            + f'[api]\naudit_log = "{audit_log}"\n')
     z = make_configured(tmp_path_factory, log_dir, "ks", text, port=zund_port)
     z.policy_file = policy_file
+    z.audit_log = audit_log
     try:
         z.start()
         yield z
@@ -1093,3 +1096,69 @@ def test_another_projects_capsule_is_not_found(demo, alt, admin):
         while demo.http("GET", f"/v1/capsules/{capsule['uuid']}").status_code != 404:
             assert time.monotonic() < deadline, "capsule not deleted"
             time.sleep(0.3)
+
+
+# ================================================================ audit log
+
+
+def test_the_audit_log_names_who_did_what_and_nothing_secret(zk, tokens, demo, alt, alt_created):
+    """Create, action and delete requests of two projects, and one refused,
+    each leave one JSON line with the caller's project and user; no token,
+    password or command is written."""
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in zk.audit_log.read_text().splitlines()]
+
+    before = len(lines())
+    secret = "audit-registry-password"
+    made = {}
+    for caller, token in ((demo, tokens["demo"]), (alt, tokens["alt_demo"])):
+        view = caller.create({"name": unique("audit"), "command": LOOP}, run=True)
+        caller.wait_status(view["uuid"], "Running")
+        r = caller.http("POST", f"/v1/containers/{view['uuid']}/execute",
+                        params={"command": f"echo {secret}", "run": "true"})
+        assert r.status_code == 200, r.text
+        r = caller.http("POST", f"/v1/containers/{view['uuid']}/stop", params={"timeout": "1"})
+        assert r.status_code == 202, r.text
+        caller.wait_status(view["uuid"], "Stopped")
+        r = caller.http("DELETE", f"/v1/containers/{view['uuid']}")
+        assert r.status_code == 204, r.text
+        made[token.project_id] = (token.user_id, view["uuid"], r.headers["x-openstack-request-id"])
+    r = demo.http("POST", "/v1/registries", json={"registry": {
+        "name": unique("audit-reg"), "domain": "registry.example.com", "username": "u",
+        "password": secret}})
+    assert r.status_code == 201, r.text
+    registry = r.json()["registry"]["uuid"]
+    r = demo.http("DELETE", f"/v1/registries/{registry}")
+    assert r.status_code == 204, r.text
+    # Another project's container: refused, and recorded as such.
+    r = demo.http("POST", f"/v1/containers/{alt_created['uuid']}/start")
+    assert r.status_code == 404, r.text
+    # No token at all: recorded without a project.
+    r = Caller(zk, None).http("POST", "/v1/containers", json={"image": IMAGE})
+    assert r.status_code == 401, r.text
+
+    new = lines()[before:]
+    text = zk.audit_log.read_text()
+    for token in tokens.values():
+        assert token.id not in text
+    assert secret not in text
+    assert not any(line["method"] == "GET" for line in new)
+    for project, (user, uuid, delete_request) in made.items():
+        mine = [line for line in new if line["target"] == uuid]
+        assert [line["action"] for line in mine] == [
+            "containers:execute", "containers:stop", "containers:delete"], mine
+        assert {(line["project_id"], line["user_id"]) for line in mine} == {(project, user)}
+        assert all(line["outcome"] == "success" for line in mine), mine
+        assert mine[-1]["request_id"] == delete_request and mine[-1]["status"] == 204
+        assert mine[-1]["path"] == f"/v1/containers/{uuid}"
+        creates = [line for line in new if line["action"] == "containers:create"
+                   and line["project_id"] == project]
+        assert creates and creates[0]["status"] == 202 and creates[0]["user_id"] == user
+    regs = [line for line in new if line["action"].startswith("registries:")]
+    assert [(line["action"], line["status"]) for line in regs] == [
+        ("registries:create", 201), ("registries:delete", 204)], regs
+    (refused,) = [line for line in new if line["action"] == "containers:start"]
+    assert refused["project_id"] == tokens["demo"].project_id
+    assert (refused["status"], refused["outcome"]) == (404, "failure")
+    (anonymous,) = [line for line in new if line["status"] == 401]
+    assert anonymous["project_id"] is None and anonymous["user_id"] is None

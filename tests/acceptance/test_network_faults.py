@@ -51,8 +51,12 @@ def test_agent_killed_during_networked_creates_leaks_nothing(zun_split):
     assert running, [v["status_reason"] for v in views]
     ips = [ip_of(v) for v in running]
     assert len(set(ips)) == len(ips), "no address is handed out twice"
-    # The restarted agent's containers talk.
-    assert reaches_http(running[0]["uuid"], ip_of(running[-1])) is not None
+    # The restarted agent's containers talk (the last one's server may
+    # still be starting when its container shows Running).
+    deadline = time.monotonic() + 30
+    while reaches_http(running[0]["uuid"], ip_of(running[-1])) is None:
+        assert time.monotonic() < deadline, "the restarted agent's containers do not talk"
+        time.sleep(0.5)
     for v in views:
         if v["status"] == "Error":
             assert v["status_reason"], v

@@ -153,8 +153,11 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok());
     match state.auth.authenticate(token).await {
         Ok(identity) => {
-            request.extensions_mut().insert(identity);
-            next.run(request).await
+            request.extensions_mut().insert(identity.clone());
+            let mut response = next.run(request).await;
+            // For the audit log, which sits outside.
+            response.extensions_mut().insert(identity);
+            response
         }
         Err(AuthError::Missing | AuthError::Invalid) => unauthorized(&state.auth.challenge()),
         Err(AuthError::Unavailable(reason)) => {

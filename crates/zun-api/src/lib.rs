@@ -2,6 +2,7 @@
 //! state plus an action record to the store, then answers; compute agents do
 //! the work. It never talks to a container engine itself.
 
+pub mod audit;
 mod capsules;
 mod containers;
 mod context;
@@ -154,6 +155,8 @@ pub struct ApiState {
     /// The block-storage API, when volumes are Cinder's (`[volume] driver
     /// = "cinder"`); else volumes are the hosts' own (local).
     pub cinder: Option<zun_volume::cinder::Cinder>,
+    /// Where a line per state-changing request goes (`[api] audit_log`).
+    pub audit: Option<Arc<dyn audit::AuditSink>>,
 }
 
 /// The whole HTTP application, including path normalisation (trailing
@@ -179,6 +182,10 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             context::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            audit::record,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -311,5 +318,40 @@ pub async fn serve(
         axum::ServiceExt::<Request>::into_make_service(service),
     )
     .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// [`normalize_path`] of a request whatever its body type (axum-server
+/// hands hyper's own).
+fn normalize_any_body<B>(request: axum::http::Request<B>) -> Request
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    normalize_path(request.map(axum::body::Body::new))
+}
+
+/// [`serve`] over TLS (`[api] tls_cert_file`): once `shutdown` completes,
+/// requests in flight get up to 10 s to finish.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    tls: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    use tower::Layer as _;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let service = tower::util::MapRequestLayer::new(normalize_any_body).layer(app(state));
+    axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )?
+    .handle(handle)
+    .serve(axum::ServiceExt::<axum::http::Request<_>>::into_make_service(service))
     .await
 }

@@ -3,14 +3,17 @@
 //! so an API in another process or on another machine reaches the engine
 //! only through the agent, which reaches it on its local socket.
 //!
-//! Only the API may call it: every request carries a bearer token derived
-//! from the service key and this host's name ([`token`]), compared in
-//! constant time. One-shot calls are plain HTTP bodies; attach and
+//! Only the API may call it: every request carries a bearer token made
+//! with the service key for this host, this request's method and path, and
+//! the time ([`token`]); the agent checks it in constant time, accepts it
+//! within [`TOKEN_LIFETIME_S`] of its time, and once only, so a token seen
+//! on the wire is no good for another request nor later. One-shot calls are plain HTTP bodies; attach and
 //! interactive exec are a websocket relayed chunk by chunk. The operations
 //! themselves are the in-process link's ([`crate::local::LocalHost`]).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -33,15 +36,101 @@ use zun_types::host::LogOptions;
 use zun_types::{ApiError, Container};
 
 /// What the endpoint's tokens are for; part of every token's MAC.
-pub const TOKEN_PURPOSE: &str = "zun agent endpoint v1";
+pub const TOKEN_PURPOSE: &str = "zun agent endpoint v2";
+/// How far from the agent's clock a token's time may be: the API makes a
+/// token right before its request, so this only has to cover the hosts'
+/// clocks being a little apart.
+pub const TOKEN_LIFETIME_S: u64 = 60;
 /// Carries the [`zun_types::host::PathStat`] of a `get_archive` (JSON, hex).
 pub const PATH_STAT_HEADER: &str = "x-zun-path-stat";
 /// Largest websocket message the API may send (keystrokes and pastes).
 const MAX_INPUT_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// The bearer token the API presents to the agent of `host`.
-pub fn token(key: &SecretKey, host: &str) -> String {
-    key.mac(TOKEN_PURPOSE, host)
+/// The bearer token the API presents to the agent of `host` for one
+/// request: `<issued>.<mac>`, the MAC over the host, the method, the path
+/// with its query as sent, and the issue time in Unix seconds.
+pub fn token(
+    key: &SecretKey,
+    host: &str,
+    method: &str,
+    path_and_query: &str,
+    issued: u64,
+) -> String {
+    let mac = key.mac(
+        TOKEN_PURPOSE,
+        &token_message(host, method, path_and_query, issued),
+    );
+    format!("{issued}.{mac}")
+}
+
+fn token_message(host: &str, method: &str, path_and_query: &str, issued: u64) -> String {
+    format!("{host}\n{method}\n{path_and_query}\n{issued}")
+}
+
+/// Now, in Unix seconds (0 on a clock before 1970, which no token matches).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The tokens accepted within their lifetime, so that none is accepted
+/// twice; older ones are forgotten, their time alone refuses them.
+#[derive(Debug, Default)]
+struct Ledger {
+    seen: HashSet<String>,
+    /// Issue time and MAC, oldest accepted first.
+    order: VecDeque<(u64, String)>,
+}
+
+impl Ledger {
+    /// Records `mac`; false when it was accepted before.
+    fn accept_once(&mut self, mac: &str, issued: u64, now: u64) -> bool {
+        while let Some((at, _)) = self.order.front() {
+            if at.saturating_add(TOKEN_LIFETIME_S) >= now {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        if !self.seen.insert(mac.to_owned()) {
+            return false;
+        }
+        self.order.push_back((issued, mac.to_owned()));
+        true
+    }
+}
+
+/// Checks the tokens presented to one host's endpoint.
+struct TokenCheck {
+    host: String,
+    key: SecretKey,
+    accepted: Mutex<Ledger>,
+}
+
+impl TokenCheck {
+    /// Whether `presented` is a token of this host for this request, within
+    /// its lifetime at `now`, and not used before.
+    fn admits(&self, method: &str, path_and_query: &str, presented: &str, now: u64) -> bool {
+        let Some((issued, mac)) = presented.split_once('.') else {
+            return false;
+        };
+        let Ok(issued) = issued.parse::<u64>() else {
+            return false;
+        };
+        if issued.abs_diff(now) > TOKEN_LIFETIME_S {
+            return false;
+        }
+        let message = token_message(&self.host, method, path_and_query, issued);
+        if !self.key.verify_mac(TOKEN_PURPOSE, &message, mac) {
+            return false;
+        }
+        self.accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .accept_once(mac, issued, now)
+    }
 }
 
 /// Path of the endpoint's operations on container `uuid`.
@@ -111,14 +200,33 @@ pub fn error_response(err: &ApiError) -> Response {
 /// What one agent's endpoint serves.
 pub struct Endpoint {
     /// This host; only its containers are served.
-    pub host: String,
-    pub store: Arc<dyn Store>,
+    host: String,
+    store: Arc<dyn Store>,
     /// The in-process link to this host's engine.
-    pub link: Arc<dyn HostLink>,
-    pub key: SecretKey,
+    link: Arc<dyn HostLink>,
+    tokens: TokenCheck,
 }
 
 impl Endpoint {
+    pub fn new(
+        host: String,
+        store: Arc<dyn Store>,
+        link: Arc<dyn HostLink>,
+        key: SecretKey,
+    ) -> Self {
+        let tokens = TokenCheck {
+            host: host.clone(),
+            key,
+            accepted: Mutex::new(Ledger::default()),
+        };
+        Self {
+            host,
+            store,
+            link,
+            tokens,
+        }
+    }
+
     /// The container `uuid` if it is on this host; else the refusal.
     async fn container(&self, uuid: &str) -> Result<Container, Response> {
         match self.store.get_container(uuid).await {
@@ -156,16 +264,21 @@ pub fn router(endpoint: Arc<Endpoint>) -> Router {
         .with_state(endpoint)
 }
 
-/// Refuses (401, no detail) any request without this host's token, before
-/// its body is read.
+/// Refuses (401, no detail) any request without a token of this host for
+/// it, before its body is read.
 async fn authenticate(State(ep): State<Arc<Endpoint>>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     match presented {
-        Some(token) if ep.key.verify_mac(TOKEN_PURPOSE, &ep.host, token.trim()) => {
+        Some(token)
+            if ep
+                .tokens
+                .admits(request.method().as_str(), path, token.trim(), unix_now()) =>
+        {
             next.run(request).await
         }
         _ => StatusCode::UNAUTHORIZED.into_response(),
@@ -380,5 +493,104 @@ pub mod hex_header {
             .step_by(2)
             .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATS: &str = "/v1/agent/containers/c1/stats";
+    const NOW: u64 = 1_800_000_000;
+
+    fn check(host: &str, key: &SecretKey) -> TokenCheck {
+        TokenCheck {
+            host: host.into(),
+            key: key.clone(),
+            accepted: Mutex::new(Ledger::default()),
+        }
+    }
+
+    fn new_key() -> (tempfile::TempDir, SecretKey) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = SecretKey::load_or_create(&dir.path().join("secret.key")).expect("key");
+        (dir, key)
+    }
+
+    #[test]
+    fn a_token_admits_its_own_request_once() {
+        let (_dir, key) = new_key();
+        let h1 = check("h1", &key);
+        let once = token(&key, "h1", "POST", STATS, NOW);
+        assert!(h1.admits("POST", STATS, &once, NOW + 1));
+        assert!(!h1.admits("POST", STATS, &once, NOW + 2), "replayed");
+        let fresh = token(&key, "h1", "POST", STATS, NOW + 2);
+        assert!(
+            h1.admits("POST", STATS, &fresh, NOW + 2),
+            "a new token is fine"
+        );
+    }
+
+    #[test]
+    fn a_token_is_bound_to_host_method_path_and_time() {
+        let (_dir, key) = new_key();
+        let h1 = check("h1", &key);
+        let made = |host: &str, method: &str, path: &str| token(&key, host, method, path, NOW);
+        assert!(!h1.admits("POST", STATS, &made("h2", "POST", STATS), NOW));
+        assert!(!h1.admits("POST", STATS, &made("h1", "GET", STATS), NOW));
+        let logs = "/v1/agent/containers/c1/logs";
+        assert!(!h1.admits("POST", STATS, &made("h1", "POST", logs), NOW));
+        let other = "/v1/agent/containers/c2/stats";
+        assert!(!h1.admits("POST", STATS, &made("h1", "POST", other), NOW));
+        let archive = "/v1/agent/containers/c1/archive?path=%2Fetc";
+        let elsewhere = "/v1/agent/containers/c1/archive?path=%2Froot";
+        assert!(!h1.admits("GET", elsewhere, &made("h1", "GET", archive), NOW));
+        // Another service key makes other tokens.
+        let (_other_dir, other_key) = new_key();
+        let foreign = token(&other_key, "h1", "POST", STATS, NOW);
+        assert!(!h1.admits("POST", STATS, &foreign, NOW));
+        // Too old, or too far ahead of this clock.
+        let late = NOW + TOKEN_LIFETIME_S + 1;
+        assert!(!h1.admits("POST", STATS, &made("h1", "POST", STATS), late));
+        let early = NOW - TOKEN_LIFETIME_S - 1;
+        assert!(!h1.admits("POST", STATS, &made("h1", "POST", STATS), early));
+        assert!(h1.admits(
+            "POST",
+            STATS,
+            &made("h1", "POST", STATS),
+            NOW + TOKEN_LIFETIME_S
+        ));
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        let (_dir, key) = new_key();
+        let h1 = check("h1", &key);
+        let good = token(&key, "h1", "POST", STATS, NOW);
+        let (_, mac) = good.split_once('.').expect("a dot");
+        for bad in [
+            "",
+            ".",
+            mac,
+            &format!("x.{mac}"),
+            &format!("-1.{mac}"),
+            &format!("{NOW}."),
+            &format!("{NOW}.zz"),
+        ] {
+            assert!(!h1.admits("POST", STATS, bad, NOW), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_ledger_forgets_only_what_time_alone_refuses() {
+        let mut ledger = Ledger::default();
+        assert!(ledger.accept_once("a", NOW, NOW));
+        assert!(ledger.accept_once("b", NOW + 30, NOW + 30));
+        assert!(!ledger.accept_once("a", NOW, NOW + TOKEN_LIFETIME_S));
+        // Past a's lifetime it is forgotten; b is still remembered.
+        assert!(ledger.accept_once("c", NOW + 61, NOW + 61));
+        assert!(!ledger.seen.contains("a"));
+        assert!(!ledger.accept_once("b", NOW + 30, NOW + 61));
+        assert_eq!(ledger.order.len(), 2);
     }
 }

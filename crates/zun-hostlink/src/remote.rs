@@ -79,8 +79,17 @@ pub fn error_from_agent(host: &str, status: u16, body: &[u8]) -> ApiError {
     ApiError::service_unavailable(format!("The agent of compute host {host} {why}."))
 }
 
-fn unreachable(host: &str, error: &dyn std::fmt::Display) -> ApiError {
-    tracing::warn!(host, %error, "agent endpoint unreachable");
+fn unreachable(host: &str, error: &dyn std::error::Error) -> ApiError {
+    // With its causes: reqwest's own text leaves out why (a refused
+    // certificate, a reset connection).
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    tracing::warn!(host, error = %text, "agent endpoint unreachable");
     ApiError::service_unavailable(format!(
         "The agent of compute host {host} cannot be reached."
     ))
@@ -114,14 +123,26 @@ pub struct RemoteHost {
     store: Arc<dyn Store>,
     key: SecretKey,
     http: reqwest::Client,
+    /// What the API trusts of agents' certificates (websockets use it too).
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl RemoteHost {
-    pub fn new(store: Arc<dyn Store>, key: SecretKey) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        key: SecretKey,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT)
+            .use_preconfigured_tls(tls.clone())
             .build()?;
-        Ok(Self { store, key, http })
+        Ok(Self {
+            store,
+            key,
+            http,
+            tls: Arc::new(tls),
+        })
     }
 
     /// The container's host and the base URL of its operations there.
@@ -155,9 +176,28 @@ impl RemoteHost {
         host: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ApiError> {
-        let response = request
-            .bearer_auth(endpoint::token(&self.key, host))
-            .send()
+        let mut request = request.build().map_err(|e| unreachable(host, &e))?;
+        let url = request.url();
+        let path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let token = endpoint::token(
+            &self.key,
+            host,
+            request.method().as_str(),
+            &path,
+            endpoint::unix_now(),
+        );
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|e| unreachable(host, &e))?;
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, bearer);
+        let response = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| unreachable(host, &e))?;
         if response.status().is_success() {
@@ -211,11 +251,20 @@ impl RemoteHost {
         let mut request = url
             .into_client_request()
             .map_err(|e| unreachable(&host, &e))?;
-        let bearer = format!("Bearer {}", endpoint::token(&self.key, &host));
-        let bearer = bearer.parse().map_err(|e| unreachable(&host, &e))?;
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let token = endpoint::token(&self.key, &host, "GET", path, endpoint::unix_now());
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|e| unreachable(&host, &e))?;
         request.headers_mut().insert("authorization", bearer);
         let config = WebSocketConfig::default().max_message_size(Some(16 * 1024 * 1024));
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
+        let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.tls));
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            false,
+            Some(connector),
+        );
         let socket = match tokio::time::timeout(CONNECT + QUICK, connecting).await {
             Err(elapsed) => return Err(unreachable(&host, &elapsed)),
             Ok(Err(tungstenite::Error::Http(response))) => {
@@ -392,7 +441,10 @@ impl HostLink for RemoteHost {
             .and_then(|v| v.to_str().ok())
             .and_then(endpoint::hex_header::decode)
             .and_then(|json| serde_json::from_slice::<PathStat>(&json).ok())
-            .ok_or_else(|| unreachable(&host, &"no path stat in the archive answer"))?;
+            .ok_or_else(|| {
+                let missing = std::io::Error::other("no path stat in the archive answer");
+                unreachable(&host, &missing)
+            })?;
         let tar = read_bounded(&host, response, max_bytes, false).await?;
         Ok((stat, Bytes::from(tar)))
     }

@@ -91,6 +91,13 @@ pub struct BuiltinDriver {
     members_version: Mutex<Option<(i64, i64)>>,
     /// Each project's default group (project -> uuid).
     default_groups: Mutex<HashMap<String, String>>,
+    /// Held shared while containers' ports are plumbed, secured or
+    /// removed, and exclusively while the garbage collection compares the
+    /// host's links and nftables entries: a listing taken in the middle of
+    /// a plumb sees an entry whose link is not made yet (or was just made
+    /// anew), and removing it would cut that container off until the next
+    /// collection.
+    plumbing: tokio::sync::RwLock<()>,
 }
 
 /// A container's own address and names, in its state directory.
@@ -118,6 +125,7 @@ impl BuiltinDriver {
             names_written: Mutex::new(HashMap::new()),
             filled_sets: Mutex::new(HashMap::new()),
             members_version: Mutex::new(None),
+            plumbing: tokio::sync::RwLock::new(()),
             default_groups: Mutex::new(HashMap::new()),
         }
     }
@@ -594,8 +602,14 @@ impl BuiltinDriver {
         self.store.release_ports(uuid).await?;
         // Its addresses may be in member sets: they are written anew now,
         // so a next container given the same address does not inherit its
-        // groups.
+        // groups. A member another create added after the store was read
+        // for this is flushed with them: the next member refresh writes
+        // the sets again.
         self.rewrite_filled_sets().await?;
+        *self
+            .members_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         self.names_written
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -784,7 +798,7 @@ impl BuiltinDriver {
     async fn stale_port_elements(
         &self,
         present: &HashSet<String>,
-    ) -> Result<(Vec<String>, HashSet<Ipv4Addr>), NetworkError> {
+    ) -> Result<(Vec<(String, String, Ipv4Addr)>, HashSet<Ipv4Addr>), NetworkError> {
         let mut stale = Vec::new();
         let mut kept = HashSet::new();
         for element in self.set_elements("bridge", "ports").await? {
@@ -798,21 +812,45 @@ impl BuiltinDriver {
             ) else {
                 continue;
             };
-            if present.contains(port) {
+            if present.contains(port) || self.link_exists(port).await? {
                 kept.insert(ip);
-                continue;
-            }
-            match self.shell.ip(&["link", "show", "dev", port], None).await {
-                Ok(_) => {
-                    kept.insert(ip);
-                }
-                Err(err) if missing(&err) => {
-                    stale.push(rules::port_element("delete", port, mac, ip));
-                }
-                Err(err) => return Err(err),
+            } else {
+                stale.push((port.to_owned(), mac.to_owned(), ip));
             }
         }
         Ok((stale, kept))
+    }
+
+    async fn link_exists(&self, name: &str) -> Result<bool, NetworkError> {
+        match self.shell.ip(&["link", "show", "dev", name], None).await {
+            Ok(_) => Ok(true),
+            Err(err) if missing(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Deletes stale anti-spoofing entries one by one (another agent
+    /// sharing the namespace may delete one first), and puts back any whose
+    /// link was made again meanwhile: a port being plumbed anew under the
+    /// same name (after a reboot took its namespace) added its entry,
+    /// found it there, and would otherwise lose it to this deletion.
+    async fn remove_stale_port_elements(
+        &self,
+        stale: &[(String, String, Ipv4Addr)],
+    ) -> Result<(), NetworkError> {
+        for (port, mac, ip) in stale {
+            unless_missing(
+                self.shell
+                    .nft(&rules::port_element("delete", port, mac, *ip))
+                    .await,
+            )?;
+            if self.link_exists(port).await? {
+                self.shell
+                    .nft(&rules::port_element("add", port, mac, *ip))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -833,6 +871,7 @@ impl NetworkDriver for BuiltinDriver {
     }
 
     async fn attach(&self, container: &Container) -> Result<Attachment, NetworkError> {
+        let _plumbing = self.plumbing.read().await;
         let dir = self.container_dir(&container.uuid);
         tokio::fs::create_dir_all(&dir)
             .await
@@ -873,6 +912,7 @@ impl NetworkDriver for BuiltinDriver {
         container: &Container,
         requested: &RequestedNetwork,
     ) -> Result<Value, NetworkError> {
+        let _plumbing = self.plumbing.read().await;
         if requested.port.is_some() {
             return Err(NetworkError::Unsupported(
                 "ports cannot be chosen with the built-in network driver".into(),
@@ -896,6 +936,7 @@ impl NetworkDriver for BuiltinDriver {
         container: &Container,
         network: &str,
     ) -> Result<Value, NetworkError> {
+        let _plumbing = self.plumbing.read().await;
         let network = self.resolve(&container.project_id, Some(network)).await?;
         let ports = self.store.ports_of_container(&container.uuid).await?;
         for port in ports.iter().filter(|p| p.network_uuid == network.uuid) {
@@ -908,6 +949,7 @@ impl NetworkDriver for BuiltinDriver {
     }
 
     async fn apply_security_groups(&self, container: &Container) -> Result<(), NetworkError> {
+        let _plumbing = self.plumbing.read().await;
         let ports = self.store.ports_of_container(&container.uuid).await?;
         // Its old groups' member sets must lose it: read them all anew.
         let script = self.security_script(&[container], &ports, true).await?;
@@ -938,6 +980,7 @@ impl NetworkDriver for BuiltinDriver {
     }
 
     async fn detach(&self, container_uuid: &str) -> Result<(), NetworkError> {
+        let _plumbing = self.plumbing.read().await;
         self.remove_all(container_uuid).await
     }
 
@@ -972,27 +1015,29 @@ impl NetworkDriver for BuiltinDriver {
             self.remove_all(uuid).await?;
             removed += 1;
         }
+        let _plumbing = self.plumbing.write().await;
         // Listed before the anti-spoofing entries: a port gets its entry
         // before its security rules, so rules listed here whose address
         // has no entry below belong to no port.
         let secured = self.secured_addresses().await?;
         let present = self.link_names().await?;
-        let (mut script, guarded) = self.stale_port_elements(&present).await?;
+        let (stale, guarded) = self.stale_port_elements(&present).await?;
+        self.remove_stale_port_elements(&stale).await?;
         let ports = self.store.ports_on_host(&self.config.host).await?;
         // Entries are otherwise only added when a port is plumbed: one lost
-        // to a race (a removal crossing a re-plumb) would cut its container
-        // off for good. Adding an entry that is there changes nothing.
+        // to a race (another agent's collection in the same namespace
+        // crossing a re-plumb) would cut its container off for good.
+        // Adding an entry that is there changes nothing.
         let plumbed: Vec<PortRecord> = ports
             .into_iter()
             .filter(|port| present.contains(&port_name(&port.uuid)))
             .collect();
-        script.extend(
-            plumbed
-                .iter()
-                .map(|port| rules::port_element("add", &port_name(&port.uuid), &port.mac, port.ip)),
-        );
+        let script: String = plumbed
+            .iter()
+            .map(|port| rules::port_element("add", &port_name(&port.uuid), &port.mac, port.ip))
+            .collect();
         if !script.is_empty() {
-            self.shell.nft(&script.concat()).await?;
+            self.shell.nft(&script).await?;
         }
         let held: HashSet<Ipv4Addr> = plumbed.iter().map(|p| p.ip).collect();
         for ip in secured {

@@ -194,8 +194,15 @@ impl SecretKey {
         mac
     }
 
+    /// 32 bytes of key material for `purpose`, the same in every process
+    /// holding this key and unrelated to any other purpose's (HMAC-SHA256
+    /// as a PRF): e.g. the seed of the agents' certificate authority.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        self.hmac(purpose, "").finalize().into_bytes().into()
+    }
+
     /// HMAC-SHA256 of `message` for `purpose` (a fixed string naming the
-    /// use, e.g. `"zun agent endpoint v1"`), as lowercase hex.
+    /// use, e.g. `"zun agent endpoint v2"`), as lowercase hex.
     pub fn mac(&self, purpose: &str, message: &str) -> String {
         let tag = self.hmac(purpose, message).finalize().into_bytes();
         tag.iter().map(|b| format!("{b:02x}")).collect()

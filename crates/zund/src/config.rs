@@ -49,6 +49,16 @@ pub struct ApiSection {
     /// `service_down_time`): it gets no new containers and its containers
     /// show `Unknown`.
     pub service_down_time_seconds: u64,
+    /// The API serves HTTPS with this certificate (PEM, then its chain)
+    /// and key; both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) whose certificates the API accepts from agent
+    /// endpoints; by default the CA the service derives from its key.
+    pub agent_ca_file: Option<PathBuf>,
+    /// A JSON line per state-changing request is appended to this file
+    /// (`-`: standard output); none when unset.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for ApiSection {
@@ -57,6 +67,10 @@ impl Default for ApiSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 9517)),
             exec_timeout_seconds: 60,
             service_down_time_seconds: 180,
+            tls_cert_file: None,
+            tls_key_file: None,
+            agent_ca_file: None,
+            audit_log: None,
         }
     }
 }
@@ -157,15 +171,24 @@ pub struct ComputeSection {
     pub memory_mib: Option<i64>,
     pub disk_gib: Option<i64>,
     /// Address of this host's agent endpoint, which the API calls for
-    /// logs, exec, attach and the other streams (authenticated with a token
-    /// derived from the service key). The default, loopback on a free
-    /// port, only serves an API on the same machine: on several hosts set
-    /// an address the API hosts can reach (and firewall it to them).
+    /// logs, exec, attach and the other streams (authenticated with a
+    /// token per request made with the service key). The default, loopback
+    /// on a free port, only serves an API on the same machine: on several
+    /// hosts set an address the API hosts can reach (and firewall it to
+    /// them).
     pub listen: SocketAddr,
-    /// The URL the API should use for the endpoint (`http://host:port`),
+    /// The URL the API should use for the endpoint (`https://host:port`),
     /// when `listen` is not what the API can reach (a wildcard address,
-    /// NAT); by default `http://<the bound listen address>`.
+    /// NAT); by default `https://<the bound listen address>`.
     pub advertise_url: Option<String>,
+    /// The endpoint serves HTTPS (the default); `false` serves plain HTTP,
+    /// for a network the operator trusts.
+    pub tls: bool,
+    /// The endpoint's certificate (PEM, then its chain) and key, from the
+    /// operator's CA (give the API `[api] agent_ca_file`); by default the
+    /// agent makes itself one from the CA derived from the service key.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// The most processes and threads one container may have (a fork bomb
     /// stops inside it); 0: no limit.
     pub pids_limit: i64,
@@ -207,6 +230,9 @@ impl Default for ComputeSection {
             disk_gib: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_url: None,
+            tls: true,
+            tls_cert_file: None,
+            tls_key_file: None,
             pids_limit: zun_compute::runtime::Hardening::DEFAULT_PIDS_LIMIT,
             no_new_privileges: true,
             drop_capabilities: zun_compute::runtime::Hardening::DEFAULT_DROPPED_CAPABILITIES

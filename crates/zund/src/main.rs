@@ -73,6 +73,12 @@ enum Role {
         #[command(flatten)]
         compute: ComputeArgs,
     },
+    /// Prints the certificate of the CA the service derives from its key
+    /// (PEM): what the API trusts of agent endpoints by default.
+    AgentCa {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Creates or upgrades the store's schema, then exits.
     Migrate {
         #[command(flatten)]
@@ -280,14 +286,40 @@ fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {
     })
 }
 
-async fn serve_api(state: ApiState, listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(%listen, "API listening");
-    zun_api::serve(listener, Arc::new(state), shutdown_signal())
-        .await
-        .context("serving the API")
+async fn serve_api(
+    state: ApiState,
+    listen: SocketAddr,
+    tls: Option<rustls::ServerConfig>,
+) -> anyhow::Result<()> {
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    let state = Arc::new(state);
+    match tls {
+        Some(tls) => {
+            tracing::info!(%listen, "API listening (HTTPS)");
+            zun_api::serve_tls(listener, state, shutdown_signal(), Arc::new(tls)).await
+        }
+        None => {
+            tracing::info!(%listen, "API listening");
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            zun_api::serve(listener, state, shutdown_signal()).await
+        }
+    }
+    .context("serving the API")
+}
+
+/// The API's own certificate, when `[api] tls_cert_file` gives one.
+fn api_tls(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    use zun_hostlink::tls::ServerIdentity;
+    match (&config.api.tls_cert_file, &config.api.tls_key_file) {
+        (Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)
+            .and_then(ServerIdentity::server_config)
+            .map(Some)
+            .context("loading [api] tls_cert_file and tls_key_file"),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("[api] tls_cert_file and tls_key_file go together"),
+    }
 }
 
 async fn shutdown_signal() {
@@ -321,12 +353,12 @@ async fn serve_agent_endpoint(
     key: &SecretKey,
 ) -> anyhow::Result<String> {
     let listen = config.compute.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("binding the agent endpoint ([compute] listen) {listen}"))?;
     let bound = listener
         .local_addr()
         .context("the agent endpoint's address")?;
+    let scheme = if config.compute.tls { "https" } else { "http" };
     let url = match &config.compute.advertise_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
@@ -336,18 +368,28 @@ async fn serve_agent_endpoint(
                     "the agent endpoint listens on a wildcard address: set [compute] advertise_url to the address the API hosts should use"
                 );
             }
-            format!("http://{bound}")
+            format!("{scheme}://{bound}")
         }
     };
-    let endpoint = Arc::new(zun_hostlink::endpoint::Endpoint {
-        host: host.to_owned(),
+    let endpoint = Arc::new(zun_hostlink::endpoint::Endpoint::new(
+        host.to_owned(),
         store,
-        link: Arc::new(link),
-        key: key.clone(),
-    });
-    let app = zun_hostlink::endpoint::router(endpoint);
+        Arc::new(link),
+        key.clone(),
+    ));
+    let app = zun_hostlink::endpoint::router(endpoint).into_make_service();
+    let server = if config.compute.tls {
+        let tls = agent_identity(config, key, &url, bound)?
+            .server_config()
+            .context("the agent endpoint's TLS")?;
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+        tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.serve(app))
+    } else {
+        tracing::warn!("[compute] tls = false: the agent endpoint serves plain HTTP");
+        tokio::spawn(axum_server::from_tcp(listener)?.serve(app))
+    };
     tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
+        if let Ok(Err(err)) = server.await {
             tracing::error!(error = %err, "the agent endpoint stopped");
         }
     });
@@ -355,11 +397,55 @@ async fn serve_agent_endpoint(
     Ok(url)
 }
 
+/// The agent endpoint's certificate: the operator's, or one this agent
+/// makes itself from the CA derived from the service key.
+fn agent_identity(
+    config: &Config,
+    key: &SecretKey,
+    url: &str,
+    bound: SocketAddr,
+) -> anyhow::Result<zun_hostlink::tls::ServerIdentity> {
+    use zun_hostlink::tls::{AgentCa, ServerIdentity, endpoint_names};
+    match (&config.compute.tls_cert_file, &config.compute.tls_key_file) {
+        (Some(cert), Some(key_file)) => ServerIdentity::from_pem_files(cert, key_file)
+            .context("loading [compute] tls_cert_file and tls_key_file"),
+        (None, None) => {
+            let names = endpoint_names(url, bound);
+            anyhow::ensure!(
+                !names.is_empty(),
+                "the agent endpoint has no name for its certificate: set [compute] advertise_url"
+            );
+            AgentCa::derive(key)
+                .and_then(|ca| ca.issue(names))
+                .context("making the agent endpoint's certificate")
+        }
+        _ => anyhow::bail!("[compute] tls_cert_file and tls_key_file go together"),
+    }
+}
+
+/// What the API accepts of agents' certificates: the operator's CA, or the
+/// one derived from the service key.
+fn agent_trust(config: &Config, key: &SecretKey) -> anyhow::Result<rustls::ClientConfig> {
+    use zun_hostlink::tls::{AgentCa, certificates_from_pem, client_config};
+    let anchors = match &config.api.agent_ca_file {
+        Some(path) => certificates_from_pem(path).context("loading [api] agent_ca_file")?,
+        None => vec![
+            AgentCa::derive(key)
+                .context("deriving the agents' CA")?
+                .certificate()
+                .clone(),
+        ],
+    };
+    client_config(&anchors).context("the API's TLS towards agents")
+}
+
 fn remote_host(
+    config: &Config,
     store: &Arc<dyn Store>,
     key: &SecretKey,
 ) -> anyhow::Result<zun_hostlink::remote::RemoteHost> {
-    zun_hostlink::remote::RemoteHost::new(Arc::clone(store), key.clone())
+    let tls = agent_trust(config, key)?;
+    zun_hostlink::remote::RemoteHost::new(Arc::clone(store), key.clone(), tls)
         .context("building the agent endpoint client")
 }
 
@@ -477,11 +563,20 @@ fn api_state(
             ),
             None => None,
         },
+        audit: match &config.api.audit_log {
+            Some(path) => Some(Arc::new(
+                zun_api::audit::AuditLog::open(path).with_context(|| {
+                    format!("opening the audit log ([api] audit_log) {}", path.display())
+                })?,
+            )),
+            None => None,
+        },
     })
 }
 
 /// Serves the API, with the task that marks the containers of down hosts.
-async fn run_api(state: ApiState, listen: SocketAddr) -> anyhow::Result<()> {
+async fn run_api(state: ApiState, config: &Config) -> anyhow::Result<()> {
+    let tls = api_tls(config)?;
     let settings = state.scheduler.clone();
     let every = (settings.down_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
     let monitor = tokio::spawn(zun_api::monitor::watch_hosts(
@@ -489,7 +584,7 @@ async fn run_api(state: ApiState, listen: SocketAddr) -> anyhow::Result<()> {
         settings,
         every,
     ));
-    let result = serve_api(state, listen).await;
+    let result = serve_api(state, config.api.listen, tls).await;
     monitor.abort();
     result
 }
@@ -544,10 +639,10 @@ async fn main() -> anyhow::Result<()> {
             let link = zun_hostlink::local::Dispatch {
                 host,
                 local,
-                remote: remote_host(&store, &key)?,
+                remote: remote_host(&config, &store, &key)?,
             };
             let state = api_state(&config, store, Arc::new(link), key)?;
-            let result = run_api(state, config.api.listen).await;
+            let result = run_api(state, &config).await;
             agent_task.abort();
             result
         }
@@ -556,9 +651,9 @@ async fn main() -> anyhow::Result<()> {
             api.apply(&mut config);
             let store = open_store(&config).await?;
             let key = secret_key(&config)?;
-            let link = remote_host(&store, &key)?;
+            let link = remote_host(&config, &store, &key)?;
             let state = api_state(&config, store, Arc::new(link), key)?;
-            run_api(state, config.api.listen).await
+            run_api(state, &config).await
         }
         Role::Compute { store, compute } => {
             store.apply(&mut config);
@@ -630,11 +725,18 @@ async fn main() -> anyhow::Result<()> {
             }
             tracing::info!(hosts, "simulated hosts registered");
             // Simulated hosts serve no endpoint: their streams answer 503.
-            let link = remote_host(&store, &key)?;
+            let link = remote_host(&config, &store, &key)?;
             let state = api_state(&config, store, Arc::new(link), key)?;
-            let result = run_api(state, config.api.listen).await;
+            let result = run_api(state, &config).await;
             agents.iter().for_each(tokio::task::JoinHandle::abort);
             result
+        }
+        Role::AgentCa { store } => {
+            store.apply(&mut config);
+            let ca = zun_hostlink::tls::AgentCa::derive(&secret_key(&config)?)
+                .context("deriving the agents' CA")?;
+            print!("{}", ca.certificate_pem());
+            Ok(())
         }
         Role::Migrate { store } => {
             store.apply(&mut config);
