@@ -27,6 +27,12 @@
 # them; the first run installs them, about 3 minutes):
 #
 #   bash scripts/bench.sh --cinder
+#
+# What the hostile-tenant defaults cost: two zunds in one run, hardened and
+# relaxed, create-to-Running alternating between them, and their agent
+# endpoints' latency over TLS and plain HTTP:
+#
+#   bash scripts/bench.sh --security
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -411,14 +411,16 @@ def test_streams_through_a_separate_api_reach_the_containers_agent(via_second, t
 def agent_token(cluster: Cluster, host: str, method: str, path: str,
                 issued: int | None = None) -> str:
     """The token the API presents to `host`'s agent for one request:
-    `<issued>.<mac>`, HMAC-SHA256 under the shared service key of the
-    length-prefixed purpose, then host, method, path and issue time."""
+    `<issued>.<nonce>.<mac>`, HMAC-SHA256 under the shared service key of
+    the length-prefixed purpose, then host, method, path, issue time and
+    nonce."""
     key = base64.b64decode((cluster.data_dir / "secret.key").read_text().strip())
     issued = int(time.time()) if issued is None else issued
+    nonce = uuidlib.uuid4().hex
     purpose = b"zun agent endpoint v2"
     message = (struct.pack(">Q", len(purpose)) + purpose
-               + f"{host}\n{method}\n{path}\n{issued}".encode())
-    return f"{issued}." + hmac.new(key, message, hashlib.sha256).hexdigest()
+               + f"{host}\n{method}\n{path}\n{issued}\n{nonce}".encode())
+    return f"{issued}.{nonce}." + hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def agent_ca(cluster: Cluster, tmp_path) -> str:

@@ -417,8 +417,10 @@ def test_containers_cannot_reach_the_host(servers, zk):
 
 def test_egress_goes_out_through_the_hosts_address(servers, outside):
     a = servers["demo_a"]
-    assert reaches_http(a["uuid"], outside, 8000) == OUTSIDE_HOST_IP, \
-        "the outside world sees the host's address (SNAT), not the container's"
+    # Three tries of 4 s: one wget on a loaded machine may not finish in one.
+    seen = [reaches_http(a["uuid"], outside, 8000) for _ in range(3)]
+    assert OUTSIDE_HOST_IP in seen and set(seen) <= {OUTSIDE_HOST_IP, None}, \
+        f"the outside world sees the host's address (SNAT), not the container's: {seen}"
     # Nothing from outside comes in unasked.
     r = subprocess.run(["ip", "netns", "exec", OUTSIDE_NS, "ip", "route", "add",
                         str(ipaddress.IPv4Interface(f"{ip_of(a)}/16").network), "via",

@@ -129,6 +129,11 @@ struct Cli {
     /// (`scripts/bench.sh --cinder` brings all of it up).
     #[arg(long)]
     cinder: bool,
+    /// Instead of the latency phases: what the hostile-tenant defaults cost
+    /// (hardened against relaxed create->Running, and the agent endpoint
+    /// over TLS against plain HTTP), two zunds in one run.
+    #[arg(long)]
+    security: bool,
     /// A configuration file for the benchmark's zund.
     #[arg(long, env = "ZUN_BENCH_ZUND_CONFIG")]
     zund_config: Option<PathBuf>,
@@ -146,6 +151,7 @@ struct Cli {
 
 mod capsules;
 mod scale;
+mod security;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -159,7 +165,12 @@ async fn main() -> ExitCode {
             }
         };
     }
-    match run(cli).await {
+    let outcome = if cli.security {
+        security::run(&cli).await
+    } else {
+        run(cli).await
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("zun-bench: some containers failed (listed above)");
@@ -286,6 +297,28 @@ struct Zund {
 
 impl Zund {
     fn spawn(cli: &Cli, host_name: &str, data_dir: &Path) -> Result<Self> {
+        let config = match &cli.zund_config {
+            Some(config) => Some(config.clone()),
+            None if cli.host_scale.is_some() => {
+                // Hundreds of 0.1-CPU containers on a 2-core host: the run
+                // is about the network's cost at that size, not placement.
+                let config = data_dir.join("zun.toml");
+                std::fs::write(&config, "[scheduler]\ncpu_allocation_ratio = 1000.0\n")
+                    .with_context(|| format!("writing {}", config.display()))?;
+                Some(config)
+            }
+            None => None,
+        };
+        Self::spawn_with(cli, host_name, data_dir, config.as_deref())
+    }
+
+    /// An all-in-one on a free port, with `config` when given.
+    fn spawn_with(
+        cli: &Cli,
+        host_name: &str,
+        data_dir: &Path,
+        config: Option<&Path>,
+    ) -> Result<Self> {
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
         let log_path = data_dir.join("zund.log");
@@ -293,15 +326,8 @@ impl Zund {
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("duplicating the log file")?;
         let mut command = Command::new(&cli.zund);
-        if let Some(config) = &cli.zund_config {
+        if let Some(config) = config {
             command.arg("--config").arg(config);
-        } else if cli.host_scale.is_some() {
-            // Hundreds of 0.1-CPU containers on a 2-core host: the run is
-            // about the network's cost at that size, not about placement.
-            let config = data_dir.join("zun.toml");
-            std::fs::write(&config, "[scheduler]\ncpu_allocation_ratio = 1000.0\n")
-                .with_context(|| format!("writing {}", config.display()))?;
-            command.arg("--config").arg(&config);
         }
         let child = command
             .arg("all-in-one")

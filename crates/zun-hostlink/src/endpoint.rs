@@ -47,8 +47,10 @@ pub const PATH_STAT_HEADER: &str = "x-zun-path-stat";
 const MAX_INPUT_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// The bearer token the API presents to the agent of `host` for one
-/// request: `<issued>.<mac>`, the MAC over the host, the method, the path
-/// with its query as sent, and the issue time in Unix seconds.
+/// request: `<issued>.<nonce>.<mac>`, the MAC over the host, the method,
+/// the path with its query as sent, the issue time in Unix seconds and a
+/// random nonce (two identical requests in one second get two tokens, each
+/// accepted once).
 pub fn token(
     key: &SecretKey,
     host: &str,
@@ -56,15 +58,22 @@ pub fn token(
     path_and_query: &str,
     issued: u64,
 ) -> String {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
     let mac = key.mac(
         TOKEN_PURPOSE,
-        &token_message(host, method, path_and_query, issued),
+        &token_message(host, method, path_and_query, issued, &nonce),
     );
-    format!("{issued}.{mac}")
+    format!("{issued}.{nonce}.{mac}")
 }
 
-fn token_message(host: &str, method: &str, path_and_query: &str, issued: u64) -> String {
-    format!("{host}\n{method}\n{path_and_query}\n{issued}")
+fn token_message(
+    host: &str,
+    method: &str,
+    path_and_query: &str,
+    issued: u64,
+    nonce: &str,
+) -> String {
+    format!("{host}\n{method}\n{path_and_query}\n{issued}\n{nonce}")
 }
 
 /// Now, in Unix seconds (0 on a clock before 1970, which no token matches).
@@ -113,7 +122,9 @@ impl TokenCheck {
     /// Whether `presented` is a token of this host for this request, within
     /// its lifetime at `now`, and not used before.
     fn admits(&self, method: &str, path_and_query: &str, presented: &str, now: u64) -> bool {
-        let Some((issued, mac)) = presented.split_once('.') else {
+        let mut parts = presented.splitn(3, '.');
+        let (Some(issued), Some(nonce), Some(mac)) = (parts.next(), parts.next(), parts.next())
+        else {
             return false;
         };
         let Ok(issued) = issued.parse::<u64>() else {
@@ -122,7 +133,7 @@ impl TokenCheck {
         if issued.abs_diff(now) > TOKEN_LIFETIME_S {
             return false;
         }
-        let message = token_message(&self.host, method, path_and_query, issued);
+        let message = token_message(&self.host, method, path_and_query, issued, nonce);
         if !self.key.verify_mac(TOKEN_PURPOSE, &message, mac) {
             return false;
         }
@@ -529,6 +540,14 @@ mod tests {
             h1.admits("POST", STATS, &fresh, NOW + 2),
             "a new token is fine"
         );
+        // The same request twice in one second: two tokens, both good once.
+        let (one, two) = (
+            token(&key, "h1", "POST", STATS, NOW + 3),
+            token(&key, "h1", "POST", STATS, NOW + 3),
+        );
+        assert_ne!(one, two);
+        assert!(h1.admits("POST", STATS, &one, NOW + 3));
+        assert!(h1.admits("POST", STATS, &two, NOW + 3));
     }
 
     #[test]
@@ -567,18 +586,25 @@ mod tests {
         let (_dir, key) = new_key();
         let h1 = check("h1", &key);
         let good = token(&key, "h1", "POST", STATS, NOW);
-        let (_, mac) = good.split_once('.').expect("a dot");
+        let (_, rest) = good.split_once('.').expect("a dot");
+        let (nonce, mac) = rest.split_once('.').expect("a second dot");
+        let other_nonce = format!("{NOW}.{}.{mac}", "0".repeat(nonce.len()));
         for bad in [
             "",
             ".",
+            "..",
             mac,
-            &format!("x.{mac}"),
-            &format!("-1.{mac}"),
-            &format!("{NOW}."),
-            &format!("{NOW}.zz"),
+            rest,
+            &format!("{NOW}.{mac}"),
+            &format!("x.{rest}"),
+            &format!("-1.{rest}"),
+            &format!("{NOW}.{nonce}."),
+            &format!("{NOW}.{nonce}.zz"),
+            &other_nonce,
         ] {
             assert!(!h1.admits("POST", STATS, bad, NOW), "{bad:?}");
         }
+        assert!(h1.admits("POST", STATS, &good, NOW));
     }
 
     #[test]
