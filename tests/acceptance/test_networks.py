@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import random
 import socket
 import subprocess
 import threading
@@ -47,8 +48,11 @@ KEYSTONE_DATA_DIR = Path(os.environ.get("ZUN_TEST_KEYSTONE_NETWORKS_DATA_DIR")
 STATE_DIR = Path("/run/zun/net")
 # The namespace standing for the world outside the cloud, and its link.
 OUTSIDE_NS = f"zt-out-{uuidlib.uuid4().hex[:6]}"
-OUTSIDE_HOST_IP = "198.18.77.1"
-OUTSIDE_IP = "198.18.77.2"
+# A /24 of 198.18.0.0/15 (benchmarking addresses) of this session's own: a
+# killed session's outside namespace on another keeps its route to itself.
+_OUTSIDE_NET = f"198.18.{random.randrange(256)}"
+OUTSIDE_HOST_IP = f"{_OUTSIDE_NET}.1"
+OUTSIDE_IP = f"{_OUTSIDE_NET}.2"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -225,7 +229,7 @@ def servers(demo, alt):
 @pytest.fixture(scope="module")
 def outside():
     """A namespace for the world outside the cloud, linked to the host by a
-    veth (198.18.77.0/24), with an HTTP server that answers the address it
+    veth (a /24 of 198.18.0.0/15), with an HTTP server that answers the address it
     sees the request come from."""
     subprocess.run(["ip", "netns", "add", OUTSIDE_NS], check=True)
     try:
