@@ -171,6 +171,26 @@ impl RemoteHost {
         Ok((host, base))
     }
 
+    /// The `Authorization` header of one request to `host`'s agent: a
+    /// token made now for that method and path.
+    fn bearer(
+        &self,
+        host: &str,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<reqwest::header::HeaderValue, ApiError> {
+        let token = endpoint::token(
+            &self.key,
+            host,
+            method,
+            path_and_query,
+            endpoint::unix_now(),
+        );
+        format!("Bearer {token}")
+            .parse()
+            .map_err(|e| unreachable(host, &e))
+    }
+
     async fn send(
         &self,
         host: &str,
@@ -182,16 +202,7 @@ impl RemoteHost {
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_owned(),
         };
-        let token = endpoint::token(
-            &self.key,
-            host,
-            request.method().as_str(),
-            &path,
-            endpoint::unix_now(),
-        );
-        let bearer = format!("Bearer {token}")
-            .parse()
-            .map_err(|e| unreachable(host, &e))?;
+        let bearer = self.bearer(host, request.method().as_str(), &path)?;
         request
             .headers_mut()
             .insert(reqwest::header::AUTHORIZATION, bearer);
@@ -252,10 +263,7 @@ impl RemoteHost {
             .into_client_request()
             .map_err(|e| unreachable(&host, &e))?;
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let token = endpoint::token(&self.key, &host, "GET", path, endpoint::unix_now());
-        let bearer = format!("Bearer {token}")
-            .parse()
-            .map_err(|e| unreachable(&host, &e))?;
+        let bearer = self.bearer(&host, "GET", path)?;
         request.headers_mut().insert("authorization", bearer);
         let config = WebSocketConfig::default().max_message_size(Some(16 * 1024 * 1024));
         let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.tls));
